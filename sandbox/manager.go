@@ -1,0 +1,410 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultIdleTimeout is used when ManagerOptions.IdleTimeout is zero.
+const DefaultIdleTimeout = time.Hour
+
+var (
+	// ErrInvalidID is returned for IDs outside [a-z0-9-]{1,40}.
+	ErrInvalidID = errors.New("invalid sandbox id")
+	// ErrNotOwner is returned by GetOrCreate when the sandbox exists and
+	// belongs to another owner.
+	ErrNotOwner = errors.New("sandbox belongs to another owner")
+	// ErrClosed is returned once Close has been called.
+	ErrClosed = errors.New("sandbox manager closed")
+)
+
+// IDs end up in paths and hostnames, so they are kept to a safe alphabet.
+var validID = regexp.MustCompile(`^[a-z0-9-]{1,40}$`)
+
+// Reason says why a sandbox was destroyed.
+type Reason int
+
+const (
+	ReasonIdle        Reason = iota + 1 // no activity for longer than IdleTimeout
+	ReasonShellExited                   // the learner's shell ended (e.g. "exit")
+	ReasonShutdown                      // the Manager was closed
+	ReasonAdmin                         // Destroy was called explicitly
+)
+
+func (r Reason) String() string {
+	switch r {
+	case ReasonIdle:
+		return "idle"
+	case ReasonShellExited:
+		return "shell exited"
+	case ReasonShutdown:
+		return "shutdown"
+	case ReasonAdmin:
+		return "admin"
+	}
+	return fmt.Sprintf("Reason(%d)", int(r))
+}
+
+// ManagerOptions configures a Manager.
+type ManagerOptions struct {
+	// DataDir holds sandboxes/<id>/workspace (see the package doc).
+	DataDir string
+	// IdleTimeout is how long a sandbox may go without Touch before it is
+	// destroyed. Zero means DefaultIdleTimeout; negative disables reaping.
+	IdleTimeout time.Duration
+	// Hostname names a sandbox's host; nil means "lab-" + the first 12
+	// characters of the id.
+	Hostname func(id string) string
+	// Env is passed to every sandbox (Spec.Env).
+	Env []string
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Manager keeps at most one sandbox per id, creating it on first use and
+// destroying it when idle, when its shell exits, or on Close.
+type Manager struct {
+	p        Provider
+	opts     ManagerOptions
+	log      *slog.Logger
+	stop     chan struct{}
+	wg       sync.WaitGroup // reaper and Done watchers
+	hooksMu  sync.RWMutex
+	hooks    []func(id string, r Reason)
+	mu       sync.Mutex
+	closed   bool
+	entries  map[string]*entry
+	stopOnce sync.Once
+}
+
+// entry is a sandbox being created (ready open) or running. Whoever removes
+// an entry from the map owns its destruction and the reason reported.
+type entry struct {
+	ready chan struct{} // closed once sb or err is set
+	sb    Sandbox
+	err   error
+	owner string
+	last  atomic.Int64 // unix nanos of the last activity
+}
+
+// NewManager returns a Manager creating sandboxes with p. It starts the
+// idle reaper; call Close to stop it.
+func NewManager(p Provider, opts ManagerOptions) *Manager {
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.Hostname == nil {
+		opts.Hostname = defaultHostname
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if abs, err := filepath.Abs(opts.DataDir); err == nil && opts.DataDir != "" {
+		opts.DataDir = abs
+	}
+	m := &Manager{
+		p:       p,
+		opts:    opts,
+		log:     opts.Logger,
+		stop:    make(chan struct{}),
+		entries: make(map[string]*entry),
+	}
+	if opts.IdleTimeout > 0 {
+		m.wg.Add(1)
+		go m.reap()
+	}
+	return m
+}
+
+func defaultHostname(id string) string {
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	return "lab-" + id
+}
+
+// ValidID reports whether id is acceptable as a sandbox id.
+func ValidID(id string) bool { return validID.MatchString(id) }
+
+// WorkspaceDir is the host path of id's workspace.
+func (m *Manager) WorkspaceDir(id string) string {
+	return filepath.Join(m.opts.DataDir, "sandboxes", id, "workspace")
+}
+
+// OnDestroy registers f to be called whenever a sandbox is removed, before
+// it is destroyed, so listeners can tell clients the reason before the
+// terminal goes away. f runs synchronously on the destroying goroutine.
+func (m *Manager) OnDestroy(f func(id string, r Reason)) {
+	m.hooksMu.Lock()
+	m.hooks = append(m.hooks, f)
+	m.hooksMu.Unlock()
+}
+
+// GetOrCreate returns id's sandbox, creating it for owner if it does not
+// exist. Concurrent calls for the same id create one sandbox. It counts as
+// activity. An existing sandbox of another owner gives ErrNotOwner.
+func (m *Manager) GetOrCreate(ctx context.Context, id, owner string) (Sandbox, error) {
+	if !ValidID(id) {
+		return nil, fmt.Errorf("get sandbox %q: %w", id, ErrInvalidID)
+	}
+	for {
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return nil, ErrClosed
+		}
+		e, ok := m.entries[id]
+		if !ok {
+			e = &entry{ready: make(chan struct{}), owner: owner}
+			e.last.Store(time.Now().UnixNano())
+			m.entries[id] = e
+			m.mu.Unlock()
+			return m.create(ctx, id, e)
+		}
+		m.mu.Unlock()
+		select {
+		case <-e.ready:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("get sandbox %s: %w", id, ctx.Err())
+		}
+		if e.err != nil {
+			// The creator failed and removed the entry; try ourselves.
+			continue
+		}
+		if e.owner != owner {
+			return nil, fmt.Errorf("get sandbox %s: %w", id, ErrNotOwner)
+		}
+		e.last.Store(time.Now().UnixNano())
+		return e.sb, nil
+	}
+}
+
+func (m *Manager) create(ctx context.Context, id string, e *entry) (Sandbox, error) {
+	sb, err := m.provide(ctx, id)
+	m.mu.Lock()
+	if err == nil && m.closed {
+		err = ErrClosed
+	}
+	if err != nil {
+		delete(m.entries, id)
+		m.mu.Unlock()
+		if sb != nil {
+			_ = sb.Destroy(context.WithoutCancel(ctx))
+		}
+		e.err = err
+		close(e.ready)
+		return nil, err
+	}
+	e.sb = sb
+	m.wg.Add(1)
+	m.mu.Unlock()
+	close(e.ready)
+	go m.watch(id, e)
+	m.log.Info("sandbox created", "id", id, "owner", e.owner, "hostname", sb.Hostname())
+	return sb, nil
+}
+
+func (m *Manager) provide(ctx context.Context, id string) (Sandbox, error) {
+	if m.opts.DataDir == "" {
+		return nil, fmt.Errorf("create sandbox %s: no data directory configured", id)
+	}
+	ws := m.WorkspaceDir(id)
+	// 0700 all the way: the workspace may hold the learner's secrets.
+	if err := os.MkdirAll(ws, 0o700); err != nil {
+		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
+	}
+	sb, err := m.p.Create(ctx, Spec{
+		ID:        id,
+		Hostname:  m.opts.Hostname(id),
+		Workspace: ws,
+		Env:       m.opts.Env,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
+	}
+	return sb, nil
+}
+
+// watch removes e once its shell ends on its own, so the next GetOrCreate
+// starts a fresh sandbox.
+func (m *Manager) watch(id string, e *entry) {
+	defer m.wg.Done()
+	<-e.sb.Done()
+	if m.remove(id, e) {
+		m.finish(context.Background(), id, e, ReasonShellExited)
+	}
+}
+
+// remove deletes id from the map if it still maps to e, and reports
+// whether it did (and so owns the destruction).
+func (m *Manager) remove(id string, e *entry) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cur, ok := m.entries[id]; ok && cur == e {
+		delete(m.entries, id)
+		return true
+	}
+	return false
+}
+
+func (m *Manager) finish(ctx context.Context, id string, e *entry, r Reason) error {
+	m.hooksMu.RLock()
+	hooks := append([]func(string, Reason){}, m.hooks...)
+	m.hooksMu.RUnlock()
+	for _, h := range hooks {
+		h(id, r)
+	}
+	err := e.sb.Destroy(ctx)
+	m.log.Info("sandbox destroyed", "id", id, "reason", r.String(), "err", err)
+	if err != nil {
+		return fmt.Errorf("destroy sandbox %s: %w", id, err)
+	}
+	return nil
+}
+
+// Get returns id's sandbox and owner if it exists and is ready. It does not
+// count as activity.
+func (m *Manager) Get(id string) (sb Sandbox, owner string, ok bool) {
+	m.mu.Lock()
+	e, ok := m.entries[id]
+	m.mu.Unlock()
+	if !ok {
+		return nil, "", false
+	}
+	select {
+	case <-e.ready:
+	default:
+		return nil, "", false
+	}
+	if e.err != nil {
+		return nil, "", false
+	}
+	return e.sb, e.owner, true
+}
+
+// Touch records activity on id, postponing its idle reaping.
+func (m *Manager) Touch(id string) {
+	m.mu.Lock()
+	e, ok := m.entries[id]
+	m.mu.Unlock()
+	if ok {
+		e.last.Store(time.Now().UnixNano())
+	}
+}
+
+// Destroy removes and destroys id's sandbox, telling the OnDestroy hooks r.
+// A missing (or still being created) sandbox is not an error.
+func (m *Manager) Destroy(ctx context.Context, id string, r Reason) error {
+	m.mu.Lock()
+	e, ok := m.entries[id]
+	if ok && !isReady(e) {
+		ok = false
+	}
+	if ok {
+		delete(m.entries, id)
+	}
+	m.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	return m.finish(ctx, id, e, r)
+}
+
+func isReady(e *entry) bool {
+	select {
+	case <-e.ready:
+		return e.err == nil
+	default:
+		return false
+	}
+}
+
+// reap destroys sandboxes idle for longer than IdleTimeout. It checks
+// several times per timeout so a sandbox overstays by a fraction of it.
+func (m *Manager) reap() {
+	defer m.wg.Done()
+	every := m.opts.IdleTimeout / 4
+	every = min(max(every, 10*time.Millisecond), time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case now := <-t.C:
+			for _, id := range m.idle(now) {
+				if err := m.destroyIfIdle(id, now); err != nil {
+					m.log.Warn("reap idle sandbox", "id", id, "err", err)
+				}
+			}
+		}
+	}
+}
+
+func (m *Manager) idle(now time.Time) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ids []string
+	for id, e := range m.entries {
+		if isReady(e) && now.Sub(time.Unix(0, e.last.Load())) > m.opts.IdleTimeout {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// destroyIfIdle re-checks idleness under the lock so a Touch between the
+// scan and the removal saves the sandbox.
+func (m *Manager) destroyIfIdle(id string, now time.Time) error {
+	m.mu.Lock()
+	e, ok := m.entries[id]
+	if !ok || now.Sub(time.Unix(0, e.last.Load())) <= m.opts.IdleTimeout {
+		m.mu.Unlock()
+		return nil
+	}
+	delete(m.entries, id)
+	m.mu.Unlock()
+	return m.finish(context.Background(), id, e, ReasonIdle)
+}
+
+// Close destroys every sandbox (ReasonShutdown), stops the reaper and
+// waits for the Manager's goroutines. Later GetOrCreate calls fail with
+// ErrClosed.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	m.closed = true
+	var all []*entry
+	var ids []string
+	for id, e := range m.entries {
+		if isReady(e) {
+			all = append(all, e)
+			ids = append(ids, id)
+			delete(m.entries, id)
+		}
+	}
+	m.mu.Unlock()
+	m.stopOnce.Do(func() { close(m.stop) })
+
+	errs := make([]error, len(all))
+	var wg sync.WaitGroup
+	for i, e := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = m.finish(ctx, ids[i], e, ReasonShutdown)
+		}()
+	}
+	wg.Wait()
+	// Sandboxes still being created are destroyed by their creators once
+	// they see closed; the watchers end with their sandboxes.
+	m.wg.Wait()
+	return errors.Join(errs...)
+}
