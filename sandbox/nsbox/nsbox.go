@@ -73,6 +73,10 @@ func (p *Provider) Create(ctx context.Context, s sandbox.Spec) (sandbox.Sandbox,
 		ptmx.Close()
 		return nil, fmt.Errorf("size pty: %w", err)
 	}
+	if ptmx, err = pollable(ptmx); err != nil {
+		tty.Close()
+		return nil, err
+	}
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		ptmx.Close()
@@ -162,8 +166,40 @@ func (b *Box) InitPID() int { return b.cmd.Process.Pid }
 
 type terminal struct{ *os.File }
 
+// Resize sets the window size through SyscallConn, not f.Fd(): Fd would put
+// the master back in blocking mode (see pollable).
 func (t terminal) Resize(cols, rows uint16) error {
-	return pty.Setsize(t.File, &pty.Winsize{Cols: cols, Rows: rows})
+	rc, err := t.File.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("resize pty: %w", err)
+	}
+	var ierr error
+	if err := rc.Control(func(fd uintptr) {
+		ierr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Col: cols, Row: rows})
+	}); err != nil {
+		return fmt.Errorf("resize pty: %w", err)
+	}
+	if ierr != nil {
+		return fmt.Errorf("resize pty: %w", ierr)
+	}
+	return nil
+}
+
+// pollable returns a non-blocking, poller-backed copy of the pty master and
+// closes the original. creack/pty's ioctls call f.Fd(), which leaves the fd
+// in blocking mode, and a blocking read or write is not interrupted by
+// Close: the terminal hub's goroutines would outlive a destroyed sandbox.
+func pollable(f *os.File) (*os.File, error) {
+	defer f.Close()
+	fd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		return nil, fmt.Errorf("dup pty: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("pty nonblock: %w", err)
+	}
+	return os.NewFile(uintptr(fd), f.Name()), nil
 }
 
 // Destroy kills the namespace init, which takes every process of the pid

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/labd/labd/labs"
+	"github.com/labd/labd/sandbox"
+	"github.com/labd/labd/sandbox/nsbox"
+	"github.com/labd/labd/web"
+)
+
+func init() {
+	register("serve", command{
+		summary: "serve the labs in a content directory over HTTP",
+		run:     runServe,
+	})
+}
+
+// shutdownTimeout bounds each shutdown phase (sandboxes, then HTTP).
+const shutdownTimeout = 10 * time.Second
+
+// secretSize is the length of DATA/secret, the key behind learner cookies
+// and sandbox IDs.
+const secretSize = 32
+
+type serveConfig struct {
+	addr           string
+	content        string
+	data           string
+	idleTimeout    time.Duration
+	allowedOrigins []string
+}
+
+func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
+	c := serveConfig{}
+	fs := flag.NewFlagSet("labd serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.addr, "addr", envDefault("LABD_ADDR", "127.0.0.1:8080"), "listen address (env LABD_ADDR)")
+	fs.StringVar(&c.content, "content", envDefault("LABD_CONTENT", "./content"), "directory of labs, one folder with a lab.md each (env LABD_CONTENT)")
+	fs.StringVar(&c.data, "data", envDefault("LABD_DATA", defaultDataDir), "state directory: secret and learners' workspaces (env LABD_DATA)")
+	idle, err := time.ParseDuration(envDefault("LABD_IDLE_TIMEOUT", "1h"))
+	if err != nil {
+		return c, fmt.Errorf("LABD_IDLE_TIMEOUT: %w", err)
+	}
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", idle, "destroy a sandbox after this long without terminal input (env LABD_IDLE_TIMEOUT)")
+	if v := envDefault("LABD_ALLOWED_ORIGINS", ""); v != "" {
+		c.allowedOrigins = strings.Split(v, ",")
+	}
+	fs.Func("allowed-origin", "extra Origin allowed to open terminals, e.g. https://labs.example.com; repeatable (env LABD_ALLOWED_ORIGINS, comma-separated)", func(s string) error {
+		c.allowedOrigins = append(c.allowedOrigins, s)
+		return nil
+	})
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return c, nil
+}
+
+func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
+	cfg, err := parseServeFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	slog.SetDefault(log)
+
+	if st, err := os.Stat(cfg.content); err != nil || !st.IsDir() {
+		return fmt.Errorf("content directory %s: not a directory (%v)", cfg.content, err)
+	}
+	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	secret, err := loadSecret(filepath.Join(cfg.data, "secret"))
+	if err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable for sandboxes: %w", err)
+	}
+
+	mgr := sandbox.NewManager(nsbox.New(nsbox.Options{Exe: exe}), sandbox.ManagerOptions{
+		DataDir:     cfg.data,
+		IdleTimeout: cfg.idleTimeout,
+		Logger:      log,
+	})
+	handler := web.New(web.Options{
+		Catalog:        labs.NewCatalog(cfg.content),
+		Sandboxes:      mgr,
+		Secret:         secret,
+		AllowedOrigins: cfg.allowedOrigins,
+		Logger:         log,
+	})
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		mgr.Close(context.Background())
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("labd serving", "addr", "http://"+ln.Addr().String(), "content", cfg.content, "data", cfg.data, "idle_timeout", cfg.idleTimeout)
+
+	select {
+	case err := <-serveErr:
+		mgr.Close(context.Background())
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	log.Info("shutting down")
+	// Sandboxes first: their hooks tell every attached browser "server
+	// shutdown" before the listener goes away.
+	mctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	mErr := mgr.Close(mctx)
+	cancel()
+	hctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	hErr := srv.Shutdown(hctx)
+	cancel()
+	if err := errors.Join(mErr, hErr); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// loadSecret reads the signing key, creating it (0600) on first start so
+// cookies and sandbox IDs survive restarts.
+func loadSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if len(b) < secretSize {
+			return nil, fmt.Errorf("secret %s: %d bytes, want %d (delete it to make a new one)", path, len(b), secretSize)
+		}
+		return b, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read secret: %w", err)
+	}
+	b = make([]byte, secretSize)
+	rand.Read(b)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create secret: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write secret: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("write secret: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,84 @@
+package web
+
+import (
+	"errors"
+	"io/fs"
+	"net/http"
+	"os"
+
+	"github.com/labd/labd/labs"
+)
+
+type catalogueData struct {
+	Entries []labs.Entry
+}
+
+func (s *server) catalogue(w http.ResponseWriter, r *http.Request) {
+	s.keys.ensureLearner(w, r)
+	s.render(w, r, http.StatusOK, "catalogue", catalogueData{Entries: s.opts.Catalog.List()})
+}
+
+type labData struct {
+	Lab       *labs.Lab
+	SandboxID string
+}
+
+// labPage shows the lab and makes sure the learner's sandbox for it runs,
+// so the terminal can attach as soon as the page has loaded. A sandbox
+// whose shell has exited or that was reaped is gone from the Manager, so
+// a reload starts a fresh one over the same workspace.
+func (s *server) labPage(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	lab, err := s.opts.Catalog.Get(id)
+	if err != nil {
+		s.labError(w, r, id, err)
+		return
+	}
+	learner := s.keys.ensureLearner(w, r)
+	sid := s.keys.sandboxID(learner, id)
+	sb, err := s.opts.Sandboxes.GetOrCreate(r.Context(), sid, learner)
+	if err != nil {
+		s.log.Error("start sandbox", "lab", id, "sandbox", sid, "err", err)
+		s.errorPage(w, r, http.StatusServiceUnavailable, errorData{
+			Title:   "Could not start your sandbox",
+			Message: "labd could not start a shell for this lab. Reload to try again; the server log has details.",
+		})
+		return
+	}
+	s.hubFor(sid, sb)
+	s.render(w, r, http.StatusOK, "lab", labData{Lab: lab, SandboxID: sid})
+}
+
+// labFile serves a file of the lab's folder (images the instructions
+// show). Catalog.File resolves the path and refuses escapes.
+func (s *server) labFile(w http.ResponseWriter, r *http.Request) {
+	id, rel := r.PathValue("id"), r.PathValue("path")
+	if !fs.ValidPath(rel) || rel == "." {
+		s.notFound(w, r)
+		return
+	}
+	p, err := s.opts.Catalog.File(id, rel)
+	if err != nil {
+		s.notFound(w, r)
+		return
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("open lab file", "lab", id, "path", rel, "err", err)
+		}
+		s.notFound(w, r)
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		s.notFound(w, r)
+		return
+	}
+	// An SVG opened directly would run its scripts with our origin; the
+	// sandbox directive turns them off (and <img> never runs them).
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox")
+	w.Header().Set("Cache-Control", "no-cache")
+	http.ServeContent(w, r, st.Name(), st.ModTime(), f)
+}

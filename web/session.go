@@ -1,0 +1,99 @@
+package web
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"strings"
+)
+
+// cookieName holds the learner's anonymous identity: hex(16 random bytes)
+// "." hex(HMAC-SHA256(cookie key, id)).
+const cookieName = "labd_learner"
+
+// cookieMaxAge keeps the identity (and so the learner's sandboxes) across
+// browser restarts for a year.
+const cookieMaxAge = 365 * 24 * 60 * 60
+
+// keys are derived from the one configured secret so that a value signed
+// for one purpose can never be replayed for another.
+type keys struct {
+	cookie  []byte
+	sandbox []byte
+}
+
+func deriveKeys(secret []byte) keys {
+	d := func(purpose string) []byte {
+		m := hmac.New(sha256.New, secret)
+		m.Write([]byte("labd/" + purpose))
+		return m.Sum(nil)
+	}
+	return keys{cookie: d("cookie"), sandbox: d("sandbox")}
+}
+
+func (k keys) sign(id string) string {
+	m := hmac.New(sha256.New, k.cookie)
+	m.Write([]byte(id))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// learnerFromRequest returns the learner ID from a valid cookie, or "" when
+// the cookie is missing, malformed or its signature does not match.
+func (k keys) learnerFromRequest(r *http.Request) string {
+	c, err := r.Cookie(cookieName)
+	if err != nil {
+		return ""
+	}
+	id, sig, ok := strings.Cut(c.Value, ".")
+	if !ok || len(id) != 32 || !isHex(id) {
+		return ""
+	}
+	if !hmac.Equal([]byte(sig), []byte(k.sign(id))) {
+		return ""
+	}
+	return id
+}
+
+// ensureLearner returns the request's learner, issuing a new identity
+// cookie when there is no valid one (first visit or tampered cookie).
+func (k keys) ensureLearner(w http.ResponseWriter, r *http.Request) string {
+	if id := k.learnerFromRequest(r); id != "" {
+		return id
+	}
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand panics rather than return an error)
+	id := hex.EncodeToString(b[:])
+	http.SetCookie(w, &http.Cookie{
+		Name:     cookieName,
+		Value:    id + "." + k.sign(id),
+		Path:     "/",
+		MaxAge:   cookieMaxAge,
+		HttpOnly: true,
+		Secure:   r.TLS != nil,
+		SameSite: http.SameSiteLaxMode,
+	})
+	return id
+}
+
+// sandboxID names the learner's sandbox for a lab. It is a keyed hash so
+// that IDs cannot be guessed from learner and lab, and stable so that a
+// reload finds the same sandbox.
+func (k keys) sandboxID(learner, lab string) string {
+	m := hmac.New(sha256.New, k.sandbox)
+	m.Write([]byte(learner + "/" + lab))
+	return sandboxIDPrefix + hex.EncodeToString(m.Sum(nil))[:16]
+}
+
+const sandboxIDPrefix = "sb-"
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,147 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/labd/labd/sandbox"
+	"github.com/labd/labd/web/terminal"
+)
+
+// touchInterval is how often a live terminal's last input is forwarded to the
+// Manager as activity. Idle timeouts are minutes to hours; a few seconds
+// of lag is irrelevant, and polling keeps the hub unaware of the Manager.
+const touchInterval = 5 * time.Second
+
+// liveTerminal is the hub of one live sandbox. It is created with the
+// sandbox (on the lab page) and closed by the Manager's OnDestroy hook.
+type liveTerminal struct {
+	sb   sandbox.Sandbox
+	hub  *terminal.Hub
+	stop chan struct{}
+}
+
+// hubFor returns the hub of sid's current sandbox, creating it on first
+// use. It returns nil when sb has already ended: its destroy hook may have
+// run, and a hub registered now would never be closed.
+func (s *server) hubFor(sid string, sb sandbox.Sandbox) *terminal.Hub {
+	s.termsMu.Lock()
+	defer s.termsMu.Unlock()
+	if t, ok := s.terms[sid]; ok {
+		if t.sb == sb {
+			return t.hub
+		}
+		// A new sandbox replaced one whose destroy hook has not run yet.
+		s.closeLive(t, terminal.CloseDestroyed, "sandbox replaced")
+	}
+	select {
+	case <-sb.Done():
+		return nil
+	default:
+	}
+	t := &liveTerminal{
+		sb:   sb,
+		hub:  terminal.NewHub(sb.Terminal(), s.opts.Hub),
+		stop: make(chan struct{}),
+	}
+	s.terms[sid] = t
+	go s.forwardActivity(sid, t)
+	return t.hub
+}
+
+func (s *server) closeLive(t *liveTerminal, code int, reason string) {
+	close(t.stop)
+	t.hub.Close(code, reason)
+}
+
+// forwardActivity tells the Manager about terminal input, so a learner
+// who types is never reaped as idle.
+func (s *server) forwardActivity(sid string, t *liveTerminal) {
+	tick := time.NewTicker(s.opts.touchEvery)
+	defer tick.Stop()
+	var seen time.Time
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-t.hub.Done():
+			return
+		case <-tick.C:
+			if last := t.hub.LastInput(); last.After(seen) {
+				seen = last
+				s.opts.Sandboxes.Touch(sid)
+			}
+		}
+	}
+}
+
+// sandboxDestroyed is the Manager's OnDestroy hook: it tells attached
+// browsers why their terminal ends, before the pty goes away.
+func (s *server) sandboxDestroyed(sid string, r sandbox.Reason) {
+	s.termsMu.Lock()
+	t, ok := s.terms[sid]
+	if ok {
+		// The hook runs after the Manager dropped the sandbox; if a
+		// newer one already took its place, leave the newer hub alone.
+		if cur, _, live := s.opts.Sandboxes.Get(sid); live && cur == t.sb {
+			ok = false
+		} else {
+			delete(s.terms, sid)
+		}
+	}
+	s.termsMu.Unlock()
+	if !ok {
+		return
+	}
+	code, reason := closeFor(r)
+	s.closeLive(t, code, reason)
+}
+
+// closeFor maps why a sandbox ended to the websocket close the page shows.
+func closeFor(r sandbox.Reason) (int, string) {
+	switch r {
+	case sandbox.ReasonIdle:
+		return terminal.CloseIdle, "idle timeout"
+	case sandbox.ReasonShellExited:
+		return terminal.CloseShellExited, "shell exited"
+	case sandbox.ReasonShutdown:
+		return terminal.CloseShutdown, "server shutdown"
+	default:
+		return terminal.CloseDestroyed, "sandbox destroyed"
+	}
+}
+
+// terminal attaches a websocket to the hub of the learner's sandbox.
+// Only the learner who owns the sandbox may attach; the Origin check
+// (inside terminal.Upgrade) keeps other sites from riding the cookie.
+func (s *server) terminal(w http.ResponseWriter, r *http.Request) {
+	sid := r.PathValue("sid")
+	sb, owner, ok := s.opts.Sandboxes.Get(sid)
+	if !ok {
+		http.Error(w, "no such sandbox (reload the lab page to start one)", http.StatusNotFound)
+		return
+	}
+	learner := s.keys.learnerFromRequest(r)
+	if learner == "" || learner != owner {
+		http.Error(w, "this sandbox belongs to someone else", http.StatusForbidden)
+		return
+	}
+	hub := s.hubFor(sid, sb)
+	if hub == nil {
+		http.Error(w, "the sandbox has ended (reload the lab page to start a new one)", http.StatusNotFound)
+		return
+	}
+	conn, err := terminal.Upgrade(w, r, terminal.UpgradeOptions{AllowedOrigins: s.opts.AllowedOrigins})
+	if err != nil {
+		// Upgrade has answered the request; a refused Origin is worth a
+		// line in the log, a client that went away is not.
+		if errors.Is(err, terminal.ErrOriginNotAllowed) || errors.Is(err, terminal.ErrNoSubprotocol) {
+			s.log.Warn("terminal websocket refused", "sandbox", sid, "origin", r.Header.Get("Origin"), "err", err)
+		}
+		return
+	}
+	if err := hub.Attach(r.Context(), conn); err != nil {
+		s.log.Debug("terminal detached", "sandbox", sid, "err", err)
+	}
+}

@@ -1,0 +1,162 @@
+package terminal
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// DefaultReadLimit is the largest frame a client may send.
+const DefaultReadLimit = 64 << 10
+
+// Errors from Upgrade. The HTTP response has already been written when
+// Upgrade returns one of them.
+var (
+	ErrOriginNotAllowed = errors.New("websocket origin not allowed")
+	ErrNoSubprotocol    = errors.New("websocket subprotocol " + Subprotocol + " not offered")
+)
+
+// UpgradeOptions configure Upgrade.
+type UpgradeOptions struct {
+	// AllowedOrigins are Origins accepted besides the request's own host.
+	// An entry is a full origin ("https://labs.example.com:8443") or just a
+	// host[:port] ("labs.example.com:8443"); comparison ignores case.
+	AllowedOrigins []string
+	// ReadLimit is the largest frame accepted from the client; larger ones
+	// close the connection with 1009. Default DefaultReadLimit.
+	ReadLimit int64
+}
+
+// writeBufferPool shares write buffers between connections, so an idle tab
+// holds no 64 KiB buffer.
+var writeBufferPool sync.Pool
+
+// Upgrade checks the request's Origin and subprotocol, then upgrades it to a
+// websocket. It refuses a foreign Origin with HTTP 403 and a missing
+// subprotocol with HTTP 400, without upgrading. A request without Origin
+// (not from a browser: CLI, tests) is allowed, since browsers always send
+// one on websocket requests. On error the response has been written.
+func Upgrade(w http.ResponseWriter, r *http.Request, opts UpgradeOptions) (*Conn, error) {
+	if !originAllowed(r, opts.AllowedOrigins) {
+		http.Error(w, "websocket origin not allowed", http.StatusForbidden)
+		return nil, fmt.Errorf("upgrade from %q: %w", r.Header.Get("Origin"), ErrOriginNotAllowed)
+	}
+	if !slices.Contains(websocket.Subprotocols(r), Subprotocol) {
+		http.Error(w, "websocket subprotocol "+Subprotocol+" required", http.StatusBadRequest)
+		return nil, fmt.Errorf("upgrade: %w", ErrNoSubprotocol)
+	}
+	u := websocket.Upgrader{
+		HandshakeTimeout: 10 * time.Second,
+		ReadBufferSize:   4 << 10,
+		// Big enough for a whole Output frame, so it goes out as one
+		// websocket frame.
+		WriteBufferSize: defaultMaxFrame + 1024,
+		WriteBufferPool: &writeBufferPool,
+		Subprotocols:    []string{Subprotocol},
+		CheckOrigin:     func(r *http.Request) bool { return originAllowed(r, opts.AllowedOrigins) },
+	}
+	ws, err := u.Upgrade(w, r, nil)
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: %w", err)
+	}
+	limit := opts.ReadLimit
+	if limit <= 0 {
+		limit = DefaultReadLimit
+	}
+	ws.SetReadLimit(limit)
+	return &Conn{ws: ws, readLimit: limit}, nil
+}
+
+// originAllowed implements the Origin policy described on Upgrade.
+func originAllowed(r *http.Request, allowed []string) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false // includes the opaque origin "null"
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, a := range allowed {
+		if strings.EqualFold(a, origin) || strings.EqualFold(a, u.Host) {
+			return true
+		}
+	}
+	return false
+}
+
+// Conn is one websocket connection speaking the terminal protocol. It is
+// the thin adapter between typed messages and websocket frames: one message
+// per binary frame. Like the websocket under it, it allows one concurrent
+// reader and one concurrent writer; Close may be called at any time.
+type Conn struct {
+	ws        *websocket.Conn
+	readLimit int64 // 0: unknown (not from Upgrade)
+}
+
+// NewConn wraps an established websocket connection (server or client side).
+func NewConn(ws *websocket.Conn) *Conn { return &Conn{ws: ws} }
+
+// ReadMessage reads the next message. A frame that breaks the protocol (a
+// text frame, an unknown type, a bad payload, a frame over the read limit)
+// gives a *ProtocolError. A close frame from the peer gives a
+// *websocket.CloseError.
+func (c *Conn) ReadMessage() (Message, error) {
+	mt, r, err := c.ws.NextReader()
+	if err != nil {
+		return nil, mapReadErr(err)
+	}
+	if mt != websocket.BinaryMessage {
+		return nil, protoErr(CloseUnsupported, "text frame; frames must be binary")
+	}
+	m, err := Decode(r)
+	if err != nil {
+		return nil, mapReadErr(err)
+	}
+	return m, nil
+}
+
+func mapReadErr(err error) error {
+	if errors.Is(err, websocket.ErrReadLimit) {
+		return protoErr(CloseTooBig, "frame too large")
+	}
+	return err
+}
+
+// WriteMessage writes m as one binary frame.
+func (c *Conn) WriteMessage(m Message) error {
+	w, err := c.ws.NextWriter(websocket.BinaryMessage)
+	if err != nil {
+		return fmt.Errorf("write %v: %w", m.Type(), err)
+	}
+	if err := Encode(w, m); err != nil {
+		w.Close()
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("write %v: %w", m.Type(), err)
+	}
+	return nil
+}
+
+// writeClose sends a close frame with code and reason (cut to fit).
+func (c *Conn) writeClose(code int, reason string, deadline time.Time) error {
+	const maxReason = 123 // control frame payload is 125 bytes, 2 for the code
+	if len(reason) > maxReason {
+		reason = strings.ToValidUTF8(reason[:maxReason], "")
+	}
+	return c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
+}
+
+// Close closes the underlying network connection without a close frame.
+func (c *Conn) Close() error { return c.ws.Close() }

@@ -1,0 +1,197 @@
+package web
+
+import (
+	"bytes"
+	"errors"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/labd/labd/labs"
+	"github.com/labd/labd/sandbox"
+	"github.com/labd/labd/web/terminal"
+)
+
+// Options configures the handler returned by New.
+type Options struct {
+	// Catalog provides the labs. Required.
+	Catalog *labs.Catalog
+	// Sandboxes creates and finds learners' sandboxes. Required. The
+	// handler registers an OnDestroy hook on it to tell attached browsers
+	// why their terminal ends.
+	Sandboxes *sandbox.Manager
+	// Secret signs learner cookies and derives sandbox IDs. Required; 32
+	// random bytes kept across restarts, so learners keep their identity.
+	Secret []byte
+	// AllowedOrigins lists extra Origins (e.g. "https://labs.example.com")
+	// allowed to open terminal websockets; the request's own host is
+	// always allowed.
+	AllowedOrigins []string
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Hub configures every terminal hub (scrollback size, stall timeout).
+	Hub terminal.HubOptions
+
+	// touchEvery overrides touchInterval (tests).
+	touchEvery time.Duration
+}
+
+// server holds the handler's state. Its exported surface is only
+// ServeHTTP, through the mux returned by New.
+type server struct {
+	opts    Options
+	log     *slog.Logger
+	keys    keys
+	static  *staticFiles
+	pages   map[string]*template.Template
+	mux     *http.ServeMux
+	termsMu sync.Mutex
+	terms   map[string]*liveTerminal // sandbox ID -> hub of its live sandbox
+}
+
+// New returns the web UI's handler. It panics if a required option is
+// missing or the embedded templates do not parse (both programming errors).
+func New(opts Options) http.Handler {
+	if opts.Catalog == nil || opts.Sandboxes == nil || len(opts.Secret) == 0 {
+		panic("web.New: Catalog, Sandboxes and Secret are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.touchEvery <= 0 {
+		opts.touchEvery = touchInterval
+	}
+	static, err := newStaticFiles(map[string][]byte{
+		"highlight.css": []byte(labs.HighlightCSS()),
+	})
+	if err != nil {
+		panic("web.New: embedded static files: " + err.Error())
+	}
+	s := &server{
+		opts:   opts,
+		log:    opts.Logger,
+		keys:   deriveKeys(opts.Secret),
+		static: static,
+		terms:  map[string]*liveTerminal{},
+	}
+	s.pages = parsePages(static)
+	if !static.has("vendor/xterm.js") {
+		s.log.Warn("web/static/vendor is empty: the terminal will not load; run make assets before go build")
+	}
+	opts.Sandboxes.OnDestroy(s.sandboxDestroyed)
+
+	s.mux = http.NewServeMux()
+	routes := []struct {
+		pattern string
+		handler http.HandlerFunc
+	}{
+		{"GET /{$}", s.catalogue},
+		{"GET /labs/{id}", s.labPage},
+		{"GET /labs/{id}/files/{path...}", s.labFile},
+		{"GET /sandboxes/{sid}/terminal", s.terminal},
+		{"GET /static/{path...}", s.static.ServeHTTP},
+		{"GET /healthz", healthz},
+		{"/", s.notFound},
+	}
+	for _, r := range routes {
+		s.mux.Handle(r.pattern, r.handler)
+	}
+	return securityHeaders(s.mux)
+}
+
+// parsePages builds one template per page, each on top of the shared layout.
+func parsePages(static *staticFiles) map[string]*template.Template {
+	funcs := template.FuncMap{"asset": static.url}
+	base := template.Must(template.New("").Funcs(funcs).ParseFS(embedded, "templates/layout.html"))
+	pages := map[string]*template.Template{}
+	for _, name := range []string{"catalogue", "lab", "error"} {
+		t := template.Must(base.Clone())
+		pages[name] = template.Must(t.ParseFS(embedded, "templates/"+name+".html"))
+	}
+	return pages
+}
+
+// csp allows nothing from other origins. xterm.js sets inline styles, so
+// style-src needs 'unsafe-inline'; 'self' in connect-src covers ws/wss to
+// the same host in current browsers.
+const csp = "default-src 'self'; connect-src 'self'; img-src 'self' data:; " +
+	"style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'; " +
+	"form-action 'self'; frame-ancestors 'none'"
+
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", csp)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("X-Frame-Options", "DENY")
+		next.ServeHTTP(w, r)
+	})
+}
+
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write([]byte("ok\n"))
+}
+
+// render executes a page into a buffer first, so a template error becomes
+// a clean 500 instead of half a page.
+func (s *server) render(w http.ResponseWriter, r *http.Request, status int, page string, data any) {
+	var buf bytes.Buffer
+	if err := s.pages[page].ExecuteTemplate(&buf, "layout", data); err != nil {
+		s.log.Error("render page", "page", page, "path", r.URL.Path, "err", err)
+		http.Error(w, "internal error rendering page", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	// Pages name the learner's sandbox: never shared caches.
+	h.Set("Cache-Control", "private, no-cache")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+type errorData struct {
+	Title    string
+	Message  string
+	Problems []labs.Problem
+}
+
+func (s *server) errorPage(w http.ResponseWriter, r *http.Request, status int, d errorData) {
+	s.render(w, r, status, "error", d)
+}
+
+func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.errorPage(w, r, http.StatusNotFound, errorData{
+		Title:   "Page not found",
+		Message: "There is nothing at " + r.URL.Path + ".",
+	})
+}
+
+// labError maps a Catalog error to its page: unknown lab 404, broken lab
+// 422 (the request was fine, the lab's content is not) with its problems.
+func (s *server) labError(w http.ResponseWriter, r *http.Request, id string, err error) {
+	var broken *labs.BrokenError
+	switch {
+	case errors.Is(err, labs.ErrNotFound):
+		s.errorPage(w, r, http.StatusNotFound, errorData{
+			Title:   "Lab not found",
+			Message: "There is no lab called “" + id + "”.",
+		})
+	case errors.As(err, &broken):
+		s.errorPage(w, r, http.StatusUnprocessableEntity, errorData{
+			Title:    "This lab is broken",
+			Message:  "The lab “" + id + "” cannot be shown until its author fixes it.",
+			Problems: broken.Problems,
+		})
+	default:
+		s.log.Error("load lab", "lab", id, "err", err)
+		s.errorPage(w, r, http.StatusInternalServerError, errorData{
+			Title:   "Could not load the lab",
+			Message: "labd could not load this lab. The server log has details.",
+		})
+	}
+}
