@@ -10,6 +10,9 @@ want=()
 need() { # need <command> <package>
 	command -v "$1" >/dev/null 2>&1 || want+=("$2")
 }
+need_pkg() { # need_pkg <package>: for packages whose files, not commands, matter
+	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || want+=("$1")
+}
 
 need git git
 need gcc gcc
@@ -19,8 +22,14 @@ need nsenter util-linux
 need bash bash
 need ip iproute2
 
+# busybox-static: the offline base image (labd images bootstrap busybox).
+need_pkg busybox-static
+
 if [ "${1:-run}" = test ]; then
 	need chromium chromium
+	# dockerd is the reference engine of the differential tests; docker.io
+	# also brings the 20.10 docker CLI they drive both engines with.
+	need dockerd docker.io
 fi
 
 if [ ${#want[@]} -eq 0 ]; then

@@ -1,0 +1,48 @@
+// Package runtime runs processes in containers through runc's libcontainer,
+// embedded in the labd binary: the classic builder's RUN steps now, `docker
+// run` containers later.
+//
+// A container is an overlay root filesystem (the image's layer directories
+// as lowers, the caller's upper and work directories) plus Docker's default
+// isolation: mount, pid, uts, ipc, net and cgroup namespaces; Docker's
+// default capability set; masked and read-only /proc and /sys paths;
+// no_new_privs; /proc, /dev (tmpfs with the default devices), /dev/pts,
+// /dev/shm, /dev/mqueue, a read-only /sys and /sys/fs/cgroup; a cgroup
+// <CgroupParent>/<id> on both cgroup v1 (and hybrid) and v2 hosts.
+//
+// Like dockerd, every container gets an "init layer" as its topmost lower
+// (/.dockerenv, /etc/hosts, /etc/hostname, /etc/resolv.conf, /etc/mtab,
+// /dev/console, /proc, /sys, /dev/pts, /dev/shm) and /etc/hosts,
+// /etc/hostname and /etc/resolv.conf are bind mounts of files kept outside
+// the rootfs, so the upper directory (a RUN step's layer) never contains
+// them.
+//
+// On-disk layout under Options.Root:
+//
+//	ROOT/
+//	├── state/<id>/            libcontainer's state (state.json, exec fifo)
+//	└── bundles/<id>/
+//	    ├── rootfs/            the overlay mount point
+//	    ├── init/              the init layer (topmost lower; the only one for FROM scratch)
+//	    └── hosts, hostname, resolv.conf
+//
+// Everything under state/<id> and bundles/<id>, the overlay mount and the
+// cgroups are removed as soon as the container's init process has exited;
+// New sweeps whatever a killed labd left behind. The upper and work
+// directories belong to the caller and are left in place.
+//
+// The re-exec: libcontainer starts a container by executing the current
+// binary (a sealed copy of /proc/self/exe) as "<argv0> init"; the C
+// constructor of libcontainer/nsenter joins namespaces before the Go runtime
+// starts, then this package's init function hands over to libcontainer.Init.
+// Any binary (labd, test binaries of consumers) that links this package is
+// therefore ready to start containers; no TestMain hook is needed. The same
+// init function locks the main goroutine to the main thread (see reexec.go).
+//
+// Seccomp: Options.Seccomp applies a profile (for example Docker's default
+// one) only when the binary is built with `-tags seccomp` against
+// libseccomp; otherwise New refuses a non-nil profile. By default none is
+// applied.
+//
+// Everything here needs root.
+package runtime

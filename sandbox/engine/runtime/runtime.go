@@ -1,0 +1,387 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/seccomp"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Options configure a Runtime.
+type Options struct {
+	// Root holds libcontainer's state and the per-container bundles
+	// (rootfs mount points, init layers, /etc files); normally
+	// <data>/engine/runtime. Required.
+	Root string
+	// CgroupParent is the cgroup (relative to each hierarchy's root) under
+	// which every container gets <CgroupParent>/<id>. Default "labd".
+	CgroupParent string
+	// Seccomp is applied to every container when non-nil (for example
+	// Docker's default profile). It needs a binary built with
+	// `-tags seccomp`; New fails otherwise.
+	Seccomp *specs.LinuxSeccomp
+	// Logger gets warnings about cleanup that failed; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Runtime starts containers. It is safe for concurrent use.
+type Runtime struct {
+	root, stateDir, bundleDir string
+	cgroupParent              string
+	seccomp                   *specs.LinuxSeccomp
+	log                       *slog.Logger
+	overlayOpts               string // extra overlay options the kernel accepts
+
+	mu      sync.Mutex
+	running map[string]*Container
+}
+
+// Mount is an extra mount in a container (a bind mount unless Type says
+// otherwise).
+type Mount struct {
+	Source      string // host path (bind) or fs source
+	Destination string // absolute path in the container
+	Type        string // "" or "bind" = bind mount; else a filesystem type ("tmpfs")
+	Options     []string
+	ReadOnly    bool
+}
+
+// Spec describes one container and its init process.
+type Spec struct {
+	// ID names the container (Docker's 64 hex digits; letters, digits, _ . -
+	// are accepted). At most one container per ID runs at a time.
+	ID string
+	// Lowers are the image's extracted layer directories, top first. Empty
+	// means an empty root filesystem (FROM scratch).
+	Lowers []string
+	// Upper and Work are the container's own overlay directories, on the
+	// same filesystem, not on overlayfs. Created if missing; never removed.
+	Upper, Work string
+
+	Args []string // the process: Args[0] is looked up in the container's PATH
+	Env  []string // KEY=value; HOME is added from /etc/passwd when missing
+	Cwd  string   // absolute; created (root-owned, 0755) when missing, like Docker. Default "/"
+	// User is Docker's --user: "", "name", "uid", "name:group", "uid:gid";
+	// names are looked up in the container's /etc/passwd and /etc/group.
+	User     string
+	Hostname string // default: the first 12 characters of ID
+
+	// Tty runs the process on a pseudo-terminal: Stdout gets its output,
+	// Stderr is unused. TtyWidth/TtyHeight set its initial size.
+	Tty                 bool
+	TtyWidth, TtyHeight uint16
+	// Stdin, Stdout and Stderr may be nil (/dev/null). Stdin is copied until
+	// it returns EOF, then the container sees EOF; a reader that never
+	// returns keeps one goroutine blocked after the container has ended.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+
+	// Resource limits; zero means none (Docker's defaults).
+	Memory     int64 // bytes
+	MemorySwap int64 // bytes, memory+swap; 0 = 2×Memory (Docker), -1 = unlimited
+	PidsLimit  int64
+	CPUShares  int64 // relative weight (--cpu-shares)
+	CPUQuota   int64 // µs per CPUPeriod (--cpu-quota; --cpus=N is N×CPUPeriod)
+	CPUPeriod  int64 // µs (default 100000 when CPUQuota is set)
+
+	// NetNS is the path of a network namespace to join; "" gives the
+	// container a new one with only lo (up).
+	NetNS string
+	// Hosts and ResolvConf are the contents of /etc/hosts and
+	// /etc/resolv.conf; nil means Docker's defaults for a container
+	// without a network (localhost entries; the host's resolv.conf
+	// without loopback nameservers).
+	Hosts, ResolvConf []byte
+	// Mounts are extra mounts (volumes, binds), applied after Docker's
+	// default mounts, parents first.
+	Mounts []Mount
+}
+
+var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// ErrExists is returned by Start when a container with the same ID runs.
+var ErrExists = errors.New("container already running")
+
+// New prepares Root and removes what a previous labd left there (running
+// containers are killed, mounts and cgroups released).
+func New(opts Options) (*Runtime, error) {
+	if opts.Root == "" {
+		return nil, errors.New("runtime: Root is required")
+	}
+	if opts.Seccomp != nil && !seccomp.Enabled {
+		return nil, errors.New("runtime: seccomp profile given but labd was built without seccomp support (-tags seccomp)")
+	}
+	if opts.CgroupParent == "" {
+		opts.CgroupParent = "labd"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	root, err := filepath.Abs(opts.Root)
+	if err != nil {
+		return nil, fmt.Errorf("runtime root: %w", err)
+	}
+	r := &Runtime{
+		root:         root,
+		stateDir:     filepath.Join(root, "state"),
+		bundleDir:    filepath.Join(root, "bundles"),
+		cgroupParent: opts.CgroupParent,
+		seccomp:      opts.Seccomp,
+		log:          opts.Logger,
+		running:      map[string]*Container{},
+	}
+	for _, d := range []string{r.stateDir, r.bundleDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("runtime root: %w", err)
+		}
+	}
+	r.sweep()
+	r.overlayOpts = probeOverlayOptions(r.bundleDir)
+	return r, nil
+}
+
+// sweep destroys containers and bundles left by a labd that was killed.
+func (r *Runtime) sweep() {
+	ents, _ := os.ReadDir(r.stateDir)
+	for _, e := range ents {
+		if err := destroyLeftover(r.stateDir, e.Name()); err != nil {
+			r.log.Warn("runtime: destroy leftover container", "id", e.Name(), "err", err)
+			_ = os.RemoveAll(filepath.Join(r.stateDir, e.Name()))
+			r.removeCgroups(e.Name())
+		}
+	}
+	ents, _ = os.ReadDir(r.bundleDir)
+	for _, e := range ents {
+		if err := removeBundle(filepath.Join(r.bundleDir, e.Name())); err != nil {
+			r.log.Warn("runtime: remove leftover bundle", "id", e.Name(), "err", err)
+		}
+	}
+}
+
+// removeCgroups removes the (empty) cgroup directories of a container whose
+// state could not be loaded, on v1, hybrid and v2 layouts.
+func (r *Runtime) removeCgroups(id string) {
+	for _, pattern := range []string{
+		filepath.Join("/sys/fs/cgroup", "*", r.cgroupParent, id),
+		filepath.Join("/sys/fs/cgroup", r.cgroupParent, id),
+	} {
+		dirs, _ := filepath.Glob(pattern)
+		for _, d := range dirs {
+			_ = os.Remove(d)
+		}
+	}
+}
+
+// destroyLeftover kills a container this process did not start and removes
+// it. Its init process is not our child, so its end is polled for.
+func destroyLeftover(stateDir, id string) error {
+	c, err := libcontainer.Load(stateDir, id)
+	if err != nil {
+		return err
+	}
+	if st, err := c.Status(); err == nil && st != libcontainer.Stopped {
+		_ = c.Signal(unix.SIGKILL)
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if st, err := c.Status(); err != nil || st == libcontainer.Stopped {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return c.Destroy()
+}
+
+// Run starts a container, waits for its process and cleans up. The exit
+// code is the process's, or 128+N when a signal N killed it (137 for
+// SIGKILL). Cancelling ctx kills the container (SIGKILL); Run still
+// returns only after the cleanup, with ctx's error.
+func (r *Runtime) Run(ctx context.Context, s Spec) (exitCode int, err error) {
+	c, err := r.Start(ctx, s)
+	if err != nil {
+		return -1, err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.Kill() })
+	defer stop()
+	st, err := c.Wait(context.Background())
+	if err != nil {
+		return -1, err
+	}
+	if ctx.Err() != nil {
+		return st.ExitCode, ctx.Err()
+	}
+	return st.ExitCode, nil
+}
+
+// Start creates a container and starts its init process; it returns once
+// the process has been executed. ctx bounds only the start: the container
+// runs until its process exits or it is killed. After the process has
+// exited, everything but Upper and Work is released (see Wait).
+func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
+	if !validID.MatchString(s.ID) {
+		return nil, fmt.Errorf("invalid container id %q", s.ID)
+	}
+	if len(s.Args) == 0 {
+		return nil, fmt.Errorf("start container %s: no command", s.ID)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if s.Hostname == "" {
+		s.Hostname = s.ID[:min(12, len(s.ID))]
+	}
+	if s.Cwd == "" {
+		s.Cwd = "/"
+	}
+	if s.CPUQuota > 0 && s.CPUPeriod == 0 {
+		s.CPUPeriod = 100000
+	}
+	if s.Memory > 0 && s.MemorySwap == 0 && !swapLimitSupported() {
+		s.MemorySwap = -1 // Docker drops the swap limit the kernel cannot enforce
+	}
+
+	r.mu.Lock()
+	if _, dup := r.running[s.ID]; dup {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("start container %s: %w", s.ID, ErrExists)
+	}
+	c := &Container{r: r, id: s.ID, done: make(chan struct{})}
+	r.running[s.ID] = c
+	r.mu.Unlock()
+	defer func() {
+		if err != nil {
+			r.mu.Lock()
+			delete(r.running, s.ID)
+			r.mu.Unlock()
+		}
+	}()
+
+	c.bundle = filepath.Join(r.bundleDir, s.ID)
+	c.rootfs = filepath.Join(c.bundle, "rootfs")
+	// A bundle left by a container that ended badly (never by a running
+	// one: the map above rules that out) is removed first.
+	if err := removeBundle(c.bundle); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	if err := r.prepareRootfs(c, &s); err != nil {
+		_ = removeBundle(c.bundle)
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	defer func() {
+		if err != nil {
+			c.releaseRootfs()
+		}
+	}()
+
+	u, err := lookupUser(c.rootfs, s.User)
+	if err != nil {
+		return nil, err // Docker's wording, unwrapped: "unable to find user x: ..."
+	}
+	if err := makeCwd(c.rootfs, s.Cwd); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+
+	spec, err := r.ociSpec(&s, c.rootfs, c.bundle)
+	if err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		CgroupName:   s.ID,
+		Spec:         spec,
+		NoNewKeyring: false,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start container %s: config: %w", s.ID, err)
+	}
+	// A stale state dir (labd killed between sweep and now is impossible,
+	// but a crashed earlier run of this ID is not) would make Create fail.
+	if _, lerr := os.Stat(filepath.Join(r.stateDir, s.ID)); lerr == nil {
+		_ = destroyLeftover(r.stateDir, s.ID)
+	}
+	lc, err := libcontainer.Create(r.stateDir, s.ID, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start container %s: create: %w", s.ID, err)
+	}
+	c.lc = lc
+	defer func() {
+		if err != nil {
+			_ = lc.Destroy()
+		}
+	}()
+
+	p, err := newProcess(processSpec{
+		Args: s.Args, Env: s.Env, Cwd: s.Cwd, user: u,
+		Tty: s.Tty, TtyWidth: s.TtyWidth, TtyHeight: s.TtyHeight,
+		Stdin: s.Stdin, Stdout: s.Stdout, Stderr: s.Stderr,
+	}, true)
+	if err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	if err := p.start(lc); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	c.init = p
+	go c.monitor()
+	return c, nil
+}
+
+// swapLimitSupported reports whether the kernel accounts swap per cgroup
+// (cgroup v1 without swapaccount=1 does not).
+func swapLimitSupported() bool {
+	if cgroups.IsCgroup2UnifiedMode() {
+		return true
+	}
+	_, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+	return err == nil
+}
+
+// oomKilled reports whether the kernel's OOM killer has killed a process of
+// the container (read before the cgroups are removed).
+func oomKilled(paths map[string]string) bool {
+	var file string
+	if p, ok := paths["memory"]; ok {
+		file = filepath.Join(p, "memory.oom_control") // v1: "oom_kill N"
+	} else if p, ok := paths[""]; ok {
+		file = filepath.Join(p, "memory.events") // v2: "oom_kill N"
+	}
+	if file == "" {
+		return false
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var n int
+		if _, err := fmt.Sscanf(line, "oom_kill %d", &n); err == nil && n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// unmount detaches a mount point, lazily if something still holds it.
+func unmount(target string) error {
+	err := unix.Unmount(target, 0)
+	if err == unix.EBUSY {
+		err = unix.Unmount(target, unix.MNT_DETACH)
+	}
+	if err == unix.EINVAL || err == unix.ENOENT {
+		return nil // not mounted
+	}
+	return err
+}
