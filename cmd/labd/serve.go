@@ -55,7 +55,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	if err != nil {
 		return c, fmt.Errorf("LABD_IDLE_TIMEOUT: %w", err)
 	}
-	fs.DurationVar(&c.idleTimeout, "idle-timeout", idle, "destroy a sandbox after this long without terminal input (env LABD_IDLE_TIMEOUT)")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", idle, "destroy a sandbox after this long without terminal input; 0 never (env LABD_IDLE_TIMEOUT)")
 	if v := envDefault("LABD_ALLOWED_ORIGINS", ""); v != "" {
 		c.allowedOrigins = strings.Split(v, ",")
 	}
@@ -95,9 +95,13 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return fmt.Errorf("find own executable for sandboxes: %w", err)
 	}
 
+	idle := cfg.idleTimeout
+	if idle == 0 {
+		idle = -1 // the flag's 0 means "never"; the Manager's zero value means its default
+	}
 	mgr := sandbox.NewManager(nsbox.New(nsbox.Options{Exe: exe}), sandbox.ManagerOptions{
 		DataDir:     cfg.data,
-		IdleTimeout: cfg.idleTimeout,
+		IdleTimeout: idle,
 		Logger:      log,
 	})
 	handler := web.New(web.Options{
