@@ -1,0 +1,226 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/distribution/reference"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/versions"
+)
+
+func (s *server) imagesList(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	f, err := filters.FromJSON(r.Form.Get("filters"))
+	if err != nil {
+		return InvalidParameterError(err)
+	}
+	version := apiVersion(ctx)
+	if versions.LessThan(version, "1.41") {
+		if p := r.Form.Get("filter"); p != "" {
+			f.Add("reference", p)
+		}
+	}
+	list, err := s.b.Images(ctx, image.ListOptions{All: boolValue(r, "all"), Filters: f})
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []image.Summary{}
+	}
+	for i := range list {
+		img := &list[i]
+		if versions.LessThan(version, "1.43") {
+			if len(img.RepoTags) == 0 && len(img.RepoDigests) == 0 {
+				img.RepoTags = append(img.RepoTags, "<none>:<none>")
+				img.RepoDigests = append(img.RepoDigests, "<none>@<none>")
+			}
+		} else {
+			if img.RepoTags == nil {
+				img.RepoTags = []string{}
+			}
+			if img.RepoDigests == nil {
+				img.RepoDigests = []string{}
+			}
+		}
+		if versions.LessThan(version, "1.44") {
+			img.VirtualSize = img.Size //nolint:staticcheck // still sent to old clients, as dockerd does
+		}
+		if versions.LessThan(version, "1.48") {
+			img.Descriptor = nil
+		}
+		if versions.LessThan(version, "1.51") {
+			img.Containers = -1
+		}
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
+
+func (s *server) imageInspect(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	resp, err := s.b.ImageInspect(ctx, vars["name"])
+	if err != nil {
+		return err
+	}
+	if resp.RepoTags == nil {
+		resp.RepoTags = []string{}
+	}
+	if resp.RepoDigests == nil {
+		resp.RepoDigests = []string{}
+	}
+	version := apiVersion(ctx)
+	if versions.LessThan(version, "1.44") {
+		resp.VirtualSize = resp.Size //nolint:staticcheck // still sent to old clients, as dockerd does
+		if resp.Created == "" {
+			resp.Created = time.Time{}.Format(time.RFC3339Nano)
+		}
+	}
+	if versions.GreaterThanOrEqualTo(version, "1.45") {
+		resp.Container = ""        //nolint:staticcheck // dropped from 1.45 on, as dockerd does
+		resp.ContainerConfig = nil //nolint:staticcheck // dropped from 1.45 on, as dockerd does
+	}
+	if versions.LessThan(version, "1.48") {
+		resp.Descriptor = nil
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *server) imageHistory(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	h, err := s.b.ImageHistory(ctx, vars["name"])
+	if err != nil {
+		return err
+	}
+	if h == nil {
+		h = []image.HistoryResponseItem{}
+	}
+	return writeJSON(w, http.StatusOK, h)
+}
+
+// repoTagReference is dockerd's httputils.RepoTagReference.
+func repoTagReference(repo, tag string) (reference.NamedTagged, error) {
+	if repo == "" {
+		return nil, errors.New("repository name must have at least one component")
+	}
+	ref, err := reference.ParseNormalizedNamed(repo)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := ref.(reference.Digested); ok {
+		return nil, errors.New("cannot import digest reference")
+	}
+	if tag != "" {
+		return reference.WithTag(ref, tag)
+	}
+	nt, ok := reference.TagNameOnly(ref).(reference.NamedTagged)
+	if !ok {
+		return nil, fmt.Errorf("unexpected reference: %q", ref.String())
+	}
+	return nt, nil
+}
+
+func (s *server) imageTag(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	ref, err := repoTagReference(r.Form.Get("repo"), r.Form.Get("tag"))
+	if err != nil {
+		return InvalidParameterError(err)
+	}
+	if reference.FamiliarName(ref) == "sha256" {
+		return InvalidParameterError(errors.New("refusing to create an ambiguous tag using digest algorithm as name"))
+	}
+	if err := s.b.ImageTag(ctx, vars["name"], ref.String()); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+func (s *server) imageDelete(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	name := vars["name"]
+	if strings.TrimSpace(name) == "" {
+		return InvalidParameterError(errors.New("image name cannot be blank"))
+	}
+	list, err := s.b.ImageDelete(ctx, name, boolValue(r, "force"), !boolValue(r, "noprune"))
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []image.DeleteResponse{}
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
+
+func (s *server) imagesPrune(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	f, err := filters.FromJSON(r.Form.Get("filters"))
+	if err != nil {
+		return InvalidParameterError(err)
+	}
+	rep, err := s.b.ImagesPrune(ctx, f)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *server) imagesGet(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	return s.save(ctx, w, r.Form["names"])
+}
+
+func (s *server) imageGet(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	return s.save(ctx, w, []string{vars["name"]})
+}
+
+// flushWriter tracks whether the response has started, as dockerd's
+// WriteFlusher does: until then an error is an HTTP error.
+type flushWriter struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (f *flushWriter) Write(p []byte) (int, error) {
+	f.started = true
+	n, err := f.w.Write(p)
+	if fl, ok := f.w.(http.Flusher); ok {
+		fl.Flush()
+	}
+	return n, err
+}
+
+func (s *server) save(ctx context.Context, w http.ResponseWriter, names []string) error {
+	w.Header().Set("Content-Type", "application/x-tar")
+	fw := &flushWriter{w: w}
+	if err := s.b.ImageSave(ctx, names, fw); err != nil {
+		if !fw.started {
+			// The tar type must not stick to a JSON error.
+			w.Header().Del("Content-Type")
+			return err
+		}
+		st := &jsonStream{w: w}
+		_ = st.sendError(err)
+	}
+	return nil
+}
+
+func (s *server) imagesLoad(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
+	w.Header().Set("Content-Type", "application/json")
+	st := newJSONStream(w)
+	quiet := true
+	if r.Form.Get("quiet") != "" {
+		quiet = boolValue(r, "quiet")
+	}
+	// dockerd writes the same lines whether quiet or not for a plain tar
+	// (quiet only hides progress bars), so the output is kept either way.
+	_ = quiet
+	if err := s.b.ImageLoad(ctx, r.Body, streamWriter{s: st}); err != nil {
+		_ = st.sendError(err)
+	}
+	if !st.started() {
+		w.WriteHeader(http.StatusOK)
+	}
+	return nil
+}
+
+func (s *server) containerInspect(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
+	return NotFoundError(fmt.Errorf("No such container: %s", vars["name"]))
+}

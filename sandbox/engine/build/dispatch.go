@@ -1,0 +1,731 @@
+package build
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"reflect"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/distribution/reference"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/jsonmessage"
+	"github.com/docker/go-connections/nat"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	"golang.org/x/sys/unix"
+)
+
+const defaultPathEnv = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// stageState is dockerd's dispatchState: the run config being built and
+// the image the stage is at.
+type stageState struct {
+	bs         *buildState
+	shlex      *shell.Lex
+	args       *buildArgs
+	runConfig  *container.Config
+	imageID    string
+	config     *imageConfig // config of imageID; nil for scratch
+	maintainer string
+	cmdSet     bool
+	stageName  string
+	cacheOn    bool     // false with --no-cache and after the first miss
+	tmpCtrs    []string // "containers" to report as removed
+}
+
+func (st *stageState) initialize(stage *instructions.Stage) error {
+	st.stageName = stage.Name
+	name, err := st.expandMeta(stage.BaseName)
+	if err != nil {
+		return err
+	}
+	if name == "" {
+		return fmt.Errorf("base name (%s) should not be blank", stage.BaseName)
+	}
+	if err := st.setBase(name); err != nil {
+		return err
+	}
+	if len(st.runConfig.OnBuild) > 0 {
+		triggers := st.runConfig.OnBuild
+		st.runConfig.OnBuild = nil
+		return st.runTriggers(triggers)
+	}
+	return nil
+}
+
+func (st *stageState) expandMeta(word string) (string, error) {
+	var subst []string
+	for k, v := range st.args.allMeta() {
+		subst = append(subst, k+"="+v)
+	}
+	w, _, err := st.shlex.ProcessWord(word, shell.EnvsFromSlice(subst))
+	return w, err
+}
+
+// setBase starts the stage from a previous stage, "scratch" or an image.
+func (st *stageState) setBase(name string) error {
+	ctx := st.bs.ctx
+	var id string
+	if s, ok, _ := st.bs.stages.get(name); ok && !isNumeric(name) {
+		id = s.imageID
+	} else if strings.EqualFold(name, "scratch") {
+		id = ""
+	} else {
+		var err error
+		id, err = st.bs.b.cfg.Store.Resolve(ctx, name)
+		if err != nil {
+			if isNotFound(err) {
+				return notFound{fmt.Errorf("pull access denied for %s, repository does not exist or may require 'docker login': this engine cannot pull (no network)", familiar(name))}
+			}
+			return err
+		}
+	}
+	st.imageID = id
+	st.runConfig = &container.Config{}
+	st.config = nil
+	if id != "" {
+		raw, err := st.bs.b.cfg.Store.Config(ctx, id)
+		if err != nil {
+			return err
+		}
+		cfg, err := parseConfig(raw)
+		if err != nil {
+			return err
+		}
+		st.config = cfg
+		if cfg.Config != nil {
+			st.runConfig = copyRunConfig(cfg.Config)
+		}
+	}
+	// dockerd's setDefaultPath.
+	hasPath := false
+	for _, e := range st.runConfig.Env {
+		if k, _, _ := strings.Cut(e, "="); shell.EqualEnvKeys(k, "PATH") {
+			hasPath = true
+		}
+	}
+	if !hasPath {
+		st.runConfig.Env = append(st.runConfig.Env, "PATH="+defaultPathEnv)
+	}
+	st.runConfig.OpenStdin = false
+	st.runConfig.StdinOnce = false
+	st.cacheOn = !st.bs.req.Options.NoCache
+	return nil
+}
+
+func isNumeric(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func familiar(name string) string {
+	if ref, err := reference.ParseNormalizedNamed(name); err == nil {
+		return reference.FamiliarName(ref)
+	}
+	return name
+}
+
+func isNotFound(err error) bool {
+	var nf interface{ NotFound() }
+	return errors.As(err, &nf)
+}
+
+func (st *stageState) runTriggers(triggers []string) error {
+	out := st.bs.stdout
+	fmt.Fprintf(out, "# Executing %d build trigger", len(triggers))
+	if len(triggers) > 1 {
+		fmt.Fprint(out, "s")
+	}
+	fmt.Fprintln(out)
+	for _, trigger := range triggers {
+		st.runConfig.Image = st.imageID
+		ast, err := parser.Parse(strings.NewReader(trigger))
+		if err != nil {
+			return err
+		}
+		if len(ast.AST.Children) != 1 {
+			return errors.New("onbuild trigger should be a single expression")
+		}
+		cmd, err := instructions.ParseCommand(ast.AST.Children[0])
+		if err != nil {
+			return err
+		}
+		if err := st.dispatch(cmd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dispatch runs one instruction (dockerd's evaluator.dispatch).
+func (st *stageState) dispatch(cmd instructions.Command) (retErr error) {
+	env := st.runConfig.Env
+	envs := shell.EnvsFromSlice(append(append([]string{}, env...), st.args.filterAllowed(env)...))
+	if ex, ok := cmd.(instructions.SupportsSingleWordExpansion); ok {
+		if err := ex.Expand(func(word string) (string, error) {
+			w, _, err := st.shlex.ProcessWord(word, envs)
+			return w, err
+		}); err != nil {
+			return invalidParam{err}
+		}
+	}
+	defer func() {
+		o := st.bs.req.Options
+		if o.ForceRemove || (o.Remove && retErr == nil) {
+			for _, id := range st.tmpCtrs {
+				fmt.Fprintf(st.bs.stdout, "Removing intermediate container %s\n", truncID(id))
+			}
+		}
+		st.tmpCtrs = nil
+	}()
+	switch c := cmd.(type) {
+	case *instructions.EnvCommand:
+		return st.dispatchEnv(c)
+	case *instructions.MaintainerCommand:
+		st.maintainer = c.Maintainer
+		return st.commit("MAINTAINER " + c.Maintainer)
+	case *instructions.LabelCommand:
+		if st.runConfig.Labels == nil {
+			st.runConfig.Labels = map[string]string{}
+		}
+		msg := "LABEL"
+		for _, v := range c.Labels {
+			st.runConfig.Labels[v.Key] = v.Value
+			msg += " " + v.String()
+		}
+		return st.commit(msg)
+	case *instructions.AddCommand:
+		return st.dispatchAdd(c)
+	case *instructions.CopyCommand:
+		return st.dispatchCopy(c)
+	case *instructions.OnbuildCommand:
+		st.runConfig.OnBuild = append(st.runConfig.OnBuild, c.Expression)
+		return st.commit("ONBUILD " + c.Expression)
+	case *instructions.WorkdirCommand:
+		return st.dispatchWorkdir(c)
+	case *instructions.RunCommand:
+		return st.dispatchRun(c)
+	case *instructions.CmdCommand:
+		cmdLine, esc := st.resolveCmdLine(c.ShellDependantCmdLine)
+		st.runConfig.Cmd = cmdLine
+		st.runConfig.ArgsEscaped = esc
+		if err := st.commit(fmt.Sprintf("CMD %q", cmdLine)); err != nil {
+			return err
+		}
+		if len(c.CmdLine) != 0 {
+			st.cmdSet = true
+		}
+		return nil
+	case *instructions.HealthCheckCommand:
+		if hc := st.runConfig.Healthcheck; hc != nil && len(hc.Test) > 0 && hc.Test[0] != "NONE" {
+			fmt.Fprintf(st.bs.stdout, "Note: overriding previous HEALTHCHECK: %v\n", hc.Test)
+		}
+		h := c.Health
+		st.runConfig.Healthcheck = &container.HealthConfig{
+			Test: h.Test, Interval: h.Interval, Timeout: h.Timeout,
+			StartPeriod: h.StartPeriod, StartInterval: h.StartInterval, Retries: h.Retries,
+		}
+		// dockerd formats the struct with %q (durations quoted, retries as
+		// a rune); created-by strings must match it.
+		var hc any = &legacyHealthConfig{h.Test, h.Interval, h.Timeout, h.StartPeriod, h.Retries}
+		return st.commit(fmt.Sprintf("HEALTHCHECK %q", hc))
+	case *instructions.EntrypointCommand:
+		cmdLine, esc := st.resolveCmdLine(c.ShellDependantCmdLine)
+		st.runConfig.Entrypoint = cmdLine
+		st.runConfig.ArgsEscaped = esc
+		if !st.cmdSet {
+			st.runConfig.Cmd = nil
+		}
+		return st.commit(fmt.Sprintf("ENTRYPOINT %q", st.runConfig.Entrypoint))
+	case *instructions.ExposeCommand:
+		var ports []string
+		for _, p := range c.Ports {
+			ps, err := st.shlex.ProcessWords(p, envs)
+			if err != nil {
+				return err
+			}
+			ports = append(ports, ps...)
+		}
+		c.Ports = ports
+		ps, _, err := nat.ParsePortSpecs(ports)
+		if err != nil {
+			return invalidParam{err}
+		}
+		if st.runConfig.ExposedPorts == nil {
+			st.runConfig.ExposedPorts = nat.PortSet{}
+		}
+		for p := range ps {
+			st.runConfig.ExposedPorts[p] = struct{}{}
+		}
+		return st.commit("EXPOSE " + strings.Join(c.Ports, " "))
+	case *instructions.UserCommand:
+		st.runConfig.User = c.User
+		return st.commit(fmt.Sprintf("USER %v", c.User))
+	case *instructions.VolumeCommand:
+		if st.runConfig.Volumes == nil {
+			st.runConfig.Volumes = map[string]struct{}{}
+		}
+		for _, v := range c.Volumes {
+			if v == "" {
+				return errors.New("VOLUME specified can not be an empty string")
+			}
+			st.runConfig.Volumes[v] = struct{}{}
+		}
+		return st.commit(fmt.Sprintf("VOLUME %v", c.Volumes))
+	case *instructions.StopSignalCommand:
+		if _, err := parseSignal(c.Signal); err != nil {
+			return invalidParam{err}
+		}
+		st.runConfig.StopSignal = c.Signal
+		return st.commit(fmt.Sprintf("STOPSIGNAL %v", c.Signal))
+	case *instructions.ArgCommand:
+		var b strings.Builder
+		b.WriteString("ARG ")
+		for i, a := range c.Args {
+			if i > 0 {
+				b.WriteString(" ")
+			}
+			b.WriteString(a.Key)
+			if a.Value != nil {
+				b.WriteString("=" + *a.Value)
+			}
+			st.args.addArg(a.Key, a.Value)
+		}
+		return st.commit(b.String())
+	case *instructions.ShellCommand:
+		st.runConfig.Shell = c.Shell
+		return st.commit(fmt.Sprintf("SHELL %v", st.runConfig.Shell))
+	}
+	return fmt.Errorf("unsupported command type: %v", reflect.TypeOf(cmd))
+}
+
+// legacyHealthConfig is container.HealthConfig as dockerd 20.10 had it
+// (no StartInterval), for the HEALTHCHECK created-by string.
+type legacyHealthConfig struct {
+	Test        []string
+	Interval    time.Duration
+	Timeout     time.Duration
+	StartPeriod time.Duration
+	Retries     int
+}
+
+func (st *stageState) dispatchEnv(c *instructions.EnvCommand) error {
+	msg := bytes.NewBufferString("ENV")
+	for _, e := range c.Env {
+		nv := e.String()
+		msg.WriteString(" " + nv)
+		found := false
+		for i, cur := range st.runConfig.Env {
+			k, _, _ := strings.Cut(cur, "=")
+			if shell.EqualEnvKeys(k, e.Key) {
+				st.runConfig.Env[i] = nv
+				found = true
+				break
+			}
+		}
+		if !found {
+			st.runConfig.Env = append(st.runConfig.Env, nv)
+		}
+	}
+	return st.commit(msg.String())
+}
+
+func (st *stageState) resolveCmdLine(cmd instructions.ShellDependantCmdLine) ([]string, bool) {
+	if len(cmd.CmdLine) == 0 {
+		return []string{}, st.runConfig.ArgsEscaped
+	}
+	if cmd.PrependShell {
+		return append(getShell(st.runConfig), cmd.CmdLine...), false
+	}
+	return cmd.CmdLine, false
+}
+
+func getShell(c *container.Config) []string {
+	if len(c.Shell) == 0 {
+		return []string{"/bin/sh", "-c"}
+	}
+	return append([]string{}, c.Shell...)
+}
+
+func parseSignal(s string) (syscall.Signal, error) {
+	if n, err := parseUint(s); err == nil {
+		if n == 0 || n > 64 {
+			return 0, fmt.Errorf("Invalid signal: %s", s)
+		}
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	if strings.HasPrefix(name, "SIGRTMIN") || strings.HasPrefix(name, "SIGRTMAX") {
+		return 0, nil
+	}
+	return 0, fmt.Errorf("Invalid signal: %s", s)
+}
+
+func parseUint(s string) (uint64, error) {
+	var n uint64
+	if s == "" {
+		return 0, errors.New("empty")
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return 0, errors.New("not a number")
+		}
+		n = n*10 + uint64(r-'0')
+	}
+	return n, nil
+}
+
+// commit is dockerd's Builder.commit for metadata instructions: probe
+// the cache with "#(nop) <comment>", else "run" a container that changes
+// nothing and commit an image with an empty layer.
+func (st *stageState) commit(comment string) error {
+	probe := copyRunConfig(st.runConfig)
+	probe.Cmd = append(getShell(st.runConfig), "#(nop) ", comment)
+	if hit, err := st.probeCache(probe); err != nil || hit {
+		return err
+	}
+	id := st.create()
+	return st.commitContainer(id, probe, "")
+}
+
+// create registers a build-step container and prints its ID.
+func (st *stageState) create() string {
+	id := randomID()
+	fmt.Fprintf(st.bs.stdout, " ---> Running in %s\n", truncID(id))
+	st.tmpCtrs = append(st.tmpCtrs, id)
+	return id
+}
+
+// commitContainer commits the step: upper (an overlay upper directory,
+// "" for none) becomes the layer unless empty.
+func (st *stageState) commitContainer(ctrID string, containerConfig *container.Config, upper string) error {
+	ctx := st.bs.ctx
+	diffID := ""
+	if upper != "" {
+		empty, err := dirEmpty(upper)
+		if err != nil {
+			return err
+		}
+		if !empty {
+			diffID, err = st.bs.b.cfg.Store.CommitLayer(ctx, upper)
+			if err != nil {
+				return fmt.Errorf("commit layer: %w", err)
+			}
+		}
+	}
+	cfg := childConfig(st.config, copyRunConfig(st.runConfig), containerConfig, ctrID, st.maintainer, diffID, st.bs.b.cfg.DockerVersion, nowFunc())
+	raw, err := cfg.marshal()
+	if err != nil {
+		return fmt.Errorf("encode image config: %w", err)
+	}
+	id, err := st.bs.b.cfg.Store.CreateImage(ctx, raw, st.imageID)
+	if err != nil {
+		return fmt.Errorf("failed to export image: %w", err)
+	}
+	st.imageID = id
+	st.config = cfg
+	return nil
+}
+
+func dirEmpty(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if len(names) == 0 {
+		return true, nil
+	}
+	return false, err
+}
+
+// probeCache is dockerd's classic cache lookup: the newest locally built
+// child of the current image whose container config equals the probe.
+func (st *stageState) probeCache(probe *container.Config) (bool, error) {
+	if !st.cacheOn {
+		return false, nil
+	}
+	ctx := st.bs.ctx
+	store := st.bs.b.cfg.Store
+	children, err := store.CacheChildren(ctx, st.imageID)
+	if err != nil {
+		return false, err
+	}
+	var bestID string
+	var best *imageConfig
+	for _, id := range children {
+		raw, err := store.Config(ctx, id)
+		if err != nil {
+			continue
+		}
+		cfg, err := parseConfig(raw)
+		if err != nil || cfg.OS == "" && cfg.Architecture == "" {
+			continue
+		}
+		if cfg.OS != "linux" {
+			continue
+		}
+		if !compareConfig(cfg.ContainerConfig, probe) {
+			continue
+		}
+		if cfg.Created != nil && (best == nil || best.Created.Before(*cfg.Created)) {
+			best, bestID = cfg, id
+		}
+	}
+	if best == nil {
+		st.cacheOn = false
+		return false, nil
+	}
+	fmt.Fprintln(st.bs.stdout, " ---> Using cache")
+	st.imageID = bestID
+	st.config = best
+	return true, nil
+}
+
+// compareConfig is dockerd's image/cache compare.
+func compareConfig(a, b *container.Config) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	if !reflect.DeepEqual(nilIfEmpty(a.Env), nilIfEmpty(b.Env)) ||
+		!reflect.DeepEqual(nilIfEmpty(a.Cmd), nilIfEmpty(b.Cmd)) ||
+		!reflect.DeepEqual(nilIfEmpty(a.Entrypoint), nilIfEmpty(b.Entrypoint)) ||
+		!reflect.DeepEqual(nilIfEmpty(a.Shell), nilIfEmpty(b.Shell)) ||
+		!reflect.DeepEqual(nilIfEmpty(a.OnBuild), nilIfEmpty(b.OnBuild)) {
+		return false
+	}
+	if len(a.ExposedPorts) != len(b.ExposedPorts) || len(a.Volumes) != len(b.Volumes) || len(a.Labels) != len(b.Labels) {
+		return false
+	}
+	for k := range a.ExposedPorts {
+		if _, ok := b.ExposedPorts[k]; !ok {
+			return false
+		}
+	}
+	for k := range a.Volumes {
+		if _, ok := b.Volumes[k]; !ok {
+			return false
+		}
+	}
+	for k, v := range a.Labels {
+		if bv, ok := b.Labels[k]; !ok || bv != v {
+			return false
+		}
+	}
+	if a.AttachStdin != b.AttachStdin || a.AttachStdout != b.AttachStdout || a.AttachStderr != b.AttachStderr ||
+		a.NetworkDisabled != b.NetworkDisabled || a.Tty != b.Tty || a.OpenStdin != b.OpenStdin ||
+		a.StdinOnce != b.StdinOnce || a.ArgsEscaped != b.ArgsEscaped || a.User != b.User ||
+		a.WorkingDir != b.WorkingDir || a.StopSignal != b.StopSignal {
+		return false
+	}
+	if (a.StopTimeout == nil) != (b.StopTimeout == nil) || a.StopTimeout != nil && *a.StopTimeout != *b.StopTimeout {
+		return false
+	}
+	if (a.Healthcheck == nil) != (b.Healthcheck == nil) {
+		return false
+	}
+	if a.Healthcheck != nil {
+		x, y := a.Healthcheck, b.Healthcheck
+		if x.Interval != y.Interval || x.StartInterval != y.StartInterval || x.StartPeriod != y.StartPeriod ||
+			x.Timeout != y.Timeout || x.Retries != y.Retries || !reflect.DeepEqual(nilIfEmpty(x.Test), nilIfEmpty(y.Test)) {
+			return false
+		}
+	}
+	return true
+}
+
+func nilIfEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+func copyRunConfig(c *container.Config) *container.Config {
+	cp := *c
+	cp.Cmd = cloneStrings(c.Cmd)
+	cp.Env = cloneStrings(c.Env)
+	cp.Entrypoint = cloneStrings(c.Entrypoint)
+	cp.OnBuild = cloneStrings(c.OnBuild)
+	cp.Shell = cloneStrings(c.Shell)
+	if c.Volumes != nil {
+		cp.Volumes = make(map[string]struct{}, len(c.Volumes))
+		for k, v := range c.Volumes {
+			cp.Volumes[k] = v
+		}
+	}
+	if c.ExposedPorts != nil {
+		cp.ExposedPorts = make(nat.PortSet, len(c.ExposedPorts))
+		for k, v := range c.ExposedPorts {
+			cp.ExposedPorts[k] = v
+		}
+	}
+	if c.Labels != nil {
+		cp.Labels = make(map[string]string, len(c.Labels))
+		for k, v := range c.Labels {
+			cp.Labels[k] = v
+		}
+	}
+	return &cp
+}
+
+func cloneStrings(s []string) []string {
+	if s == nil {
+		return nil
+	}
+	return append([]string{}, s...)
+}
+
+func (st *stageState) dispatchWorkdir(c *instructions.WorkdirCommand) error {
+	wd := c.Path
+	if !path.IsAbs(wd) {
+		cur := st.runConfig.WorkingDir
+		if cur == "" {
+			cur = "/"
+		}
+		wd = path.Join(cur, wd)
+	} else {
+		wd = path.Clean(wd)
+	}
+	st.runConfig.WorkingDir = wd
+	comment := "WORKDIR " + wd
+	probe := copyRunConfig(st.runConfig)
+	probe.Cmd = append(getShell(st.runConfig), "#(nop) "+comment)
+	if hit, err := st.probeCache(probe); err != nil || hit {
+		return err
+	}
+	id := st.create()
+	rw, err := st.newRWLayer()
+	if err != nil {
+		return err
+	}
+	defer rw.release()
+	if err := mkdirAllNew(rw.root, wd, 0, 0); err != nil {
+		return err
+	}
+	if err := rw.unmount(); err != nil {
+		return err
+	}
+	return st.commitContainer(id, probe, rw.upper)
+}
+
+func (st *stageState) dispatchRun(c *instructions.RunCommand) error {
+	if len(c.FlagsUsed) > 0 {
+		return fmt.Errorf("the --%s option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/ to learn how to build images with BuildKit enabled", c.FlagsUsed[0])
+	}
+	cmdLine, esc := st.resolveCmdLine(c.ShellDependantCmdLine)
+	argEnv := st.args.filterAllowed(st.runConfig.Env)
+	saveCmd := cmdLine
+	if len(argEnv) > 0 {
+		saveCmd = prependEnvOnCmd(st.args, argEnv, cmdLine)
+	}
+	probe := copyRunConfig(st.runConfig)
+	probe.Cmd = saveCmd
+	probe.ArgsEscaped = esc
+	if len(saveCmd) > 0 {
+		probe.Entrypoint = nil
+	}
+	if hit, err := st.probeCache(probe); err != nil || hit {
+		return err
+	}
+	runCfg := copyRunConfig(st.runConfig)
+	runCfg.Cmd = cmdLine
+	runCfg.Env = append(cloneStrings(st.runConfig.Env), argEnv...)
+
+	id := st.create()
+	rw, err := st.newRWDirs()
+	if err != nil {
+		return err
+	}
+	defer rw.release()
+	if st.bs.b.cfg.Runner == nil {
+		return errors.New("RUN is not available: this engine has no container runtime")
+	}
+	env := []string{}
+	if !hasEnv(runCfg.Env, "PATH") {
+		env = append(env, "PATH="+defaultPathEnv)
+	}
+	env = append(env, "HOSTNAME="+id[:12])
+	env = replaceOrAppendEnv(env, runCfg.Env)
+	cwd := runCfg.WorkingDir
+	if cwd == "" {
+		cwd = "/"
+	}
+	code, err := st.bs.b.cfg.Runner.Run(st.bs.ctx, RunSpec{
+		ID: id, Lowers: rw.lowers, Upper: rw.upper, Work: rw.work,
+		Args: cmdLine, Env: env, Cwd: cwd, User: runCfg.User, Hostname: id[:12],
+		Stdout: st.bs.stdout, Stderr: st.bs.stderr,
+	})
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return &jsonmessage.JSONError{
+			Message: fmt.Sprintf("The command '%s' returned a non-zero code: %d", strings.Join(cmdLine, " "), code),
+			Code:    code,
+		}
+	}
+	return st.commitContainer(id, probe, rw.upper)
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, e := range env {
+		if k, _, _ := strings.Cut(e, "="); k == key {
+			return true
+		}
+	}
+	return false
+}
+
+// replaceOrAppendEnv overrides defaults with the config's values.
+func replaceOrAppendEnv(defaults, overrides []string) []string {
+	out := append([]string{}, defaults...)
+	for _, o := range overrides {
+		k, _, _ := strings.Cut(o, "=")
+		replaced := false
+		for i, d := range out {
+			if dk, _, _ := strings.Cut(d, "="); dk == k {
+				out[i] = o
+				replaced = true
+				break
+			}
+		}
+		if !replaced {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func prependEnvOnCmd(args *buildArgs, argEnv []string, cmd []string) []string {
+	var tmp []string
+	for _, e := range argEnv {
+		k, _, _ := strings.Cut(e, "=")
+		if args.isReferencedOrNotBuiltin(k) {
+			tmp = append(tmp, e)
+		}
+	}
+	sort.Strings(tmp)
+	return append(append([]string{fmt.Sprintf("|%d", len(tmp))}, tmp...), cmd...)
+}

@@ -1,0 +1,237 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/labd/labd/sandbox/engine/api"
+	"github.com/labd/labd/sandbox/engine/build"
+	"github.com/labd/labd/sandbox/engine/image"
+	"github.com/labd/labd/sandbox/engine/runtime"
+	"github.com/opencontainers/go-digest"
+)
+
+// Version is the Docker Engine version labd's engine reports.
+const Version = "28.5.2"
+
+// DefaultView is the view `labd engine` serves.
+const DefaultView = "default"
+
+// SharedOptions configure the parts every engine of a process shares.
+type SharedOptions struct {
+	// NoRuntime leaves RUN steps without a container runtime (for
+	// environments without root); they then fail with a clear error.
+	NoRuntime bool
+	Logger    *slog.Logger
+}
+
+// Shared is the store and runtime shared by every sandbox's Engine.
+type Shared struct {
+	dir     string // <data>/engine
+	Store   *image.Store
+	Runtime *runtime.Runtime // nil with NoRuntime
+	log     *slog.Logger
+}
+
+// OpenShared opens the engine state under dataDir/engine, sweeping what a
+// killed labd left behind (staging files, build scratch directories,
+// containers of RUN steps).
+func OpenShared(dataDir string, opts SharedOptions) (*Shared, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	dir := filepath.Join(dataDir, "engine")
+	st, err := image.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open image store: %w", err)
+	}
+	s := &Shared{dir: dir, Store: st, log: opts.Logger}
+	// Build scratch (context, upper dirs, mount points) of a killed build.
+	scratch := s.buildDir()
+	if err := sweepDir(scratch); err != nil {
+		return nil, fmt.Errorf("clean build scratch: %w", err)
+	}
+	if !opts.NoRuntime {
+		rt, err := runtime.New(runtime.Options{Root: filepath.Join(dir, "runtime"), Logger: opts.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("start runtime: %w", err)
+		}
+		s.Runtime = rt
+	}
+	return s, nil
+}
+
+func (s *Shared) buildDir() string { return filepath.Join(s.dir, "build") }
+
+// sweepDir unmounts and removes everything under dir (left by a killed
+// process), keeping dir itself.
+func sweepDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	unmountUnder(dir)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
+	}
+	return errors.Join(errs...)
+}
+
+// Engine is one sandbox's Docker engine: a view of the store, the
+// builder and the event bus. It implements api.Backend.
+type Engine struct {
+	shared  *Shared
+	view    *image.View
+	builder *build.Builder
+	events  *eventBus
+	name    string
+}
+
+var _ api.Backend = (*Engine)(nil)
+
+// Engine returns the engine of the named view (one per sandbox).
+func (s *Shared) Engine(viewName string) (*Engine, error) {
+	v, err := s.Store.View(viewName)
+	if err != nil {
+		return nil, fmt.Errorf("open view %s: %w", viewName, err)
+	}
+	e := &Engine{shared: s, view: v, events: newEventBus(), name: viewName}
+	var runner build.Runner
+	if s.Runtime != nil {
+		runner = runtimeRunner{s.Runtime}
+	}
+	e.builder = build.New(build.Config{
+		Store:         storeAdapter{e},
+		Runner:        runner,
+		WorkDir:       s.buildDir(),
+		DockerVersion: Version,
+	})
+	return e, nil
+}
+
+// Open opens a standalone engine (view "default") on dataDir.
+func Open(dataDir string, opts SharedOptions) (*Engine, error) {
+	s, err := OpenShared(dataDir, opts)
+	if err != nil {
+		return nil, err
+	}
+	return s.Engine(DefaultView)
+}
+
+// View returns the engine's store view.
+func (e *Engine) View() *image.View { return e.view }
+
+// Shared returns the parts this engine shares with others.
+func (e *Engine) Shared() *Shared { return e.shared }
+
+// SubscribeEvents implements api.Backend.
+func (e *Engine) SubscribeEvents(since, until time.Time, f filters.Args) ([]events.Message, <-chan events.Message, func()) {
+	return e.events.subscribe(since, until, f)
+}
+
+func (e *Engine) imageEvent(action events.Action, id, name string) {
+	attrs := map[string]string{"name": name}
+	e.events.publish(events.ImageEventType, action, id, attrs)
+}
+
+// Build implements api.Backend.
+func (e *Engine) Build(ctx context.Context, cfg api.BuildConfig) (string, error) {
+	id, err := e.builder.Build(ctx, build.Request{
+		Options: cfg.Options,
+		Stdout:  cfg.Stdout,
+		Stderr:  cfg.Stderr,
+		Aux:     cfg.Aux,
+	})
+	return id, mapErr(err)
+}
+
+// storeAdapter is the builder's view of the store.
+type storeAdapter struct{ e *Engine }
+
+func (a storeAdapter) Resolve(ctx context.Context, name string) (string, error) {
+	id, err := a.e.view.Resolve(name)
+	return id.String(), mapErr(err)
+}
+
+func (a storeAdapter) Config(ctx context.Context, id string) ([]byte, error) {
+	return a.e.shared.Store.RawConfig(digest.Digest(id))
+}
+
+func (a storeAdapter) LayerDirs(ctx context.Context, id string) ([]string, error) {
+	return a.e.shared.Store.Layers(digest.Digest(id))
+}
+
+func (a storeAdapter) CacheChildren(ctx context.Context, parent string) ([]string, error) {
+	var out []string
+	for _, c := range a.e.view.Children(digest.Digest(parent)) {
+		out = append(out, c.String())
+	}
+	return out, nil
+}
+
+func (a storeAdapter) CommitLayer(ctx context.Context, upper string) (string, error) {
+	info, err := a.e.shared.Store.CommitLayer(ctx, upper)
+	if err != nil {
+		return "", err
+	}
+	if info.Empty {
+		return "", nil
+	}
+	return info.DiffID.String(), nil
+}
+
+func (a storeAdapter) CreateImage(ctx context.Context, config []byte, parent string) (string, error) {
+	id, err := a.e.shared.Store.PutImage(ctx, config)
+	if err != nil {
+		return "", err
+	}
+	if err := a.e.view.Add(id, digest.Digest(parent), true); err != nil {
+		return "", err
+	}
+	return id.String(), nil
+}
+
+func (a storeAdapter) Tag(ctx context.Context, id, ref string) error {
+	if err := a.e.view.Tag(digest.Digest(id), ref); err != nil {
+		return mapErr(err)
+	}
+	a.e.imageEvent(events.ActionTag, id, familiarRef(ref))
+	return nil
+}
+
+// runtimeRunner runs RUN steps on the runtime.
+type runtimeRunner struct{ rt *runtime.Runtime }
+
+func (r runtimeRunner) Run(ctx context.Context, s build.RunSpec) (int, error) {
+	return r.rt.Run(ctx, runtime.Spec{
+		ID: s.ID, Lowers: s.Lowers, Upper: s.Upper, Work: s.Work,
+		Args: s.Args, Env: s.Env, Cwd: s.Cwd, User: s.User, Hostname: s.Hostname,
+		Stdout: s.Stdout, Stderr: s.Stderr,
+	})
+}
+
+// mapErr gives store errors the classes the API maps to status codes.
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, image.ErrNotFound):
+		return api.NotFoundError(err)
+	case errors.Is(err, image.ErrInvalidReference):
+		return api.InvalidParameterError(err)
+	case errors.Is(err, image.ErrConflict):
+		return api.ConflictError(err)
+	}
+	return err
+}

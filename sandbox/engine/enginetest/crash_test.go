@@ -1,0 +1,112 @@
+package enginetest
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// leaks counts what a build step may leave behind: mounts under the
+// engine's state, build scratch directories and labd cgroups.
+type leaks struct {
+	mounts, scratch, cgroups int
+}
+
+func countLeaks(dataDir string) leaks {
+	var l leaks
+	l.mounts = len(MountsUnder(dataDir))
+	ents, _ := os.ReadDir(filepath.Join(dataDir, "engine", "build"))
+	l.scratch = len(ents)
+	for _, root := range []string{"/sys/fs/cgroup/memory/labd", "/sys/fs/cgroup/pids/labd", "/sys/fs/cgroup/unified/labd", "/sys/fs/cgroup/labd"} {
+		if ents, err := os.ReadDir(root); err == nil {
+			for _, e := range ents {
+				if e.IsDir() {
+					l.cgroups++
+				}
+			}
+		}
+	}
+	return l
+}
+
+// waitFor polls cond until it holds or 20 s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestCancelledBuildLeavesNothing cancels the client during a RUN step:
+// the container is killed and no mount, scratch dir or cgroup remains.
+func TestCancelledBuildLeavesNothing(t *testing.T) {
+	dataDir := filepath.Join(pair.Dir, "labd-data")
+	before := countLeaks(dataDir)
+	dir := WriteContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo started && sleep 30\n"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan Result, 1)
+	go func() {
+		done <- pair.Labd.Docker(ctx, DockerCLI20, dir, nil, "build", "--no-cache", "-t", "cancelled", ".")
+	}()
+	waitFor(t, "RUN step to start", func() bool { return countLeaks(dataDir).mounts > before.mounts })
+	cancel()
+	<-done
+	waitFor(t, "cleanup after cancel", func() bool { return countLeaks(dataDir) == before })
+	r := pair.Labd.Docker(context.Background(), DockerCLI20, "", nil, "image", "inspect", "cancelled")
+	if r.Code == 0 {
+		t.Error("a cancelled build tagged its image")
+	}
+}
+
+// TestKillDuringBuild kills labd (SIGKILL) in the middle of a RUN step,
+// restarts it, and checks the store is consistent and builds work.
+func TestKillDuringBuild(t *testing.T) {
+	dataDir := filepath.Join(pair.Dir, "labd-data")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	before := pair.Labd.Must(t, DockerCLI20, "", "images", "-a", "-q", "--no-trunc")
+	dir := WriteContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo killed > /k\nRUN sleep 30\n"})
+	done := make(chan Result, 1)
+	go func() {
+		done <- pair.Labd.Docker(ctx, DockerCLI20, dir, nil, "build", "--no-cache", "-t", "killed", ".")
+	}()
+	base := len(MountsUnder(dataDir))
+	waitFor(t, "RUN sleep to start", func() bool { return len(MountsUnder(dataDir)) > base })
+	pair.Labd.Kill()
+	r := <-done
+	if r.Code == 0 {
+		t.Fatalf("build survived the engine's death:\n%s", r.Stdout)
+	}
+	if err := pair.Labd.Restart(); err != nil {
+		t.Fatalf("restart: %v\n%s", err, pair.Labd.Log())
+	}
+	// The killed RUN's mounts and scratch are gone after the restart.
+	waitFor(t, "restart cleanup", func() bool {
+		l := countLeaks(dataDir)
+		return l.scratch == 0 && l.mounts == 0
+	})
+	imgs := pair.Labd.Must(t, DockerCLI20, "", "images", "-a")
+	if strings.Contains(imgs, "killed") {
+		t.Errorf("half-built image tagged:\n%s", imgs)
+	}
+	// Every listed image can be inspected and its history read.
+	for _, id := range strings.Fields(pair.Labd.Must(t, DockerCLI20, "", "images", "-a", "-q", "--no-trunc")) {
+		pair.Labd.Must(t, DockerCLI20, "", "history", id)
+	}
+	_ = before
+	dir2 := WriteContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo after > /a\n"})
+	out := pair.Labd.Must(t, DockerCLI20, dir2, "build", "-t", "after-crash", ".")
+	if !strings.Contains(out, "Successfully tagged after-crash:latest") {
+		t.Errorf("build after restart:\n%s", out)
+	}
+	if got := pair.Labd.Must(t, DockerCLI20, "", "save", "after-crash"); len(got) < 1024 {
+		t.Errorf("save after restart: %d bytes", len(got))
+	}
+}

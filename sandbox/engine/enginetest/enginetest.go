@@ -1,0 +1,304 @@
+package enginetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Paths of the clients and the reference daemon.
+var (
+	DockerCLI20 = "/usr/bin/docker"
+	DockerCLI28 = "/usr/local/bin/docker"
+	Dockerd     = "/usr/sbin/dockerd"
+)
+
+// Engine is one running engine: labd's or the reference dockerd.
+type Engine struct {
+	Name   string // "labd" or "dockerd"
+	Socket string
+	cmd    *exec.Cmd
+	done   chan struct{}
+	args   []string
+	logf   string
+}
+
+// Host is the DOCKER_HOST value for the engine.
+func (e *Engine) Host() string { return "unix://" + e.Socket }
+
+// Result is one CLI invocation.
+type Result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// Docker runs the docker CLI cli (DockerCLI20 or DockerCLI28) against the
+// engine, with stdin and the working directory dir ("" = current).
+func (e *Engine) Docker(ctx context.Context, cli, dir string, stdin []byte, args ...string) Result {
+	cmd := exec.CommandContext(ctx, cli, args...)
+	cmd.Dir = dir
+	home := filepath.Join(os.TempDir(), "labd-enginetest-home")
+	_ = os.MkdirAll(home, 0o700)
+	cmd.Env = []string{
+		"DOCKER_HOST=" + e.Host(), "DOCKER_BUILDKIT=0", "HOME=" + home,
+		"DOCKER_CONFIG=" + filepath.Join(home, ".docker"), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"DOCKER_CLI_HINTS=false",
+	}
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+		errb.WriteString(err.Error())
+	}
+	return Result{Stdout: out.String(), Stderr: errb.String(), Code: code}
+}
+
+// Must runs the CLI and fails the test on a non-zero exit.
+func (e *Engine) Must(t testing.TB, cli, dir string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r := e.Docker(ctx, cli, dir, nil, args...)
+	if r.Code != 0 {
+		t.Fatalf("%s: docker %s: exit %d\nstdout:\n%s\nstderr:\n%s", e.Name, strings.Join(args, " "), r.Code, r.Stdout, r.Stderr)
+	}
+	return r.Stdout
+}
+
+var (
+	buildOnce sync.Once
+	labdBin   string
+	buildErr  error
+)
+
+// LabdBinary builds ./cmd/labd once per test binary and returns its path.
+func LabdBinary() (string, error) {
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "labd-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		labdBin = filepath.Join(dir, "labd")
+		root, err := moduleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", labdBin, "./cmd/labd")
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/labd: %v\n%s", err, out)
+		}
+	})
+	return labdBin, buildErr
+}
+
+// RemoveBinary deletes the labd binary LabdBinary built.
+func RemoveBinary() {
+	if labdBin != "" {
+		_ = os.RemoveAll(filepath.Dir(labdBin))
+	}
+}
+
+func moduleRoot() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("no caller")
+	}
+	dir := filepath.Dir(file)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found")
+		}
+		dir = parent
+	}
+}
+
+// StartLabd starts `labd engine` with its state in dataDir; the busybox
+// base image is bootstrapped first.
+func StartLabd(dataDir, socket string, extra ...string) (*Engine, error) {
+	bin, err := LabdBinary()
+	if err != nil {
+		return nil, err
+	}
+	if out, err := exec.Command(bin, "images", "bootstrap", "busybox", "--data", dataDir).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("bootstrap busybox: %v\n%s", err, out)
+	}
+	args := append([]string{"engine", "--socket", socket, "--data", dataDir}, extra...)
+	e := &Engine{Name: "labd", Socket: socket, args: args, logf: filepath.Join(filepath.Dir(socket), "labd.log")}
+	return e, e.start(bin)
+}
+
+func (e *Engine) start(bin string) error {
+	logf, err := os.OpenFile(e.logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, e.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	e.cmd = cmd
+	e.done = make(chan struct{})
+	go func() { _ = cmd.Wait(); close(e.done) }()
+	return waitSocket(e.Socket, e.done, 60*time.Second)
+}
+
+// Restart starts the engine again after Kill or Stop.
+func (e *Engine) Restart() error {
+	bin, err := LabdBinary()
+	if err != nil {
+		return err
+	}
+	return e.start(bin)
+}
+
+// Kill sends SIGKILL and waits for the process to end.
+func (e *Engine) Kill() {
+	if e.cmd == nil {
+		return
+	}
+	_ = e.cmd.Process.Kill()
+	<-e.done
+}
+
+// Stop sends SIGTERM and waits (SIGKILL after 30 s).
+func (e *Engine) Stop() {
+	if e.cmd == nil {
+		return
+	}
+	_ = e.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-e.done:
+	case <-time.After(30 * time.Second):
+		e.Kill()
+	}
+}
+
+// Log returns what the engine wrote to its log.
+func (e *Engine) Log() string {
+	b, _ := os.ReadFile(e.logf)
+	return string(b)
+}
+
+// StartDockerd starts the reference dockerd with everything under dir.
+func StartDockerd(dir string) (*Engine, error) {
+	if _, err := os.Stat(Dockerd); err != nil {
+		return nil, fmt.Errorf("reference dockerd: %w (apt-get install docker.io)", err)
+	}
+	sock := filepath.Join(dir, "ref.sock")
+	e := &Engine{Name: "dockerd", Socket: sock, logf: filepath.Join(dir, "dockerd.log"), args: []string{
+		"--host", "unix://" + sock,
+		"--data-root", filepath.Join(dir, "ref-root"),
+		"--exec-root", filepath.Join(dir, "ref-exec"),
+		"--pidfile", filepath.Join(dir, "ref.pid"),
+		"--bridge", "none", "--iptables=false", "--ip-masq=false", "--ip6tables=false",
+	}}
+	if err := e.start(Dockerd); err != nil {
+		return nil, fmt.Errorf("start dockerd: %w\n%s", err, e.Log())
+	}
+	return e, nil
+}
+
+func waitSocket(sock string, done <-chan struct{}, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			return errors.New("engine exited during start")
+		default:
+		}
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("socket %s did not come up in %s", sock, timeout)
+}
+
+// Pair is labd and the reference dockerd, sharing one busybox base.
+type Pair struct {
+	Dir     string
+	Labd    *Engine
+	Dockerd *Engine // nil with LABD_NO_DOCKERD=1
+}
+
+// NoDockerd reports whether the reference engine is switched off.
+func NoDockerd() bool { return os.Getenv("LABD_NO_DOCKERD") == "1" }
+
+// StartPair starts both engines under a fresh directory and loads labd's
+// busybox into dockerd.
+func StartPair() (*Pair, error) {
+	dir, err := os.MkdirTemp("", "labd-enginetest-")
+	if err != nil {
+		return nil, err
+	}
+	p := &Pair{Dir: dir}
+	p.Labd, err = StartLabd(filepath.Join(dir, "labd-data"), filepath.Join(dir, "labd.sock"))
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	if NoDockerd() {
+		return p, nil
+	}
+	p.Dockerd, err = StartDockerd(dir)
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tarPath := filepath.Join(dir, "busybox.tar")
+	if r := p.Labd.Docker(ctx, DockerCLI20, "", nil, "save", "-o", tarPath, "busybox:latest"); r.Code != 0 {
+		p.Close()
+		return nil, fmt.Errorf("save busybox from labd: %s", r.Stderr)
+	}
+	if r := p.Dockerd.Docker(ctx, DockerCLI20, "", nil, "load", "-i", tarPath); r.Code != 0 {
+		p.Close()
+		return nil, fmt.Errorf("load busybox into dockerd: %s", r.Stderr)
+	}
+	return p, nil
+}
+
+// Close stops both engines and removes their state.
+func (p *Pair) Close() {
+	if p.Labd != nil {
+		p.Labd.Stop()
+	}
+	if p.Dockerd != nil {
+		p.Dockerd.Stop()
+	}
+	// dockerd unmounts on SIGTERM; anything left is detached before removal.
+	unmountUnder(p.Dir)
+	_ = os.RemoveAll(p.Dir)
+}
