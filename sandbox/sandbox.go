@@ -56,6 +56,10 @@ type Spec struct {
 	Hostname  string
 	Workspace string   // existing host directory, absolute
 	Env       []string // extra environment for the shell and Exec ("KEY=value")
+	// Keep lists further host paths (files or directories, e.g. the
+	// engine's socket) the sandbox must see at the same path, even where
+	// the provider hides their surroundings (nsbox's private /tmp).
+	Keep []string
 }
 
 // Provider creates sandboxes. Implementations must make Done close once

@@ -2,14 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -48,56 +44,17 @@ func runEngine(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		TempDir:        filepath.Join(*data, "engine", "tmp"),
 		Logger:         log,
 	})
-	ln, err := listenUnix(*socket)
+	srv, err := api.ServeUnix(*socket, h)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(*socket)
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	log.Info("engine serving", "socket", *socket, "data", *data)
 	select {
-	case err := <-errc:
+	case err := <-srv.Done():
 		return err
 	case <-ctx.Done():
 	}
-	// Builds in flight see their request contexts cancelled and clean up
-	// (the RUN container is killed) before Shutdown returns.
 	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	shutdownErr := srv.Shutdown(sctx)
-	if errors.Is(shutdownErr, context.DeadlineExceeded) {
-		shutdownErr = srv.Close()
-	}
-	return shutdownErr
-}
-
-// listenUnix replaces a stale socket and restricts it to owner and group,
-// as dockerd does for /var/run/docker.sock.
-func listenUnix(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("%s exists and is not a socket", path)
-		}
-		if c, err := net.Dial("unix", path); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("%s is in use by another engine", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, err
-		}
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o660); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
+	return srv.Close(sctx)
 }

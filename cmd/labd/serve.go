@@ -18,6 +18,8 @@ import (
 
 	"github.com/labd/labd/labs"
 	"github.com/labd/labd/sandbox"
+	"github.com/labd/labd/sandbox/engine"
+	"github.com/labd/labd/sandbox/engine/api"
 	"github.com/labd/labd/sandbox/nsbox"
 	"github.com/labd/labd/web"
 )
@@ -99,7 +101,22 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if idle == 0 {
 		idle = -1 // the flag's 0 means "never"; the Manager's zero value means its default
 	}
-	mgr := sandbox.NewManager(nsbox.New(nsbox.Options{Exe: exe}), sandbox.ManagerOptions{
+	// Every sandbox gets its own engine (its own view of the shared image
+	// store) on a socket beside its workspace.
+	shared, err := engine.OpenShared(cfg.data, engine.SharedOptions{Logger: log})
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	provider := &engine.Provider{
+		Inner:  nsbox.New(nsbox.Options{Exe: exe}),
+		Shared: shared,
+		API: api.Options{
+			Version: engine.Version,
+			TempDir: filepath.Join(cfg.data, "engine", "tmp"),
+			Logger:  log,
+		},
+	}
+	mgr := sandbox.NewManager(provider, sandbox.ManagerOptions{
 		DataDir:     cfg.data,
 		IdleTimeout: idle,
 		Logger:      log,

@@ -38,6 +38,11 @@ func Init(args []string) int {
 	fs := flag.NewFlagSet(InitCommand, flag.ContinueOnError)
 	hostname := fs.String("hostname", "", "hostname of the sandbox")
 	dir := fs.String("dir", "", "working directory of the shell")
+	var keep []string
+	fs.Func("keep", "host path to keep visible at the same path (repeatable)", func(p string) error {
+		keep = append(keep, p)
+		return nil
+	})
 	// The shell must not inherit the pipe, or Create never sees EOF.
 	syscall.CloseOnExec(readyFD)
 	ready := os.NewFile(readyFD, "ready")
@@ -53,7 +58,7 @@ func Init(args []string) int {
 	if os.Getpid() != 1 {
 		return fail(errors.New("not pid 1 of a new pid namespace"))
 	}
-	if err := setup(*hostname, *dir); err != nil {
+	if err := setup(*hostname, *dir, keep); err != nil {
 		return fail(err)
 	}
 
@@ -138,7 +143,7 @@ func shell() []string {
 	return []string{"/bin/sh", "-l"}
 }
 
-func setup(hostname, dir string) error {
+func setup(hostname, dir string, keep []string) error {
 	// Keep our mounts out of the host's mount namespace (and the host's
 	// later mounts out of ours).
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
@@ -154,7 +159,7 @@ func setup(hostname, dir string) error {
 	}
 	// A private /tmp: learners' scratch files neither leak to the host nor
 	// survive the sandbox.
-	if err := mountTmp(dir); err != nil {
+	if err := mountTmp(append([]string{dir}, keep...)); err != nil {
 		return err
 	}
 	if err := unix.Sethostname([]byte(hostname)); err != nil {
@@ -184,30 +189,62 @@ func loopbackUp() error {
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
-// mountTmp mounts a private tmpfs on /tmp. A workspace under /tmp (a data
-// directory there, or a test's temporary directory) would be hidden by it,
-// so it is bound back to the same path inside the tmpfs.
-func mountTmp(dir string) error {
-	rel, err := filepath.Rel("/tmp", dir)
-	under := err == nil && rel != "." && !strings.HasPrefix(rel, "..")
-	held := -1
-	if under {
-		if held, err = unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
-			return fmt.Errorf("open workspace: %w", err)
+// mountTmp mounts a private tmpfs on /tmp. The workspace and the kept
+// paths, where they lie under /tmp (a data directory there, or a test's
+// temporary directory), would be hidden by it, so each is bound back to the
+// same path inside the tmpfs.
+func mountTmp(paths []string) error {
+	type held struct {
+		path string
+		fd   int
+		dir  bool
+	}
+	var binds []held
+	defer func() {
+		for _, h := range binds {
+			unix.Close(h.fd)
 		}
-		defer unix.Close(held)
+	}()
+	for _, p := range paths {
+		rel, err := filepath.Rel("/tmp", p)
+		if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		// Held open before the tmpfs hides it; O_PATH also opens sockets.
+		fd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", p, err)
+		}
+		binds = append(binds, held{path: p, fd: fd})
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return fmt.Errorf("stat %s: %w", p, err)
+		}
+		binds[len(binds)-1].dir = st.Mode&unix.S_IFMT == unix.S_IFDIR
 	}
 	if err := unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777,size=25%"); err != nil {
 		return fmt.Errorf("mount /tmp: %w", err)
 	}
-	if !under {
-		return nil
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("recreate workspace path in /tmp: %w", err)
-	}
-	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", held), dir, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind workspace into /tmp: %w", err)
+	for _, h := range binds {
+		// A bind needs a mount point of the same kind: a directory for a
+		// directory, a file for anything else.
+		if h.dir {
+			if err := os.MkdirAll(h.path, 0o700); err != nil {
+				return fmt.Errorf("recreate %s in /tmp: %w", h.path, err)
+			}
+		} else {
+			if err := os.MkdirAll(filepath.Dir(h.path), 0o700); err != nil {
+				return fmt.Errorf("recreate %s in /tmp: %w", filepath.Dir(h.path), err)
+			}
+			f, err := os.OpenFile(h.path, os.O_CREATE|os.O_RDONLY, 0o600)
+			if err != nil {
+				return fmt.Errorf("recreate %s in /tmp: %w", h.path, err)
+			}
+			f.Close()
+		}
+		if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", h.fd), h.path, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s into /tmp: %w", h.path, err)
+		}
 	}
 	return nil
 }

@@ -91,7 +91,11 @@ func (p *Provider) Create(ctx context.Context, s sandbox.Spec) (sandbox.Sandbox,
 		// environment keeps the prompt predictable without that file.
 		`PS1=\u@\h:\w\$ `,
 	)
-	cmd := exec.Command(p.opts.Exe, InitCommand, "-hostname", s.Hostname, "-dir", s.Workspace)
+	args := []string{InitCommand, "-hostname", s.Hostname, "-dir", s.Workspace}
+	for _, k := range s.Keep {
+		args = append(args, "-keep", k)
+	}
+	cmd := exec.Command(p.opts.Exe, args...)
 	cmd.Env = env
 	cmd.Dir = s.Workspace
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
