@@ -14,6 +14,7 @@ import (
 	"github.com/labd/labd/sandbox/engine/api"
 	"github.com/labd/labd/sandbox/engine/build"
 	"github.com/labd/labd/sandbox/engine/image"
+	"github.com/labd/labd/sandbox/engine/mountinfo"
 	"github.com/labd/labd/sandbox/engine/runtime"
 	"github.com/opencontainers/go-digest"
 )
@@ -76,7 +77,7 @@ func sweepDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	unmountUnder(dir)
+	mountinfo.UnmountUnder(dir)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return err

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/labd/labd/sandbox/engine/mountinfo"
 )
 
 // leaks counts what a build step may leave behind: mounts under the
@@ -17,7 +19,7 @@ type leaks struct {
 
 func countLeaks(dataDir string) leaks {
 	var l leaks
-	l.mounts = len(MountsUnder(dataDir))
+	l.mounts = len(mountinfo.Under(dataDir))
 	ents, _ := os.ReadDir(filepath.Join(dataDir, "engine", "build"))
 	l.scratch = len(ents)
 	for _, root := range []string{"/sys/fs/cgroup/memory/labd", "/sys/fs/cgroup/pids/labd", "/sys/fs/cgroup/unified/labd", "/sys/fs/cgroup/labd"} {
@@ -77,8 +79,8 @@ func TestKillDuringBuild(t *testing.T) {
 	go func() {
 		done <- pair.Labd.Docker(ctx, DockerCLI20, dir, nil, "build", "--no-cache", "-t", "killed", ".")
 	}()
-	base := len(MountsUnder(dataDir))
-	waitFor(t, "RUN sleep to start", func() bool { return len(MountsUnder(dataDir)) > base })
+	base := len(mountinfo.Under(dataDir))
+	waitFor(t, "RUN sleep to start", func() bool { return len(mountinfo.Under(dataDir)) > base })
 	pair.Labd.Kill()
 	r := <-done
 	if r.Code == 0 {

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/labd/labd/sandbox/engine/mountinfo"
 )
 
 // Paths of the clients and the reference daemon.
@@ -299,6 +301,6 @@ func (p *Pair) Close() {
 		p.Dockerd.Stop()
 	}
 	// dockerd unmounts on SIGTERM; anything left is detached before removal.
-	unmountUnder(p.Dir)
+	mountinfo.UnmountUnder(p.Dir)
 	_ = os.RemoveAll(p.Dir)
 }
