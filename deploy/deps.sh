@@ -22,8 +22,10 @@ need nsenter util-linux
 need bash bash
 need ip iproute2
 
-# busybox-static: the offline base image (labd images bootstrap busybox).
+# busybox-static and mmdebstrap: the offline base images
+# (labd images bootstrap busybox|python|sandbox).
 need_pkg busybox-static
+need mmdebstrap mmdebstrap
 
 if [ "${1:-run}" = test ]; then
 	need chromium chromium

@@ -6,13 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"text/tabwriter"
 	"time"
 
 	"github.com/labd/labd/sandbox/engine/image"
+	"github.com/opencontainers/go-digest"
 )
 
 func init() {
@@ -24,7 +27,11 @@ func init() {
 
 const imagesUsage = `usage:
   labd images import FILE [--data DIR]        load a docker-save or OCI-layout tar into the base images
-  labd images bootstrap busybox [--data DIR]  build busybox:latest from Debian's busybox-static
+  labd images bootstrap busybox|python|sandbox|all [--force] [--data DIR]
+                                              build stand-in base images locally: busybox:latest from
+                                              Debian's busybox-static; python:3.11-slim (also python:3)
+                                              and labd/sandbox:latest from Debian packages (mmdebstrap);
+                                              images present are kept unless --force
   labd images ls [--data DIR]                 list the base images' tags`
 
 func runImages(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -36,6 +43,7 @@ func runImages(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("labd images "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	data := fs.String("data", envDefault("LABD_DATA", defaultDataDir), "state directory (env LABD_DATA)")
+	force := fs.Bool("force", false, "bootstrap: rebuild images already present")
 	// Accept flags before and after the positional arguments.
 	var pos []string
 	for {
@@ -72,20 +80,15 @@ func runImages(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		return base.Load(ctx, f, func(line string) { fmt.Fprint(stdout, line) })
 	case "bootstrap":
-		if len(pos) != 1 || pos[0] != "busybox" {
-			fmt.Fprintln(stderr, "labd images bootstrap: known images: busybox")
+		if len(pos) != 1 || !knownBootstrap(pos[0]) {
+			fmt.Fprintln(stderr, "labd images bootstrap: known images: busybox, python, sandbox, all")
 			return exitError{code: 2}
 		}
 		s, err := openStore()
 		if err != nil {
 			return err
 		}
-		id, err := image.BootstrapBusybox(ctx, s)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "busybox:latest %s\n", id)
-		return nil
+		return bootstrapImages(ctx, s, pos[0], *force, func(line string) { fmt.Fprintln(stdout, line) })
 	case "ls":
 		if len(pos) != 0 {
 			fmt.Fprintln(stderr, imagesUsage)
@@ -126,4 +129,61 @@ func listImages(w io.Writer, v *image.View) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1fMB\n", n, info.ID.Encoded()[:12], info.Created.Format(time.RFC3339), float64(info.Size)/1e6)
 	}
 	return tw.Flush()
+}
+
+// bootstrapOrder is what `bootstrap all` builds, in order.
+var bootstrapOrder = []string{"busybox", "python", "sandbox"}
+
+func knownBootstrap(name string) bool {
+	return name == "all" || slices.Contains(bootstrapOrder, name)
+}
+
+// bootstrapImages builds the named stand-in (or all of them) into the
+// base view, reporting progress line by line.
+func bootstrapImages(ctx context.Context, s *image.Store, which string, force bool, progress func(string)) error {
+	names := []string{which}
+	if which == "all" {
+		names = bootstrapOrder
+	}
+	opts := image.BootstrapOptions{Force: force, Progress: progress}
+	for _, n := range names {
+		start := time.Now()
+		var (
+			id  digest.Digest
+			err error
+		)
+		switch n {
+		case "busybox":
+			id, err = bootstrapBusybox(ctx, s, force, progress)
+		case "python":
+			id, err = image.BootstrapPython(ctx, s, opts)
+		case "sandbox":
+			id, err = image.BootstrapSandbox(ctx, s, opts)
+		}
+		if err != nil {
+			return err
+		}
+		slog.Info("base image ready", "image", n, "id", id.Encoded()[:12], "elapsed", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
+}
+
+func bootstrapBusybox(ctx context.Context, s *image.Store, force bool, progress func(string)) (digest.Digest, error) {
+	const tag = "busybox:latest"
+	base, err := s.View(image.BaseView)
+	if err != nil {
+		return "", err
+	}
+	if !force {
+		if id, err := base.Resolve(tag); err == nil {
+			progress(tag + ": present")
+			return id, nil
+		}
+	}
+	id, err := image.BootstrapBusybox(ctx, s)
+	if err != nil {
+		return "", err
+	}
+	progress(fmt.Sprintf("%s: done: %s", tag, id.Encoded()[:12]))
+	return id, nil
 }

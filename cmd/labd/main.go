@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"sort"
@@ -85,7 +84,9 @@ func main() {
 	case errors.Is(err, flag.ErrHelp):
 		os.Exit(0)
 	default:
-		slog.Error("labd "+name, "err", err)
+		// Plain text, not slog: errors can span lines (a bootstrap's
+		// apt output) and are read by people at a terminal.
+		fmt.Fprintf(os.Stderr, "labd %s: %v\n", name, err)
 		os.Exit(1)
 	}
 }
