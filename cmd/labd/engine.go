@@ -27,6 +27,8 @@ func runEngine(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	data := fs.String("data", envDefault("LABD_DATA", defaultDataDir), "state directory (env LABD_DATA)")
 	maxContext := fs.Int64("max-context", api.DefaultMaxContextSize, "largest build context accepted, in bytes")
 	noRuntime := fs.Bool("no-runtime", false, "run without a container runtime (RUN steps fail)")
+	regFlags := addRegistryFlags(fs)
+	engRegFlags := addEngineRegistryFlags(fs, regFlags)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -34,7 +36,7 @@ func runEngine(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	log := slog.Default()
-	eng, err := engine.Open(*data, engine.SharedOptions{NoRuntime: *noRuntime, Logger: log})
+	eng, err := engine.Open(*data, engine.SharedOptions{NoRuntime: *noRuntime, Logger: log, Registry: engRegFlags.options()})
 	if err != nil {
 		return err
 	}
@@ -44,6 +46,17 @@ func runEngine(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		TempDir:        filepath.Join(*data, "engine", "tmp"),
 		Logger:         log,
 	})
+	_, stopRegistry, err := startRegistry(*data, regFlags, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := stopRegistry(rctx); err != nil {
+			log.Warn("registry shutdown", "err", err)
+		}
+	}()
 	srv, err := api.ServeUnix(*socket, h)
 	if err != nil {
 		return err

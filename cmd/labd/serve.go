@@ -44,6 +44,8 @@ type serveConfig struct {
 	data           string
 	idleTimeout    time.Duration
 	allowedOrigins []string
+	registry       *registryFlags
+	engineRegistry *engineRegistryFlags
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
@@ -65,6 +67,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		c.allowedOrigins = append(c.allowedOrigins, s)
 		return nil
 	})
+	c.registry = addRegistryFlags(fs)
+	c.engineRegistry = addEngineRegistryFlags(fs, c.registry)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -103,7 +107,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	// Every sandbox gets its own engine (its own view of the shared image
 	// store) on a socket beside its workspace.
-	shared, err := engine.OpenShared(cfg.data, engine.SharedOptions{Logger: log})
+	shared, err := engine.OpenShared(cfg.data, engine.SharedOptions{Logger: log, Registry: cfg.engineRegistry.options()})
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
@@ -128,6 +132,19 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		AllowedOrigins: cfg.allowedOrigins,
 		Logger:         log,
 	})
+
+	_, stopRegistry, err := startRegistry(cfg.data, cfg.registry, log)
+	if err != nil {
+		mgr.Close(context.Background())
+		return err
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := stopRegistry(rctx); err != nil {
+			log.Warn("registry shutdown", "err", err)
+		}
+	}()
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/labd/labd/sandbox/engine/api"
 	"github.com/labd/labd/sandbox/engine/build"
+	"github.com/labd/labd/sandbox/engine/distribution"
 	"github.com/labd/labd/sandbox/engine/image"
 	"github.com/labd/labd/sandbox/engine/mountinfo"
 	"github.com/labd/labd/sandbox/engine/runtime"
@@ -31,6 +33,9 @@ type SharedOptions struct {
 	// environments without root); they then fail with a clear error.
 	NoRuntime bool
 	Logger    *slog.Logger
+	// Registry says where Docker Hub's names go (the classroom registry or
+	// an upstream) and which registries may be reached over HTTP.
+	Registry distribution.Options
 }
 
 // Shared is the store and runtime shared by every sandbox's Engine.
@@ -39,6 +44,7 @@ type Shared struct {
 	Store   *image.Store
 	Runtime *runtime.Runtime // nil with NoRuntime
 	log     *slog.Logger
+	dist    *distribution.Client // push, pull, login
 }
 
 // OpenShared opens the engine state under dataDir/engine, sweeping what a
@@ -54,6 +60,9 @@ func OpenShared(dataDir string, opts SharedOptions) (*Shared, error) {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}
 	s := &Shared{dir: dir, Store: st, log: opts.Logger}
+	if s.dist, err = distribution.New(st, opts.Registry, Version); err != nil {
+		return nil, err
+	}
 	// Build scratch (context, upper dirs, mount points) of a killed build.
 	scratch := s.buildDir()
 	if err := sweepDir(scratch); err != nil {
@@ -97,6 +106,14 @@ type Engine struct {
 	builder *build.Builder
 	events  *eventBus
 	name    string
+
+	ctrs      *containerStore
+	net       Networker
+	allowBind func(string) (string, error)
+	execMu    sync.Mutex
+	execs     map[string]*execProc
+
+	rec *records // for graders (records.go)
 }
 
 var _ api.Backend = (*Engine)(nil)
@@ -107,7 +124,10 @@ func (s *Shared) Engine(viewName string) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open view %s: %w", viewName, err)
 	}
-	e := &Engine{shared: s, view: v, events: newEventBus(), name: viewName}
+	e := &Engine{shared: s, view: v, events: newEventBus(), name: viewName, execs: map[string]*execProc{}, rec: &records{}}
+	if err := e.loadContainers(); err != nil {
+		return nil, err
+	}
 	var runner build.Runner
 	if s.Runtime != nil {
 		runner = runtimeRunner{s.Runtime}
@@ -115,6 +135,7 @@ func (s *Shared) Engine(viewName string) (*Engine, error) {
 	e.builder = build.New(build.Config{
 		Store:         storeAdapter{e},
 		Runner:        runner,
+		Puller:        e,
 		WorkDir:       s.buildDir(),
 		DockerVersion: Version,
 	})
@@ -127,7 +148,12 @@ func Open(dataDir string, opts SharedOptions) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.Engine(DefaultView)
+	e, err := s.Engine(DefaultView)
+	if err != nil {
+		return nil, err
+	}
+	e.SetAllowBind(AllowAllBinds)
+	return e, nil
 }
 
 // View returns the engine's store view.
@@ -148,12 +174,14 @@ func (e *Engine) imageEvent(action events.Action, id, name string) {
 
 // Build implements api.Backend.
 func (e *Engine) Build(ctx context.Context, cfg api.BuildConfig) (string, error) {
+	rec := e.beginBuild(&cfg)
 	id, err := e.builder.Build(ctx, build.Request{
 		Options: cfg.Options,
 		Stdout:  cfg.Stdout,
 		Stderr:  cfg.Stderr,
 		Aux:     cfg.Aux,
 	})
+	e.endBuild(rec, id, err)
 	return id, mapErr(err)
 }
 

@@ -103,6 +103,11 @@ func matchEvent(m events.Message, f filters.Args) bool {
 			return false
 		}
 	}
+	if f.Contains("container") {
+		if m.Type != events.ContainerEventType || !f.ExactMatch("container", m.Actor.ID) && !f.ExactMatch("container", m.Actor.Attributes["name"]) && !matchPrefix(f.Get("container"), m.Actor.ID) {
+			return false
+		}
+	}
 	if f.Contains("label") && !f.MatchKVList("label", m.Actor.Attributes) {
 		return false
 	}
@@ -122,4 +127,13 @@ func stripTag(name string) string {
 		}
 	}
 	return name
+}
+
+func matchPrefix(prefixes []string, id string) bool {
+	for _, p := range prefixes {
+		if len(p) >= 1 && len(p) <= len(id) && id[:len(p)] == p {
+			return true
+		}
+	}
+	return false
 }

@@ -220,7 +220,3 @@ func (s *server) imagesLoad(ctx context.Context, w http.ResponseWriter, r *http.
 	}
 	return nil
 }
-
-func (s *server) containerInspect(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	return NotFoundError(fmt.Errorf("No such container: %s", vars["name"]))
-}

@@ -51,6 +51,9 @@ type Backend interface {
 	// SubscribeEvents returns past events in [since, until] matching f and,
 	// unless the window is closed, a channel of new ones; cancel releases it.
 	SubscribeEvents(since, until time.Time, f filters.Args) (past []events.Message, live <-chan events.Message, cancel func())
+
+	ContainerBackend
+	RegistryBackend
 }
 
 // BuildConfig is one /build request after the context has been read whole.
@@ -135,15 +138,43 @@ func (s *server) table() []*route {
 		{method: "GET", pattern: "/images/json", h: s.imagesList},
 		{method: "GET", pattern: "/images/get", h: s.imagesGet},
 		{method: "POST", pattern: "/images/load", h: s.imagesLoad},
+		{method: "POST", pattern: "/images/create", h: s.imagePull},
 		{method: "POST", pattern: "/images/prune", h: s.imagesPrune},
 		{method: "GET", pattern: "/images/{name}/json", h: s.imageInspect},
 		{method: "GET", pattern: "/images/{name}/history", h: s.imageHistory},
 		{method: "GET", pattern: "/images/{name}/get", h: s.imageGet},
 		{method: "POST", pattern: "/images/{name}/tag", h: s.imageTag},
+		{method: "POST", pattern: "/images/{name}/push", h: s.imagePush},
+		{method: "POST", pattern: "/auth", h: s.auth},
 		{method: "DELETE", pattern: "/images/{name}", h: s.imageDelete},
 
-		// Until containers exist, inspect must fall through to images.
+		{method: "POST", pattern: "/containers/create", h: s.containerCreate},
+		{method: "GET", pattern: "/containers/json", h: s.containersList},
+		{method: "POST", pattern: "/containers/prune", h: s.containersPrune},
 		{method: "GET", pattern: "/containers/{name}/json", h: s.containerInspect},
+		{method: "GET", pattern: "/containers/{name}/logs", h: s.containerLogs},
+		{method: "GET", pattern: "/containers/{name}/changes", h: s.containerChanges},
+		{method: "GET", pattern: "/containers/{name}/top", h: s.containerTop},
+		{method: "POST", pattern: "/containers/{name}/start", h: s.containerStart},
+		{method: "POST", pattern: "/containers/{name}/wait", h: s.containerWait},
+		{method: "POST", pattern: "/containers/{name}/attach", h: s.containerAttach},
+		{method: "POST", pattern: "/containers/{name}/resize", h: s.containerResize},
+		{method: "POST", pattern: "/containers/{name}/stop", h: s.containerStop},
+		{method: "POST", pattern: "/containers/{name}/restart", h: s.containerRestart},
+		{method: "POST", pattern: "/containers/{name}/kill", h: s.containerKill},
+		{method: "POST", pattern: "/containers/{name}/rename", h: s.containerRename},
+		{method: "POST", pattern: "/containers/{name}/exec", h: s.execCreate},
+		{method: "DELETE", pattern: "/containers/{name}", h: s.containerDelete},
+
+		// Until the engine serves networks, system prune needs this one.
+		{method: "POST", pattern: "/networks/prune", h: s.networksPruneNone},
+
+		{method: "POST", pattern: "/exec/{id}/start", h: s.execStart},
+		{method: "POST", pattern: "/exec/{id}/resize", h: s.execResize},
+		{method: "GET", pattern: "/exec/{id}/json", h: s.execInspect},
+
+		// labd's extension for graders (routes_labd.go, docs/engine.md).
+		{method: "GET", pattern: RecordsPath, h: s.labdRecords},
 	}
 }
 
@@ -185,6 +216,8 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, InvalidParameterError(err))
 			return
 		}
+		w, recorded := s.recordCall(w, r, path)
+		defer recorded()
 		if err := rt.h(ctx, w, r.WithContext(ctx), vars); err != nil {
 			if !errors.Is(err, context.Canceled) {
 				s.log.Debug("engine api", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -45,6 +45,12 @@ type Store interface {
 	Tag(ctx context.Context, id, ref string) error
 }
 
+// Puller fetches an image the store lacks (an implicit pull by FROM or
+// COPY --from), writing Docker's pull lines to out; it returns the ID.
+type Puller interface {
+	PullForBuild(ctx context.Context, name string, out io.Writer) (id string, err error)
+}
+
 // Runner runs one RUN step's process in a container.
 type Runner interface {
 	Run(ctx context.Context, spec RunSpec) (exitCode int, err error)
@@ -66,6 +72,7 @@ type RunSpec struct {
 type Config struct {
 	Store  Store
 	Runner Runner // nil: RUN steps fail with a clear error
+	Puller Puller // nil: a missing base image fails the build
 	// WorkDir holds per-step scratch directories (context, upper, work,
 	// mount points). It must be on the same filesystem as the store so
 	// layers can be committed by rename.

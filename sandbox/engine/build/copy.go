@@ -225,8 +225,11 @@ func (st *stageState) imageSource(name string) (string, func(), error) {
 	id := s.imageID
 	if !ok {
 		id, err = st.bs.b.cfg.Store.Resolve(st.bs.ctx, name)
+		if err != nil && isNotFound(err) && st.bs.b.cfg.Puller != nil {
+			id, err = st.bs.b.cfg.Puller.PullForBuild(st.bs.ctx, name, st.bs.stdout)
+		}
 		if err != nil {
-			if isNotFound(err) {
+			if isNotFound(err) && st.bs.b.cfg.Puller == nil {
 				return "", nil, fmt.Errorf("pull access denied for %s, repository does not exist or may require 'docker login': this engine cannot pull (no network)", familiar(name))
 			}
 			return "", nil, err

@@ -80,8 +80,11 @@ func (st *stageState) setBase(name string) error {
 	} else {
 		var err error
 		id, err = st.bs.b.cfg.Store.Resolve(ctx, name)
+		if err != nil && isNotFound(err) && st.bs.b.cfg.Puller != nil {
+			id, err = st.bs.b.cfg.Puller.PullForBuild(ctx, name, st.bs.stdout)
+		}
 		if err != nil {
-			if isNotFound(err) {
+			if isNotFound(err) && st.bs.b.cfg.Puller == nil {
 				return notFound{fmt.Errorf("pull access denied for %s, repository does not exist or may require 'docker login': this engine cannot pull (no network)", familiar(name))}
 			}
 			return err

@@ -1,0 +1,165 @@
+package registry
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// conformanceModule is the OCI distribution-spec conformance suite, pinned.
+// It is built in a temporary copy with its own go.mod, never in labd's.
+const conformanceModule = "github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111"
+
+// TestConformance runs the OCI distribution-spec conformance suite against
+// the embedded registry as a learner pushing under her own namespace (so
+// the token flow, the policy and the quota are all on the path) and fails
+// on any failed test. The reports go to $LABD_ARTIFACTS/registry-conformance.
+func TestConformance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the conformance suite")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go toolchain to build the suite")
+	}
+	bin := buildConformance(t, goBin)
+
+	e := newEnv(t, nil)
+	results := filepath.Join(t.TempDir(), "results")
+	cmd := exec.Command(bin)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(),
+		"OCI_REGISTRY="+e.opts.Addr,
+		"OCI_TLS=disabled",
+		"OCI_REPO1=alice/conformance",
+		"OCI_REPO2=alice/other",
+		"OCI_USERNAME=alice",
+		"OCI_PASSWORD="+alicePW,
+		"OCI_RESULTS_DIR="+results,
+		"OCI_LOG=error",
+		// Distribution v3.1 stores every blob under its sha256 digest: it has
+		// no sha512 content (docs/registry.md, "Conformance").
+		"OCI_DATA_SHA512=false",
+	)
+	out, runErr := cmd.CombinedOutput()
+
+	if dir := os.Getenv("LABD_ARTIFACTS"); dir != "" {
+		dst := filepath.Join(dir, "registry-conformance")
+		if err := copyTree(results, dst); err != nil {
+			t.Logf("copy reports to %s: %v", dst, err)
+		}
+		os.WriteFile(filepath.Join(dst, "output.txt"), out, 0o644)
+	}
+
+	var suites struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Errors   int `xml:"errors,attr"`
+		Skipped  int `xml:"skipped,attr"`
+		Suites   []struct {
+			Tests    int `xml:"tests,attr"`
+			Failures int `xml:"failures,attr"`
+			Errors   int `xml:"errors,attr"`
+			Skipped  int `xml:"skipped,attr"`
+			Cases    []struct {
+				Name    string    `xml:"name,attr"`
+				Failure *struct{} `xml:"failure"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	b, err := os.ReadFile(filepath.Join(results, "junit.xml"))
+	if err != nil {
+		t.Fatalf("no junit report (%v); suite output:\n%s", err, out)
+	}
+	if err := xml.Unmarshal(b, &suites); err != nil {
+		t.Fatalf("junit report: %v", err)
+	}
+	tests, failed, skipped := suites.Tests, suites.Failures+suites.Errors, suites.Skipped
+	if tests == 0 {
+		for _, s := range suites.Suites {
+			tests += s.Tests
+			failed += s.Failures + s.Errors
+			skipped += s.Skipped
+		}
+	}
+	t.Logf("conformance: %d tests, %d passed, %d failed, %d skipped", tests, tests-failed-skipped, failed, skipped)
+	if tests == 0 {
+		t.Fatalf("no tests in the report; suite output:\n%s", out)
+	}
+	if failed > 0 {
+		var names []string
+		for _, s := range suites.Suites {
+			for _, c := range s.Cases {
+				if c.Failure != nil {
+					names = append(names, c.Name)
+				}
+			}
+		}
+		t.Errorf("%d conformance failures:\n  %s\nsuite output (tail):\n%s", failed, strings.Join(names, "\n  "), tail(out, 4000))
+	} else if runErr != nil {
+		t.Errorf("suite exited with %v:\n%s", runErr, tail(out, 4000))
+	}
+}
+
+// buildConformance downloads the pinned suite through the module proxy
+// (or the module cache) and builds it in a temporary copy.
+func buildConformance(t *testing.T, goBin string) string {
+	t.Helper()
+	work := t.TempDir()
+	env := append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+	dl := exec.Command(goBin, "mod", "download", "-json", conformanceModule)
+	dl.Dir, dl.Env = work, env
+	raw, err := dl.Output()
+	if err != nil {
+		t.Fatalf("go mod download %s: %v\n%s", conformanceModule, err, raw)
+	}
+	var mod struct{ Dir, Error string }
+	if err := json.Unmarshal(raw, &mod); err != nil || mod.Dir == "" {
+		t.Fatalf("go mod download %s: %s %v", conformanceModule, mod.Error, err)
+	}
+	src := filepath.Join(work, "src")
+	if err := copyTree(mod.Dir, src); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(work, "conformance")
+	build := exec.Command(goBin, "build", "-o", bin, ".")
+	build.Dir, build.Env = src, env
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build conformance suite: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// copyTree copies regular files (made writable: the module cache is read-only).
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}

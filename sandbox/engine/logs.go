@@ -1,0 +1,473 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/events"
+	timetypes "github.com/docker/docker/api/types/time"
+	"github.com/labd/labd/sandbox/engine/api"
+	"github.com/moby/term"
+)
+
+// logRecord is one line of the json-file log, as dockerd's json-file
+// driver writes it: {"log":"out\n","stream":"stdout","time":"…"}.
+type logRecord struct {
+	Log    string    `json:"log"`
+	Stream string    `json:"stream"`
+	Time   time.Time `json:"time"`
+}
+
+// timestampFormat is dockerd's RFC3339NanoFixed (`docker logs -t`).
+const timestampFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
+func openLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open container log: %w", err)
+	}
+	return f, nil
+}
+
+// attachHub is a container's attached clients; it lives as long as the
+// container, so a client attached before start (docker run) sees the
+// first byte.
+type attachHub struct {
+	mu      sync.Mutex
+	clients map[*attachClient]struct{}
+}
+
+type attachClient struct {
+	stdout, stderr io.Writer
+	done           chan struct{}
+	once           sync.Once
+}
+
+func (a *attachClient) end() { a.once.Do(func() { close(a.done) }) }
+
+func (h *attachHub) add(a *attachClient) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.clients == nil {
+		h.clients = map[*attachClient]struct{}{}
+	}
+	h.clients[a] = struct{}{}
+}
+
+func (h *attachHub) remove(a *attachClient) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.clients, a)
+}
+
+func (h *attachHub) write(stream string, p []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for a := range h.clients {
+		w := a.stdout
+		if stream == "stderr" {
+			w = a.stderr
+		}
+		if w == nil {
+			continue
+		}
+		if _, err := w.Write(p); err != nil {
+			delete(h.clients, a)
+			a.end()
+		}
+	}
+}
+
+// endAll ends every attachment: the container has exited.
+func (h *attachHub) endAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for a := range h.clients {
+		a.end()
+	}
+	h.clients = nil
+}
+
+// output is one run's stdout and stderr: into the log file, to attached
+// clients and to `logs -f` followers.
+type output struct {
+	mu        sync.Mutex
+	log       *os.File
+	size      int64
+	hub       *attachHub
+	partial   map[string][]byte
+	followers map[chan logRecord]struct{}
+	closed    bool
+}
+
+func newOutput(log *os.File, hub *attachHub) *output {
+	o := &output{log: log, hub: hub, partial: map[string][]byte{}, followers: map[chan logRecord]struct{}{}}
+	if fi, err := log.Stat(); err == nil {
+		o.size = fi.Size()
+	}
+	return o
+}
+
+type streamWriter struct {
+	o      *output
+	stream string
+}
+
+func (w streamWriter) Write(p []byte) (int, error) {
+	w.o.hub.write(w.stream, p)
+	w.o.mu.Lock()
+	defer w.o.mu.Unlock()
+	if w.o.closed {
+		return len(p), nil
+	}
+	buf := append(w.o.partial[w.stream], p...)
+	now := time.Now().UTC()
+	for {
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.o.recordLocked(logRecord{Log: string(buf[:i+1]), Stream: w.stream, Time: now})
+		buf = buf[i+1:]
+	}
+	// dockerd's copier cuts lines at 16 KiB.
+	for len(buf) >= 16<<10 {
+		w.o.recordLocked(logRecord{Log: string(buf[:16<<10]), Stream: w.stream, Time: now})
+		buf = buf[16<<10:]
+	}
+	w.o.partial[w.stream] = append([]byte(nil), buf...)
+	return len(p), nil
+}
+
+func (o *output) writer(stream string) io.Writer { return streamWriter{o: o, stream: stream} }
+
+func (o *output) recordLocked(r logRecord) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return
+	}
+	b = append(b, '\n')
+	if n, err := o.log.Write(b); err == nil {
+		o.size += int64(n)
+	}
+	for ch := range o.followers {
+		select {
+		case ch <- r:
+		default:
+			// A follower too slow for the output loses it rather than
+			// stalling the container.
+		}
+	}
+}
+
+// follow registers a follower; records written from now on (the file
+// holds everything before size) go to the channel until the run ends.
+func (o *output) follow() (ch chan logRecord, size int64, cancel func()) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ch = make(chan logRecord, 1024)
+	if o.closed {
+		close(ch)
+		return ch, o.size, func() {}
+	}
+	o.followers[ch] = struct{}{}
+	return ch, o.size, func() {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if _, ok := o.followers[ch]; ok {
+			delete(o.followers, ch)
+			close(ch)
+		}
+	}
+}
+
+// close flushes partial lines (without a newline, as dockerd's partial
+// messages), closes the log and ends followers and attachments.
+func (o *output) close() {
+	o.mu.Lock()
+	if !o.closed {
+		now := time.Now().UTC()
+		for _, s := range []string{"stdout", "stderr"} {
+			if p := o.partial[s]; len(p) > 0 {
+				o.recordLocked(logRecord{Log: string(p), Stream: s, Time: now})
+			}
+		}
+		o.closed = true
+		o.log.Close()
+		for ch := range o.followers {
+			close(ch)
+		}
+		o.followers = map[chan logRecord]struct{}{}
+	}
+	o.mu.Unlock()
+	o.hub.endAll()
+}
+
+// readLog reads the records in the first size bytes of the log.
+func readLog(path string, size int64) ([]logRecord, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []logRecord
+	sc := bufio.NewScanner(io.LimitReader(f, size))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var r logRecord
+		if err := json.Unmarshal(sc.Bytes(), &r); err == nil {
+			out = append(out, r)
+		}
+	}
+	return out, sc.Err()
+}
+
+func parseLogTime(v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	s, n, err := timetypes.ParseTimestamps(v, 0)
+	if err != nil {
+		return time.Time{}, api.InvalidParameterError(err)
+	}
+	return time.Unix(s, n), nil
+}
+
+// ContainerLogs implements api.ContainerBackend.
+func (e *Engine) ContainerLogs(ctx context.Context, name string, cfg api.LogsConfig) error {
+	c, err := e.ctrs.get(name)
+	if err != nil {
+		return err
+	}
+	since, err := parseLogTime(cfg.Since)
+	if err != nil {
+		return err
+	}
+	until, err := parseLogTime(cfg.Until)
+	if err != nil {
+		return err
+	}
+	tail := -1
+	if cfg.Tail != "" && cfg.Tail != "all" {
+		n, err := strconv.Atoi(cfg.Tail)
+		if err == nil && n >= 0 {
+			tail = n
+		}
+	}
+	c.mu.Lock()
+	tty := c.meta.Config.Tty
+	out := c.out
+	path := c.logPath()
+	c.mu.Unlock()
+
+	var live chan logRecord
+	var size int64 = -1
+	if cfg.Follow && out != nil {
+		var cancel func()
+		live, size, cancel = out.follow()
+		defer cancel()
+	}
+	if size < 0 {
+		if fi, err := os.Stat(path); err == nil {
+			size = fi.Size()
+		} else {
+			size = 0
+		}
+	}
+	stdout, stderr := cfg.Start(tty)
+	recs, err := readLog(path, size)
+	if err != nil {
+		return err
+	}
+	if tail >= 0 && len(recs) > tail {
+		recs = recs[len(recs)-tail:]
+	}
+	emit := func(r logRecord) error {
+		if !since.IsZero() && r.Time.Before(since) {
+			return nil
+		}
+		var w io.Writer
+		switch {
+		case r.Stream == "stdout" && cfg.ShowStdout:
+			w = stdout
+		case r.Stream == "stderr" && cfg.ShowStderr:
+			w = stderr
+		default:
+			return nil
+		}
+		line := r.Log
+		if cfg.Timestamps {
+			line = r.Time.Format(timestampFormat) + " " + line
+		}
+		_, err := io.WriteString(w, line)
+		return err
+	}
+	for _, r := range recs {
+		if !until.IsZero() && r.Time.After(until) {
+			return nil
+		}
+		if err := emit(r); err != nil {
+			return err
+		}
+	}
+	if live == nil {
+		return nil
+	}
+	var untilC <-chan time.Time
+	if !until.IsZero() {
+		t := time.NewTimer(time.Until(until))
+		defer t.Stop()
+		untilC = t.C
+	}
+	for {
+		select {
+		case r, ok := <-live:
+			if !ok {
+				return nil
+			}
+			if !until.IsZero() && r.Time.After(until) {
+				return nil
+			}
+			if err := emit(r); err != nil {
+				return err
+			}
+		case <-untilC:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// ContainerAttach implements api.ContainerBackend.
+func (e *Engine) ContainerAttach(ctx context.Context, name string, cfg api.AttachConfig) error {
+	c, err := e.ctrs.get(name)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	tty := c.meta.Config.Tty
+	openStdin := c.meta.Config.OpenStdin
+	stdinOnce := c.meta.Config.StdinOnce
+	path := c.logPath()
+	c.mu.Unlock()
+	keys := []byte{16, 17} // ctrl-p,ctrl-q
+	if cfg.DetachKeys != "" {
+		k, err := term.ToBytes(cfg.DetachKeys)
+		if err != nil {
+			return api.InvalidParameterError(fmt.Errorf("Invalid detach keys (%s) provided", cfg.DetachKeys))
+		}
+		keys = k
+	}
+	st, err := cfg.Hijack(tty)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if cfg.Logs {
+		recs, _ := readLog(path, 1<<62)
+		for _, r := range recs {
+			switch {
+			case r.Stream == "stdout" && st.Stdout != nil:
+				_, _ = io.WriteString(st.Stdout, r.Log)
+			case r.Stream == "stderr" && st.Stderr != nil:
+				_, _ = io.WriteString(st.Stderr, r.Log)
+			}
+		}
+	}
+	if !cfg.Stream {
+		return nil
+	}
+	cl := &attachClient{stdout: st.Stdout, stderr: st.Stderr, done: make(chan struct{})}
+	c.mu.Lock()
+	c.hub.add(cl)
+	e.containerEvent(c, events.ActionAttach, nil)
+	c.mu.Unlock()
+	defer c.hub.remove(cl)
+
+	detached := make(chan struct{})
+	if st.Stdin != nil && openStdin {
+		var in io.Reader = st.Stdin
+		if tty {
+			in = term.NewEscapeProxy(st.Stdin, keys)
+		}
+		go func() {
+			err := e.copyStdin(c, in)
+			var esc term.EscapeError
+			if errors.As(err, &esc) {
+				close(detached)
+				return
+			}
+			if stdinOnce && !tty {
+				e.closeStdin(c)
+			} else if stdinOnce && tty && err == nil {
+				e.closeStdin(c)
+			}
+		}()
+	}
+	select {
+	case <-cl.done:
+	case <-detached:
+	}
+	return nil
+}
+
+// runningStdin waits until c runs and returns its stdin pipe (nil when the
+// container has none or ended).
+func (e *Engine) runningStdin(c *ctr) io.WriteCloser {
+	for {
+		c.mu.Lock()
+		w, removed, ch := c.stdin, c.removed, c.changed
+		started := c.rc != nil
+		c.mu.Unlock()
+		if w != nil {
+			return w
+		}
+		if removed || started {
+			return nil
+		}
+		<-ch
+	}
+}
+
+// copyStdin copies a client's input into the container's stdin until EOF
+// (nil), a detach sequence (term.EscapeError) or another error.
+func (e *Engine) copyStdin(c *ctr, in io.Reader) error {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := in.Read(buf)
+		if n > 0 {
+			w := e.runningStdin(c)
+			if w == nil {
+				return io.ErrClosedPipe
+			}
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (e *Engine) closeStdin(c *ctr) {
+	if w := e.runningStdin(c); w != nil {
+		_ = w.Close()
+	}
+}

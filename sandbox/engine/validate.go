@@ -1,0 +1,72 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/labd/labd/sandbox/engine/api"
+)
+
+// restriction is one thing a client of labd's engine may not ask for.
+type restriction struct {
+	option string // as the CLI spells it, for the message
+	bad    func(hc *container.HostConfig) bool
+}
+
+// restrictions are refused for every engine: they would give a container
+// (hence a learner) the host or a way out of the sandbox.
+var restrictions = []restriction{
+	{"--privileged", func(hc *container.HostConfig) bool { return hc.Privileged }},
+	{"--cap-add", func(hc *container.HostConfig) bool { return len(hc.CapAdd) > 0 }},
+	{"--pid=host", func(hc *container.HostConfig) bool { return hc.PidMode.IsHost() }},
+	{"--network=host", func(hc *container.HostConfig) bool { return hc.NetworkMode.IsHost() }},
+	{"--ipc=host", func(hc *container.HostConfig) bool { return hc.IpcMode.IsHost() }},
+	{"--uts=host", func(hc *container.HostConfig) bool { return hc.UTSMode.IsHost() }},
+	{"--userns=host", func(hc *container.HostConfig) bool { return hc.UsernsMode.IsHost() }},
+	{"--cgroupns=host", func(hc *container.HostConfig) bool { return hc.CgroupnsMode.IsHost() }},
+	{"--device", func(hc *container.HostConfig) bool {
+		return len(hc.Devices) > 0 || len(hc.DeviceCgroupRules) > 0 || len(hc.DeviceRequests) > 0
+	}},
+	{"--security-opt", func(hc *container.HostConfig) bool { return unconfined(hc.SecurityOpt) }},
+	{"--sysctl", func(hc *container.HostConfig) bool { return len(hc.Sysctls) > 0 }},
+	{"--runtime", func(hc *container.HostConfig) bool { return hc.Runtime != "" && hc.Runtime != "runc" }},
+	{"--cgroup-parent", func(hc *container.HostConfig) bool { return hc.CgroupParent != "" }},
+	{"--volumes-from", func(hc *container.HostConfig) bool { return len(hc.VolumesFrom) > 0 }},
+	{"--restart", func(hc *container.HostConfig) bool {
+		return hc.RestartPolicy.Name != "" && hc.RestartPolicy.Name != "no"
+	}},
+}
+
+func unconfined(opts []string) bool {
+	for _, o := range opts {
+		o = strings.ReplaceAll(o, ":", "=")
+		switch o {
+		case "seccomp=unconfined", "apparmor=unconfined", "label=disable", "systempaths=unconfined":
+			return true
+		}
+	}
+	return false
+}
+
+// validateHostConfig refuses what labd's engine never allows, naming the
+// option (403: the request is understood and forbidden).
+func validateHostConfig(hc *container.HostConfig) error {
+	var errs []string
+	for _, r := range restrictions {
+		if r.bad(hc) {
+			errs = append(errs, r.option)
+		}
+	}
+	if len(errs) > 0 {
+		return api.ForbiddenError(fmt.Errorf("%s: not allowed by labd's engine", strings.Join(errs, ", ")))
+	}
+	if hc.NanoCPUs > 0 && (hc.CPUPeriod > 0 || hc.CPUQuota > 0) {
+		return api.InvalidParameterError(errors.New("Conflicting options: Nano CPUs and CPU Period cannot both be set"))
+	}
+	if hc.Memory > 0 && hc.Memory < 6*1024*1024 {
+		return api.InvalidParameterError(errors.New("Minimum memory limit allowed is 6MB"))
+	}
+	return nil
+}
