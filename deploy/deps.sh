@@ -32,6 +32,9 @@ if [ "${1:-run}" = test ]; then
 	# dockerd is the reference engine of the differential tests; docker.io
 	# also brings the 20.10 docker CLI they drive both engines with.
 	need dockerd docker.io
+	# Debian's docker-registry (CNCF Distribution 2.8): the reference
+	# registry of the push/pull differential tests.
+	need docker-registry docker-registry
 fi
 
 if [ ${#want[@]} -eq 0 ]; then

@@ -46,7 +46,7 @@ func freeAddr(t testing.TB) string {
 func StartDockerRegistry(t testing.TB, users map[string]string) *DockerRegistry {
 	t.Helper()
 	if _, err := os.Stat(dockerRegistryBin); err != nil {
-		t.Skip("docker-registry not installed (apt-get install docker-registry)")
+		t.Fatal("docker-registry is missing: apt-get install docker-registry (deploy/deps.sh test)")
 	}
 	dir := t.TempDir()
 	backend := freeAddr(t)
