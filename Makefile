@@ -3,10 +3,12 @@ GO       ?= go
 ADDR     ?= 127.0.0.1:8080
 DATA     ?= ./data
 CONTENT  ?= ./content
+# Base images for `labd test` (python stand-in, busybox): made once, kept.
+TESTDATA ?= ./data-test
 BIN      := bin/labd
 export LABD_ARTIFACTS ?= $(CURDIR)/artifacts
 
-.PHONY: all build run test test-unit test-e2e lint-content vet bench deps-run deps-test assets clean
+.PHONY: all build images run test test-unit test-e2e test-labs lint-content vet bench deps-run deps-test assets clean
 
 all: build
 
@@ -23,7 +25,12 @@ assets: web/static/vendor/.stamp
 build: deps-run assets
 	$(GO) build -o $(BIN) ./cmd/labd
 
-run: build
+# The base images the bundled labs use (busybox, the python stand-in, the
+# sandbox image), made from Debian packages the first time, then kept.
+images: build
+	./$(BIN) images bootstrap all --data $(DATA)
+
+run: build images
 	./$(BIN) serve --addr $(ADDR) --content $(CONTENT) --data $(DATA)
 
 vet: assets
@@ -41,7 +48,15 @@ test-e2e: deps-test build
 	mkdir -p $(LABD_ARTIFACTS)
 	$(GO) test -count=1 -v ./web/e2e/
 
-test: deps-test build vet lint-content test-unit test-e2e
+# Every lab's solution.sh in a fresh sandbox: no check passes before,
+# each step's checks pass after its section (grader/labtest).
+test-labs: build
+	./$(BIN) images bootstrap busybox --data $(TESTDATA)
+	./$(BIN) images bootstrap python --data $(TESTDATA)
+	mkdir -p $(LABD_ARTIFACTS)
+	./$(BIN) test --data $(TESTDATA) --junit $(LABD_ARTIFACTS)/labs-junit.xml $(CONTENT)
+
+test: deps-test build vet lint-content test-unit test-labs test-e2e
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...

@@ -103,6 +103,9 @@ func (p *parser) check(n *yaml.Node, first int) (Check, bool) {
 		p.problem(c.Line, "check is missing \"kind\" (one of "+strings.Join(Kinds, ", ")+")")
 		ok = false
 	}
+	if ok && !p.checkFields(c.Kind, n, first, c.Line) {
+		ok = false
+	}
 	if err := n.Decode(&c.Spec); err != nil {
 		line, msg := yamlProblem(err, first)
 		p.problem(line, "check: "+msg)
@@ -160,8 +163,10 @@ func defaultTitle(kind string, spec map[string]any) string {
 			s = "image " + v + " is pushed"
 		}
 	case "command":
-		if v := str("run", "command"); v != "" {
-			s = "command `" + v + "` succeeds"
+		if v := str("command"); v != "" {
+			s = "you ran docker " + v
+		} else if v := str("path"); v != "" {
+			s = "you called the engine at " + v
 		}
 	case "clean":
 		s = "leftovers are cleaned up"

@@ -10,12 +10,14 @@ import (
 )
 
 type catalogueData struct {
-	Entries []labs.Entry
+	Entries  []labs.Entry
+	Progress map[string]*labProgress // lab ID → the learner's passed checks (grading.go)
 }
 
 func (s *server) catalogue(w http.ResponseWriter, r *http.Request) {
 	s.keys.ensureLearner(w, r)
-	s.render(w, r, http.StatusOK, "catalogue", catalogueData{Entries: s.opts.Catalog.List()})
+	entries := s.opts.Catalog.List()
+	s.render(w, r, http.StatusOK, "catalogue", catalogueData{Entries: entries, Progress: s.progressFor(r, entries)})
 }
 
 type labData struct {
@@ -46,6 +48,7 @@ func (s *server) labPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.hubFor(sid, sb)
+	s.watchGrading(sid, learner, lab, sb)
 	s.render(w, r, http.StatusOK, "lab", labData{Lab: lab, SandboxID: sid})
 }
 

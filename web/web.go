@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/labd/labd/grader"
 	"github.com/labd/labd/labs"
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/web/terminal"
@@ -33,6 +34,13 @@ type Options struct {
 	Logger *slog.Logger
 	// Hub configures every terminal hub (scrollback size, stall timeout).
 	Hub terminal.HubOptions
+	// Grader re-evaluates the checks of live sandboxes and streams their
+	// state to the lab page (web/grading.go); nil: checks stay "not
+	// checked yet".
+	Grader *grader.Live
+	// InstructorToken opens /instructor (web/instructor.go); empty: no
+	// instructor view.
+	InstructorToken string
 
 	// touchEvery overrides touchInterval (tests).
 	touchEvery time.Duration
@@ -81,6 +89,9 @@ func New(opts Options) http.Handler {
 		s.log.Warn("web/static/vendor is empty: the terminal will not load; run make assets before go build")
 	}
 	opts.Sandboxes.OnDestroy(s.sandboxDestroyed)
+	if opts.Grader != nil {
+		opts.Sandboxes.OnDestroy(func(sid string, _ sandbox.Reason) { opts.Grader.Stop(sid) })
+	}
 
 	s.mux = http.NewServeMux()
 	routes := []struct {
@@ -91,6 +102,10 @@ func New(opts Options) http.Handler {
 		{"GET /labs/{id}", s.labPage},
 		{"GET /labs/{id}/files/{path...}", s.labFile},
 		{"GET /sandboxes/{sid}/terminal", s.terminal},
+		{"GET /sandboxes/{sid}/status", s.status},
+		{"GET /instructor", s.instructor},
+		{"GET /instructor.csv", s.instructorCSV},
+		{"GET /instructor.json", s.instructorJSON},
 		{"GET /static/{path...}", s.static.ServeHTTP},
 		{"GET /healthz", healthz},
 		{"/", s.notFound},
@@ -106,7 +121,7 @@ func parsePages(static *staticFiles) map[string]*template.Template {
 	funcs := template.FuncMap{"asset": static.url}
 	base := template.Must(template.New("").Funcs(funcs).ParseFS(embedded, "templates/layout.html"))
 	pages := map[string]*template.Template{}
-	for _, name := range []string{"catalogue", "lab", "error"} {
+	for _, name := range []string{"catalogue", "lab", "error", "instructor"} {
 		t := template.Must(base.Clone())
 		pages[name] = template.Must(t.ParseFS(embedded, "templates/"+name+".html"))
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -48,7 +49,7 @@ func runEngine(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	})
 	_, stopRegistry, err := startRegistry(*data, regFlags, log)
 	if err != nil {
-		return err
+		return errors.Join(err, eng.Close(context.Background()))
 	}
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -59,15 +60,17 @@ func runEngine(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}()
 	srv, err := api.ServeUnix(*socket, h)
 	if err != nil {
-		return err
+		return errors.Join(err, eng.Close(context.Background()))
 	}
 	log.Info("engine serving", "socket", *socket, "data", *data)
+	var serveErr error
 	select {
-	case err := <-srv.Done():
-		return err
+	case serveErr = <-srv.Done():
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	return srv.Close(sctx)
+	// The containers are killed (reported exited at the next start, as
+	// after a dockerd restart) and the network's ports and netns released.
+	return errors.Join(serveErr, srv.Close(sctx), eng.Close(sctx))
 }

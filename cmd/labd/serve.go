@@ -45,6 +45,7 @@ type serveConfig struct {
 	idleTimeout    time.Duration
 	allowedOrigins []string
 	registry       *registryFlags
+	grading        gradingFlags
 	engineRegistry *engineRegistryFlags
 }
 
@@ -67,6 +68,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		c.allowedOrigins = append(c.allowedOrigins, s)
 		return nil
 	})
+	c.grading.add(fs)
 	c.registry = addRegistryFlags(fs)
 	c.engineRegistry = addEngineRegistryFlags(fs, c.registry)
 	if err := fs.Parse(args); err != nil {
@@ -111,9 +113,12 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
+	// The learner's shell is a container of the sandbox image when the
+	// base view has it (`labd images bootstrap sandbox`), else nsbox.
 	provider := &engine.Provider{
 		Inner:  nsbox.New(nsbox.Options{Exe: exe}),
 		Shared: shared,
+		Logger: log,
 		API: api.Options{
 			Version: engine.Version,
 			TempDir: filepath.Join(cfg.data, "engine", "tmp"),
@@ -125,12 +130,20 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		IdleTimeout: idle,
 		Logger:      log,
 	})
+	live, instructorToken, closeGrading, err := startGrading(ctx, cfg.data, cfg.grading, log)
+	if err != nil {
+		mgr.Close(context.Background())
+		return err
+	}
+	defer closeGrading()
 	handler := web.New(web.Options{
-		Catalog:        labs.NewCatalog(cfg.content),
-		Sandboxes:      mgr,
-		Secret:         secret,
-		AllowedOrigins: cfg.allowedOrigins,
-		Logger:         log,
+		Catalog:         labs.NewCatalog(cfg.content),
+		Sandboxes:       mgr,
+		Secret:          secret,
+		AllowedOrigins:  cfg.allowedOrigins,
+		Logger:          log,
+		Grader:          live,
+		InstructorToken: instructorToken,
 	})
 
 	_, stopRegistry, err := startRegistry(cfg.data, cfg.registry, log)

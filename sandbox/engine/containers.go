@@ -312,6 +312,8 @@ func (e *Engine) ContainerStart(ctx context.Context, name string) error {
 func (e *Engine) start(ctx context.Context, c *ctr) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// A docker cp of the stopped container holds its own overlay (archive.go).
+	waitFSIdleLocked(c)
 	if c.removed || c.meta.State.Removing {
 		return api.ConflictError(fmt.Errorf("container is marked for removal and cannot be started"))
 	}
@@ -373,7 +375,8 @@ func (e *Engine) start(ctx context.Context, c *ctr) error {
 		if err != nil {
 			var pa *netpkg.PortAllocatedError
 			if errors.As(err, &pa) {
-				return fmt.Errorf("driver failed programming external connectivity on endpoint %s (%s): %w", c.name(), newID(), err)
+				// dockerd's wording, without the network's own context.
+				return fmt.Errorf("driver failed programming external connectivity on endpoint %s (%s): %w", c.name(), newID(), pa)
 			}
 			return err
 		}
@@ -1169,5 +1172,5 @@ func (e *Engine) Close(ctx context.Context) error {
 		_ = rc.Kill()
 		waitExit(ctx, c, seq, 30*time.Second)
 	}
-	return nil
+	return e.runClosers(ctx)
 }

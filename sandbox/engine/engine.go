@@ -45,6 +45,7 @@ type Shared struct {
 	Runtime *runtime.Runtime // nil with NoRuntime
 	log     *slog.Logger
 	dist    *distribution.Client // push, pull, login
+	sharedNet
 }
 
 // OpenShared opens the engine state under dataDir/engine, sweeping what a
@@ -114,6 +115,9 @@ type Engine struct {
 	execs     map[string]*execProc
 
 	rec *records // for graders (records.go)
+
+	// closers run at the end of Close (the standalone engine's network).
+	closers []func(context.Context) error
 }
 
 var _ api.Backend = (*Engine)(nil)
@@ -153,7 +157,29 @@ func Open(dataDir string, opts SharedOptions) (*Engine, error) {
 		return nil, err
 	}
 	e.SetAllowBind(AllowAllBinds)
+	if s.Runtime != nil {
+		// As dockerd: published ports listen on the host. The bridge
+		// itself still lives in a netns of its own (see network's doc).
+		n, release, err := s.newNetwork(DefaultView, "", true)
+		if err != nil {
+			return nil, err
+		}
+		e.SetNetwork(n)
+		e.closers = append(e.closers, func(ctx context.Context) error {
+			return errors.Join(n.Close(ctx), release())
+		})
+	}
 	return e, nil
+}
+
+// runClosers runs what Open attached to the engine, once.
+func (e *Engine) runClosers(ctx context.Context) error {
+	var errs []error
+	for _, f := range e.closers {
+		errs = append(errs, f(ctx))
+	}
+	e.closers = nil
+	return errors.Join(errs...)
 }
 
 // View returns the engine's store view.

@@ -389,7 +389,6 @@ func (e *Engine) Info(ctx context.Context) (*system.Info, error) {
 	all := e.view.List(true)
 	info := &system.Info{
 		ID:                 "labd-" + e.name,
-		Containers:         0,
 		Images:             len(all),
 		Driver:             "overlay2",
 		DriverStatus:       [][2]string{{"Backing Filesystem", "extfs"}, {"Supports d_type", "true"}, {"Native Overlay Diff", "true"}},
@@ -428,6 +427,7 @@ func (e *Engine) Info(ctx context.Context) (*system.Info, error) {
 		Labels:             []string{},
 		Warnings:           []string{},
 	}
+	e.countContainers(info)
 	return info, nil
 }
 

@@ -4,30 +4,60 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/sandbox/engine/api"
+	"github.com/labd/labd/sandbox/engine/image"
+	"github.com/labd/labd/sandbox/engine/network"
+	"github.com/opencontainers/go-digest"
 )
 
 // SocketName is the engine socket's file name in a sandbox's directory
 // (next to its workspace).
 const SocketName = "docker.sock"
 
-// Provider gives every sandbox made by Inner an engine of its own: a view of
-// the shared store named after the sandbox (its own images, tags and build
-// cache over shared blobs), served on a unix socket beside the sandbox's
-// workspace, with DOCKER_HOST in the sandbox's environment pointing at it and
-// DOCKER_BUILDKIT=0 so `docker build` prints the classic builder's output.
+// Provider gives every sandbox an engine of its own: a view of the shared
+// store named after the sandbox (its own images, tags and build cache over
+// shared blobs), served on a unix socket beside the sandbox's workspace,
+// with a bridge network whose published ports listen in the sandbox's
+// network namespace (so `curl localhost:5001` in the shell reaches the
+// learner's container, and two learners' ports never collide).
+//
+// The learner's shell is a container of the shared runtime when the base
+// view has image.SandboxTag (`labd images bootstrap sandbox`): the
+// workspace is its /root, the engine socket its /var/run/docker.sock, and
+// it joins the bridge's network namespace. Otherwise Inner (nsbox) runs the
+// shell with DOCKER_HOST pointing at the socket, and the bridge is put in
+// the shell's network namespace.
 type Provider struct {
-	Inner  sandbox.Provider
+	Inner  sandbox.Provider // fallback shell; nil refuses sandboxes without the image
 	Shared *Shared
 	API    api.Options
+	Logger *slog.Logger
+
+	once     sync.Once
+	sweepErr error
+	warnOnce sync.Once
 }
 
 // Create implements sandbox.Provider.
-func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, error) {
+func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandbox, err error) {
+	p.once.Do(func() {
+		if p.Shared.Runtime != nil {
+			// No sandbox outlives labd: shells' files and networks of a
+			// killed one go (the runtime swept their mounts and cgroups).
+			p.sweepErr = errors.Join(p.Shared.sweepSandboxNetworks(), sweepDir(filepath.Join(p.Shared.dir, "shells")))
+		}
+	})
+	if p.sweepErr != nil {
+		return nil, fmt.Errorf("clean sandbox networks: %w", p.sweepErr)
+	}
 	eng, err := p.Shared.Engine(spec.ID)
 	if err != nil {
 		return nil, fmt.Errorf("engine of sandbox %s: %w", spec.ID, err)
@@ -38,26 +68,121 @@ func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandb
 	if len(sock) > 107 {
 		return nil, fmt.Errorf("engine socket path %s is longer than 107 bytes: use a shorter --data", sock)
 	}
-	srv, err := api.ServeUnix(sock, api.New(eng, p.API))
-	if err != nil {
+	sb := &engineSandbox{id: spec.ID, eng: eng}
+	defer func() {
+		if err != nil {
+			_ = sb.Destroy(context.WithoutCancel(ctx))
+		}
+	}()
+
+	shellImg, hasImage := p.sandboxImage()
+	useShell := hasImage && p.Shared.Runtime != nil
+	if !useShell {
+		if p.Inner == nil {
+			return nil, fmt.Errorf("sandbox %s: no %s image (make it with `labd images bootstrap sandbox`) and no fallback shell", spec.ID, image.SandboxTag)
+		}
+		p.warnOnce.Do(func() {
+			p.log().Warn("the learner's shell runs beside labd (nsbox), not in a container: `labd images bootstrap sandbox` makes the container shell", "image", image.SandboxTag)
+		})
+	}
+
+	if useShell {
+		// The bridge gets a netns of its own: the shell container joins it.
+		n, release, err := p.Shared.newNetwork(spec.ID, "", false)
+		if err != nil {
+			return nil, err
+		}
+		sb.net, sb.release = n, release
+		eng.SetNetwork(n)
+		eng.SetAllowBind(workspaceBinds(spec.Workspace, shellHome))
+	} else {
+		eng.SetAllowBind(workspaceBinds(spec.Workspace, spec.Workspace))
+	}
+	if sb.srv, err = api.ServeUnix(sock, api.New(eng, p.API)); err != nil {
 		return nil, fmt.Errorf("engine socket of sandbox %s: %w", spec.ID, err)
 	}
+
+	if useShell {
+		sh, err := startShell(ctx, p.Shared, shellConfig{
+			spec: spec, image: shellImg, socket: sock,
+			netns: sb.net.NetNSPath(), gateway: sb.net.Gateway(),
+		})
+		if err != nil {
+			return nil, err
+		}
+		sb.Sandbox = sh
+		return sb, nil
+	}
+
 	spec.Env = append(append([]string{}, spec.Env...),
 		"DOCKER_HOST=unix://"+sock,
 		"DOCKER_BUILDKIT=0",
 	)
 	spec.Keep = append(append([]string{}, spec.Keep...), sock)
-	sb, err := p.Inner.Create(ctx, spec)
+	inner, err := p.Inner.Create(ctx, spec)
 	if err != nil {
-		return nil, errors.Join(err, srv.Close(ctx))
+		return nil, err
 	}
-	return &engineSandbox{Sandbox: sb, srv: srv}, nil
+	sb.Sandbox = inner
+	// Published ports listen where the shell is: the bridge goes into the
+	// shell's own network namespace (the network keeps it open).
+	if ip, ok := sb.Sandbox.(interface{ InitPID() int }); ok && p.Shared.Runtime != nil {
+		n, release, err := p.Shared.newNetwork(spec.ID, fmt.Sprintf("/proc/%d/ns/net", ip.InitPID()), false)
+		if err != nil {
+			return nil, err
+		}
+		sb.net, sb.release = n, release
+		eng.SetNetwork(n)
+	}
+	return sb, nil
 }
 
-// engineSandbox is a sandbox whose engine socket closes with it.
+func (p *Provider) log() *slog.Logger {
+	if p.Logger != nil {
+		return p.Logger
+	}
+	return p.Shared.log
+}
+
+// sandboxImage finds the shell image in the base view: a learner's own
+// tag of the same name (in their view) must not choose their next shell.
+func (p *Provider) sandboxImage() (digest.Digest, bool) {
+	base, err := p.Shared.Store.View(image.BaseView)
+	if err != nil {
+		return "", false
+	}
+	id, err := base.Resolve(image.SandboxTag)
+	return id, err == nil
+}
+
+// workspaceBinds is a sandbox engine's bind-mount policy: only paths under
+// home (the workspace as the learner's shell sees it: /root in the shell
+// container, the workspace itself for nsbox) are allowed, translated to
+// the workspace on the host. Symlinks are resolved inside the workspace, so
+// a link to /etc in it cannot reach the host's /etc.
+func workspaceBinds(workspace, home string) func(string) (string, error) {
+	return func(p string) (string, error) {
+		p = filepath.Clean(p)
+		rel, err := filepath.Rel(home, p)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			return "", fmt.Errorf("only paths under %s (your home directory) can be bind-mounted (-v, --mount type=bind)", home)
+		}
+		return securejoin.SecureJoin(workspace, rel)
+	}
+}
+
+// engineSandbox is a sandbox with its engine: socket, network and
+// containers go with it.
 type engineSandbox struct {
-	sandbox.Sandbox
-	srv *api.UnixServer
+	sandbox.Sandbox // the shell; nil until started
+	id              string
+	eng             *Engine
+	srv             *api.UnixServer
+	net             *network.Network
+	release         func() error
+
+	destroyOnce sync.Once
+	destroyErr  error
 }
 
 // engineGrace bounds how long a destroyed sandbox's engine waits for
@@ -65,11 +190,30 @@ type engineSandbox struct {
 const engineGrace = 5 * time.Second
 
 func (s *engineSandbox) Destroy(ctx context.Context) error {
-	err := s.Sandbox.Destroy(ctx)
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), engineGrace)
-	defer cancel()
-	return errors.Join(err, s.srv.Close(cctx))
+	s.destroyOnce.Do(func() {
+		var errs []error
+		if s.Sandbox != nil {
+			errs = append(errs, s.Sandbox.Destroy(ctx))
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), engineGrace)
+		defer cancel()
+		if s.srv != nil {
+			errs = append(errs, s.srv.Close(cctx))
+		}
+		// The learner's containers die with the sandbox; their state stays
+		// in the view (reported exited next time).
+		errs = append(errs, s.eng.Close(cctx))
+		if s.net != nil {
+			errs = append(errs, s.net.Close(cctx), s.release())
+		}
+		s.destroyErr = errors.Join(errs...)
+	})
+	return s.destroyErr
 }
 
-// Engine socket path, for graders and tests.
+// EngineSocket is the engine socket's host path, for graders and tests.
 func (s *engineSandbox) EngineSocket() string { return s.srv.Path() }
+
+// Network is the sandbox's bridge network (nil without a runtime): labd's
+// grader and browser preview dial published ports through it.
+func (s *engineSandbox) Network() *network.Network { return s.net }

@@ -19,7 +19,9 @@ import (
 
 func TestMain(m *testing.M) {
 	nsbox.Reexec()
-	os.Exit(m.Run())
+	code := m.Run()
+	removeShellData()
+	os.Exit(code)
 }
 
 // run executes a shell command in sb the way a grader does and returns its
@@ -87,6 +89,16 @@ func TestProviderGivesEachSandboxItsOwnEngine(t *testing.T) {
 	}
 	if out, code := run(t, b, "docker image inspect mine"); code == 0 {
 		t.Fatalf("sandbox b sees a's image: %s", out)
+	}
+
+	// Published ports listen in the sandbox's own network namespace: both
+	// publish 5001, each reaches its own container.
+	for _, sb := range []sandbox.Sandbox{a, b} {
+		out, code := run(t, sb, `docker run -d -p 5001:5000 busybox sh -c 'mkdir /w && echo "ok $(hostname)" > /w/index.html && exec httpd -f -p 5000 -h /w' >/dev/null &&
+for i in $(seq 100); do busybox wget -qO- http://127.0.0.1:5001/ 2>/dev/null && break; sleep 0.1; done`)
+		if code != 0 || !strings.HasPrefix(out, "ok ") {
+			t.Fatalf("run -p 5001 and wget in %s: exit %d, %q", sb.ID(), code, out)
+		}
 	}
 
 	sock := filepath.Join(filepath.Dir(a.Workspace()), engine.SocketName)

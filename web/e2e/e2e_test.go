@@ -5,7 +5,8 @@
 // It needs root (sandboxes use namespaces), /usr/bin/chromium (or chromium
 // in PATH) and populated web/static/vendor (make assets). Set LABD_E2E=0 to
 // skip it; otherwise a missing prerequisite fails the test. Screenshots go
-// to $LABD_ARTIFACTS (default $TMPDIR/labd-artifacts).
+// to $LABD_ARTIFACTS (default $TMPDIR/labd-artifacts). With LABD_E2E_DATA
+// (a data directory holding the sandbox image) the shell is a container.
 package e2e_test
 
 import (
@@ -84,8 +85,9 @@ func TestBrowser(t *testing.T) {
 	sandboxBefore := get(t, ctx, srv, "sandbox id", chromedp.AttributeValue(chromedp.CSS(`#lab`), "data-sandbox")).Value
 	waitTerminal(t, ctx, srv, "shell prompt", promptRE)
 	steps := get(t, ctx, srv, "step list", chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('.step-list li')).map(li => li.textContent.trim())`))
-	if len(steps) != 4 || !strings.Contains(steps[0], "Say hello") || !strings.Contains(steps[0], "pending") {
-		t.Errorf("step list = %q, want 4 steps starting with \"Say hello … pending\"", steps)
+	// Step 1 has a check, graded live on a fresh sandbox: not passed.
+	if len(steps) != 4 || !strings.Contains(steps[0], "Say hello") || !strings.Contains(steps[0], "not yet") {
+		t.Errorf("step list = %q, want 4 steps starting with \"Say hello … not yet\"", steps)
 	}
 	do(t, ctx, srv, "status bar connected", chromedp.WaitVisible(chromedp.CSS(`#term-status[data-state="connected"]`)))
 
@@ -93,7 +95,19 @@ func TestBrowser(t *testing.T) {
 	// proves the shell ran the command.
 	do(t, ctx, srv, "click Run", chromedp.Click(chromedp.CSS(`section.step[data-step="1"] .btn-run`)))
 	waitTerminal(t, ctx, srv, "Run output", regexp.MustCompile(`labd-run-42`))
+	// The command wrote greeting.txt: the grader sees the workspace change
+	// and the step turns green without a reload. The latency is from the
+	// output appearing in the terminal to the page's status changing.
+	shown := time.Now()
+	do(t, ctx, srv, "step 1 done", chromedp.WaitVisible(chromedp.CSS(`.step-list li[data-step="1"][data-state="passed"]`)))
+	t.Logf("workspace change to green step on the page: %v", time.Since(shown).Round(time.Millisecond))
 	shot("lab-1280x800")
+
+	// The learner's engine: a container publishing 5001 answers curl in
+	// the same shell (the page shows the body, computed in the container,
+	// not the typed text).
+	typeCommand(t, ctx, srv, `docker run -d -p 5001:5000 busybox sh -c 'mkdir /w && echo "e2e-httpd-$((6*7))" > /w/index.html && exec httpd -f -p 5000 -h /w' >/dev/null && for i in $(seq 100); do curl -s localhost:5001 && break; sleep 0.2; done`)
+	waitTerminal(t, ctx, srv, "curl localhost:5001 output", regexp.MustCompile(`e2e-httpd-42`))
 
 	// Multi-line block: typed line by line, each ended with Enter.
 	clickRun(t, ctx, srv, 4, 0)
@@ -389,7 +403,19 @@ func startLabd(t *testing.T, root string) *labd {
 		t.Fatalf("go build ./cmd/labd: %v\n%s", err, out)
 	}
 	content := filepath.Join(root, "web/testdata/content")
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--content", content, "--data", t.TempDir(), "--idle-timeout", "10m")
+	// LABD_E2E_DATA names a data directory to serve instead of a fresh one:
+	// one where `labd images bootstrap sandbox` ran makes the learner's
+	// shell a container.
+	data := os.Getenv("LABD_E2E_DATA")
+	if data == "" {
+		data = t.TempDir()
+	}
+	// busybox for `docker run` typed in the terminal (made from Debian's
+	// busybox-static, no network).
+	if out, err := exec.Command(bin, "images", "bootstrap", "busybox", "--data", data).CombinedOutput(); err != nil {
+		t.Fatalf("labd images bootstrap busybox: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--content", content, "--data", data, "--idle-timeout", "10m")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -54,6 +54,10 @@ type Backend interface {
 
 	ContainerBackend
 	RegistryBackend
+	ArchiveBackend
+	VolumeBackend
+	NetworkBackend
+	DiskUsageBackend
 }
 
 // BuildConfig is one /build request after the context has been read whole.
@@ -165,9 +169,26 @@ func (s *server) table() []*route {
 		{method: "POST", pattern: "/containers/{name}/rename", h: s.containerRename},
 		{method: "POST", pattern: "/containers/{name}/exec", h: s.execCreate},
 		{method: "DELETE", pattern: "/containers/{name}", h: s.containerDelete},
+		{method: "HEAD", pattern: "/containers/{name}/archive", h: s.containerArchiveHead},
+		{method: "GET", pattern: "/containers/{name}/archive", h: s.containerArchiveGet},
+		{method: "PUT", pattern: "/containers/{name}/archive", h: s.containerArchivePut},
+		{method: "GET", pattern: "/containers/{name}/export", h: s.containerExport},
 
-		// Until the engine serves networks, system prune needs this one.
-		{method: "POST", pattern: "/networks/prune", h: s.networksPruneNone},
+		{method: "GET", pattern: "/volumes", h: s.volumesList},
+		{method: "POST", pattern: "/volumes/create", h: s.volumeCreate},
+		{method: "POST", pattern: "/volumes/prune", h: s.volumesPrune},
+		{method: "GET", pattern: "/volumes/{name}", h: s.volumeInspect},
+		{method: "DELETE", pattern: "/volumes/{name}", h: s.volumeDelete},
+
+		{method: "GET", pattern: "/networks", h: s.networksList},
+		{method: "POST", pattern: "/networks/create", h: s.networkCreate},
+		{method: "POST", pattern: "/networks/prune", h: s.networksPrune},
+		{method: "GET", pattern: "/networks/{name}", h: s.networkInspect},
+		{method: "DELETE", pattern: "/networks/{name}", h: s.networkDelete},
+		{method: "POST", pattern: "/networks/{name}/connect", h: s.networkConnect},
+		{method: "POST", pattern: "/networks/{name}/disconnect", h: s.networkDisconnect},
+
+		{method: "GET", pattern: "/system/df", h: s.systemDF},
 
 		{method: "POST", pattern: "/exec/{id}/start", h: s.execStart},
 		{method: "POST", pattern: "/exec/{id}/resize", h: s.execResize},

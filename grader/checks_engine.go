@@ -1,0 +1,603 @@
+package grader
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/distribution/reference"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+)
+
+// normRef gives the familiar form with a tag: "app" → "app:latest",
+// "docker.io/library/app:1" → "app:1". An unparsable name is returned as is.
+func normRef(s string) string {
+	r, err := reference.ParseNormalizedNamed(strings.TrimSpace(s))
+	if err != nil {
+		return s
+	}
+	return reference.FamiliarString(reference.TagNameOnly(r))
+}
+
+func shortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// localImage inspects name; found is false when the engine has no such image.
+func (p *probe) localImage(ctx context.Context, name string) (img image.InspectResponse, found bool, err error) {
+	c, err := p.docker()
+	if err != nil {
+		return img, false, err
+	}
+	img, err = c.ImageInspect(ctx, name)
+	if err != nil {
+		if client.IsErrNotFound(err) || strings.Contains(err.Error(), "No such image") {
+			return img, false, nil
+		}
+		return img, false, engineErr(err)
+	}
+	return img, true, nil
+}
+
+func checkImage(ctx context.Context, p *probe, s spec) (outcome, error) {
+	name := s.str("image")
+	img, found, err := p.localImage(ctx, name)
+	if err != nil {
+		return failed(err)
+	}
+	if !found {
+		return fail("There is no image %s yet: build it with docker build -t %s .", name, name)
+	}
+	if s.boolean("built", false) || s.str("dockerfile") != "" {
+		recs, rerr := p.records(ctx)
+		built := false
+		var byBuild *BuildRecord
+		if rerr == nil {
+			for i := len(recs.Builds) - 1; i >= 0; i-- {
+				if b := &recs.Builds[i]; b.Error == "" && b.ImageID == img.ID {
+					built, byBuild = true, b
+					break
+				}
+			}
+		}
+		// The classic builder sets Parent on every image it makes; pulled
+		// and loaded images have none. This is what a real dockerd offers.
+		if !built && img.Parent != "" {
+			built = true
+		}
+		if !built {
+			return fail("%s was not built here from a Dockerfile (it is another image under that name): build it with docker build -t %s .", name, name)
+		}
+		if df := s.str("dockerfile"); df != "" {
+			if rerr != nil {
+				return failed(rerr)
+			}
+			if byBuild == nil {
+				return fail("labd has no record of the build that made %s: build it again with docker build -t %s .", name, name)
+			}
+			b, ferr := readWorkspaceFile(p.env.Workspace, df)
+			if ferr != nil {
+				return fail("There is no %s in your workspace to compare %s with", df, name)
+			}
+			ins, perr := parseDockerfile(b)
+			if perr != nil {
+				return fail("%s cannot be read as a Dockerfile: %v", df, perr)
+			}
+			if !sameInstructions(ins, byBuild) {
+				return fail("%s was built from a different Dockerfile than your %s: build it again with docker build -t %s .", name, df, name)
+			}
+		}
+	}
+	if hist := s.strs("history"); len(hist) > 0 {
+		c, _ := p.docker()
+		items, err := c.ImageHistory(ctx, img.ID)
+		if err != nil {
+			return failed(engineErr(err))
+		}
+		for _, want := range hist {
+			ok := false
+			for _, it := range items {
+				if strings.Contains(compact(it.CreatedBy), compact(want)) {
+					ok = true
+					break
+				}
+			}
+			if !ok {
+				return fail("The history of %s has no layer made by %q", name, want)
+			}
+		}
+	}
+	return pass()
+}
+
+// sameInstructions compares a Dockerfile with the steps a build printed.
+func sameInstructions(ins []instruction, b *BuildRecord) bool {
+	if len(ins) != len(b.Steps) {
+		return false
+	}
+	for i, in := range ins {
+		st := parsePattern(b.Steps[i].Instruction)
+		if st.keyword != in.keyword || st.args != in.args {
+			return false
+		}
+	}
+	return true
+}
+
+// latestBuild returns the newest successful build tagged ref.
+func latestBuild(recs *Records, ref string) *BuildRecord {
+	want := normRef(ref)
+	for i := len(recs.Builds) - 1; i >= 0; i-- {
+		b := &recs.Builds[i]
+		if b.Error != "" {
+			continue
+		}
+		for _, t := range b.Tags {
+			if normRef(t) == want {
+				return b
+			}
+		}
+	}
+	return nil
+}
+
+func checkBuild(ctx context.Context, p *probe, s spec) (outcome, error) {
+	name := s.str("image")
+	recs, err := p.records(ctx)
+	if err != nil {
+		return failed(err)
+	}
+	b := latestBuild(recs, name)
+	if b == nil {
+		return fail("You have not built %s yet: run docker build -t %s .", name, name)
+	}
+	var cached, rebuilt, steps int
+	firstChanged := -1
+	cacheAfterChange := false
+	for i, st := range b.Steps {
+		if strings.HasPrefix(strings.ToUpper(st.Instruction), "FROM ") || strings.HasPrefix(strings.ToUpper(st.Instruction), "ARG ") && i == 0 {
+			continue
+		}
+		steps++
+		if st.Cached {
+			cached++
+			if firstChanged >= 0 {
+				cacheAfterChange = true
+			}
+		} else {
+			rebuilt++
+			if firstChanged < 0 {
+				firstChanged = i
+			}
+		}
+	}
+	if n := s.integer("cached_min", 0); n > 0 && cached < n {
+		extra := ""
+		if b.NoCache {
+			extra = " (it ran with --no-cache)"
+		}
+		return fail("The latest build of %s took %d of its steps from the cache%s; at least %d should be: build again without --no-cache and without changing the early lines", name, cached, extra, n)
+	}
+	if s.boolean("cache_reused", false) {
+		if cached == 0 {
+			extra := "rebuild it with docker build -t " + name + " ."
+			if b.NoCache {
+				extra = "it ran with --no-cache; build again without it"
+			}
+			return fail("The latest build of %s did not use the cache for any step: %s", name, extra)
+		}
+		if cacheAfterChange {
+			return fail("The latest build of %s used the cache after a changed step, which the classic cache cannot do", name)
+		}
+	}
+	if s.boolean("changed", false) && rebuilt == 0 {
+		return fail("The latest build of %s took every step from the cache: change a file first (the step asks you to), then build again", name)
+	}
+	return pass()
+}
+
+// runningContainers lists containers (all with all=true).
+func (p *probe) containers(ctx context.Context, all bool) ([]container.Summary, error) {
+	c, err := p.docker()
+	if err != nil {
+		return nil, err
+	}
+	cs, err := c.ContainerList(ctx, container.ListOptions{All: all})
+	if err != nil {
+		return nil, engineErr(err)
+	}
+	return cs, nil
+}
+
+// parsePublish reads "5001:5000" or "5001" (host port only).
+func parsePublish(v string) (host, ctr int, err error) {
+	h, c, hasC := strings.Cut(strings.TrimSuffix(v, "/tcp"), ":")
+	if host, err = strconv.Atoi(h); err != nil {
+		return 0, 0, fmt.Errorf("publish %q: want HOST:CONTAINER ports", v)
+	}
+	if hasC {
+		if ctr, err = strconv.Atoi(c); err != nil {
+			return 0, 0, fmt.Errorf("publish %q: want HOST:CONTAINER ports", v)
+		}
+	}
+	return host, ctr, nil
+}
+
+// matchContainers returns the running containers of image name (by ID or by
+// the name it was started with) and, when publish is set, the one that
+// publishes it. msg explains a miss.
+func (p *probe) matchContainers(ctx context.Context, s spec) (match *container.Summary, msg string, err error) {
+	name := s.str("image")
+	cname := strings.TrimPrefix(s.str("name"), "/")
+	running := s.boolean("running", true)
+	cs, err := p.containers(ctx, !running)
+	if err != nil {
+		return nil, "", err
+	}
+	var imgID string
+	if name != "" {
+		img, found, err := p.localImage(ctx, name)
+		if err != nil {
+			return nil, "", err
+		}
+		if found {
+			imgID = img.ID
+		}
+	}
+	var candidates []container.Summary
+	for _, c := range cs {
+		if name != "" && !(imgID != "" && c.ImageID == imgID) && normRef(c.Image) != normRef(name) {
+			continue
+		}
+		if cname != "" && !hasName(c.Names, cname) {
+			continue
+		}
+		candidates = append(candidates, c)
+	}
+	what := "container"
+	switch {
+	case name != "" && cname != "":
+		what = fmt.Sprintf("container %s of %s", cname, name)
+	case name != "":
+		what = "container of " + name
+	case cname != "":
+		what = "container named " + cname
+	}
+	pub := s.str("publish")
+	if len(candidates) == 0 {
+		state := "running "
+		if !running {
+			state = ""
+		}
+		run := "docker run -d"
+		if pub != "" {
+			run += " -p " + pub
+		}
+		if cname != "" {
+			run += " --name " + cname
+		}
+		if name == "" {
+			name = "IMAGE"
+		}
+		return nil, fmt.Sprintf("No %s%s: start one with %s %s", state, what, run, name), nil
+	}
+	if pub == "" {
+		return &candidates[0], "", nil
+	}
+	hostPort, ctrPort, err := parsePublish(pub)
+	if err != nil {
+		return nil, "", cannot("%v", err)
+	}
+	for i, c := range candidates {
+		for _, port := range c.Ports {
+			if int(port.PublicPort) == hostPort && (ctrPort == 0 || int(port.PrivatePort) == ctrPort) && (port.Type == "" || port.Type == "tcp") {
+				return &candidates[i], "", nil
+			}
+		}
+	}
+	// An engine without networking lists no bindings; the container's
+	// host config still says what was asked for.
+	for i, c := range candidates {
+		if len(c.Ports) > 0 && c.Ports[0].PublicPort != 0 {
+			continue
+		}
+		ins, err := p.env.Docker.ContainerInspect(ctx, c.ID)
+		if err != nil || ins.HostConfig == nil {
+			continue
+		}
+		for port, binds := range ins.HostConfig.PortBindings {
+			for _, bd := range binds {
+				if bd.HostPort == strconv.Itoa(hostPort) && (ctrPort == 0 || port.Int() == ctrPort) && port.Proto() == "tcp" {
+					return &candidates[i], "", nil
+				}
+			}
+		}
+	}
+	// Say what is wrong: the port is taken by something else, or mapped to
+	// the wrong container port, or not published at all.
+	for _, c := range candidates {
+		for _, port := range c.Ports {
+			if int(port.PublicPort) == hostPort {
+				return nil, fmt.Sprintf("Port %d goes to port %d of the container; the app listens on %d: run the image with -p %s", hostPort, port.PrivatePort, ctrPort, pub), nil
+			}
+		}
+	}
+	return nil, fmt.Sprintf("No container publishes port %d: run the image with -p %s", hostPort, pub), nil
+}
+
+func hasName(names []string, n string) bool {
+	for _, x := range names {
+		if strings.TrimPrefix(x, "/") == n {
+			return true
+		}
+	}
+	return false
+}
+
+func checkContainer(ctx context.Context, p *probe, s spec) (outcome, error) {
+	c, msg, err := p.matchContainers(ctx, s)
+	if err != nil {
+		return failed(err)
+	}
+	if c == nil {
+		return fail("%s", msg)
+	}
+	return pass()
+}
+
+func checkPush(ctx context.Context, p *probe, s spec) (outcome, error) {
+	repo := s.str("repository")
+	tag := s.str("tag")
+	if tag == "" {
+		tag = "latest"
+	}
+	recs, err := p.records(ctx)
+	if err != nil {
+		return failed(err)
+	}
+	re, err := repoPattern(repo, p.env.User)
+	if err != nil {
+		return failed(cannot("%v", err))
+	}
+	var localID string
+	if name := s.str("image"); name != "" {
+		img, found, err := p.localImage(ctx, name)
+		if err != nil {
+			return failed(err)
+		}
+		if !found {
+			return fail("There is no image %s to compare the push with: build it first", name)
+		}
+		localID = img.ID
+	}
+	minExisting := s.integer("existing_min", 0)
+	var last *TransferRecord
+	var lastMsg string
+	for i := len(recs.Transfers) - 1; i >= 0; i-- {
+		t := &recs.Transfers[i]
+		if t.Kind != "push" || t.Error != "" || (t.Tag != "" && t.Tag != tag) {
+			continue
+		}
+		m := re.FindStringSubmatch(familiarRepo(t.Repository))
+		if m == nil {
+			continue
+		}
+		if len(m) > 1 && t.Account != "" && m[1] != t.Account {
+			continue // {{user}} must be the account that pushed
+		}
+		if last == nil {
+			last = t
+		}
+		if localID != "" && t.ImageID != localID {
+			if lastMsg == "" {
+				lastMsg = fmt.Sprintf("The image pushed as %s is not %s (pushed %s, yours is %s): tag %s again and push", familiarRepo(t.Repository)+":"+tag, s.str("image"), shortID(t.ImageID), shortID(localID), s.str("image"))
+			}
+			continue
+		}
+		existing := 0
+		for _, l := range t.Layers {
+			if l.Outcome == "exists" || l.Outcome == "mounted" {
+				existing++
+			}
+		}
+		if existing < minExisting {
+			if lastMsg == "" {
+				lastMsg = fmt.Sprintf("The last push of %s uploaded %d of %d layers again; push after the rebuild and the registry should already have at least %d of them", familiarRepo(t.Repository), len(t.Layers)-existing, len(t.Layers), minExisting)
+			}
+			continue
+		}
+		return pass()
+	}
+	if last == nil {
+		shown := strings.ReplaceAll(repo, "{{user}}", "<your user>")
+		return fail("Nothing has been pushed to %s:%s yet: tag the image and run docker push %s", shown, tag, shown)
+	}
+	return fail("%s", lastMsg)
+}
+
+// familiarRepo turns "docker.io/library/app" into "app" and
+// "docker.io/alice/app" into "alice/app".
+func familiarRepo(r string) string {
+	n, err := reference.ParseNormalizedNamed(r)
+	if err != nil {
+		return r
+	}
+	return reference.FamiliarName(n)
+}
+
+// repoPattern compiles a repository pattern: {{user}} is one path
+// component (the learner's user when known), * any characters but "/".
+func repoPattern(p, user string) (*regexp.Regexp, error) {
+	if p == "" {
+		return nil, fmt.Errorf("push check without repository")
+	}
+	var b strings.Builder
+	b.WriteString("^")
+	for rest := p; rest != ""; {
+		i := strings.Index(rest, "{{user}}")
+		j := strings.Index(rest, "*")
+		switch {
+		case i == 0:
+			if user != "" {
+				b.WriteString("(" + regexp.QuoteMeta(user) + ")")
+			} else {
+				b.WriteString("([^/]+)")
+			}
+			rest = rest[len("{{user}}"):]
+		case j == 0:
+			b.WriteString("[^/]*")
+			rest = rest[1:]
+		default:
+			k := len(rest)
+			if i > 0 {
+				k = min(k, i)
+			}
+			if j > 0 {
+				k = min(k, j)
+			}
+			b.WriteString(regexp.QuoteMeta(rest[:k]))
+			rest = rest[k:]
+		}
+	}
+	b.WriteString("$")
+	return regexp.Compile(b.String())
+}
+
+// commands names the engine calls a `command` check can ask for.
+var commands = map[string]struct {
+	method, path string
+	say          string
+}{
+	"logs":    {"GET", `^/containers/[^/]+/logs$`, "docker container logs"},
+	"history": {"GET", `^/images/.+/history$`, "docker image history"},
+	"diff":    {"GET", `^/containers/[^/]+/changes$`, "docker container diff"},
+	"inspect": {"GET", `^/(containers/[^/]+|images/.+)/json$`, "docker inspect"},
+	"top":     {"GET", `^/containers/[^/]+/top$`, "docker container top"},
+	"ps":      {"GET", `^/containers/json$`, "docker ps"},
+	"images":  {"GET", `^/images/json$`, "docker image ls"},
+	"exec":    {"POST", `^/containers/[^/]+/exec$`, "docker exec"},
+	"run":     {"POST", `^/containers/create$`, "docker run"},
+	"start":   {"POST", `^/containers/[^/]+/start$`, "docker start"},
+	"stop":    {"POST", `^/containers/[^/]+/(stop|kill)$`, "docker stop"},
+	"rm":      {"DELETE", `^/containers/[^/]+$`, "docker rm"},
+	"rmi":     {"DELETE", `^/images/.+$`, "docker rmi"},
+	"tag":     {"POST", `^/images/.+/tag$`, "docker tag"},
+	"build":   {"POST", `^/build$`, "docker build"},
+	"push":    {"POST", `^/images/.+/push$`, "docker push"},
+	"pull":    {"POST", `^/images/create$`, "docker pull"},
+	"login":   {"POST", `^/auth$`, "docker login"},
+	"events":  {"GET", `^/events$`, "docker events"},
+	"prune":   {"POST", `^/(containers|images|build|networks|volumes)/prune$`, "docker system prune"},
+}
+
+// CommandNames lists the names a command check accepts, sorted.
+func CommandNames() []string {
+	var out []string
+	for k := range commands {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+var commandREs = map[string]*regexp.Regexp{}
+
+func init() {
+	for k, c := range commands {
+		commandREs[k] = regexp.MustCompile(c.path)
+	}
+}
+
+func checkCommand(ctx context.Context, p *probe, s spec) (outcome, error) {
+	name := s.str("command")
+	method, re, say := "", (*regexp.Regexp)(nil), ""
+	if c, ok := commands[name]; ok {
+		method, re, say = c.method, commandREs[name], c.say
+	} else if name != "" {
+		return failed(cannot("unknown command %q (known: %s)", name, strings.Join(CommandNames(), ", ")))
+	} else {
+		method = strings.ToUpper(s.str("method"))
+		var err error
+		if re, err = regexp.Compile(s.str("path")); err != nil {
+			return failed(cannot("bad path pattern: %v", err))
+		}
+		say = strings.TrimSpace(method + " " + s.str("path"))
+	}
+	var target *regexp.Regexp
+	if m := s.str("match"); m != "" {
+		var err error
+		if target, err = regexp.Compile(m); err != nil {
+			return failed(cannot("bad match pattern: %v", err))
+		}
+	}
+	recs, err := p.records(ctx)
+	if err != nil {
+		return failed(err)
+	}
+	for _, c := range recs.Calls {
+		if method != "" && c.Method != method || c.Status >= 400 || !re.MatchString(c.Path) {
+			continue
+		}
+		if target != nil && !target.MatchString(c.Path+"?"+c.Query) {
+			continue
+		}
+		return pass()
+	}
+	return fail("You have not run %s yet", say)
+}
+
+func checkClean(ctx context.Context, p *probe, s spec) (outcome, error) {
+	all := s.boolean("containers", false)
+	cs, err := p.containers(ctx, all)
+	if err != nil {
+		return failed(err)
+	}
+	if len(cs) > 0 {
+		var names []string
+		running := 0
+		for _, c := range cs {
+			if c.State == "running" {
+				running++
+			}
+			if len(c.Names) > 0 {
+				names = append(names, strings.TrimPrefix(c.Names[0], "/"))
+			}
+		}
+		if running > 0 {
+			return fail("%d container(s) still running (%s): stop them with docker stop", running, strings.Join(names, ", "))
+		}
+		return fail("Stopped containers are left (%s): remove them with docker container prune", strings.Join(names, ", "))
+	}
+	for _, ref := range s.strs("images") {
+		_, found, err := p.localImage(ctx, ref)
+		if err != nil {
+			return failed(err)
+		}
+		if found {
+			return fail("The image %s is still there: remove it with docker rmi %s", ref, ref)
+		}
+	}
+	if s.boolean("pruned", false) {
+		recs, err := p.records(ctx)
+		if err != nil {
+			return failed(err)
+		}
+		re := commandREs["prune"]
+		for _, c := range recs.Calls {
+			if c.Method == "POST" && c.Status < 400 && re.MatchString(c.Path) {
+				return pass()
+			}
+		}
+		return fail("Nothing has been pruned yet: run docker system prune")
+	}
+	return pass()
+}

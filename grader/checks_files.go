@@ -1,0 +1,228 @@
+package grader
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"regexp"
+	"strings"
+
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+)
+
+// maxFileRead bounds how much of a workspace file a check reads.
+const maxFileRead = 1 << 20
+
+// readWorkspaceFile reads rel inside the workspace without following
+// anything out of it (os.Root refuses symlinks and ".." that escape).
+func readWorkspaceFile(ws, rel string) ([]byte, error) {
+	if ws == "" {
+		return nil, cannot("no workspace")
+	}
+	root, err := os.OpenRoot(ws)
+	if err != nil {
+		return nil, cannot("open workspace: %v", err)
+	}
+	defer root.Close()
+	clean := path.Clean("/" + rel)[1:]
+	if clean == "" {
+		clean = "."
+	}
+	f, err := root.Open(clean)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		return nil, errIsDir
+	}
+	return io.ReadAll(io.LimitReader(f, maxFileRead))
+}
+
+var errIsDir = errors.New("is a folder")
+
+func missing(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, errIsDir) || strings.Contains(fmt.Sprint(err), "path escapes")
+}
+
+func checkFile(ctx context.Context, p *probe, s spec) (outcome, error) {
+	rel := s.str("path")
+	b, err := readWorkspaceFile(p.env.Workspace, rel)
+	if !s.boolean("exists", true) {
+		if err == nil {
+			return fail("%s should not exist: remove it with rm %s", rel, rel)
+		}
+		if missing(err) {
+			return pass()
+		}
+		return failed(cannot("read %s: %v", rel, err))
+	}
+	if err != nil {
+		if errors.Is(err, errIsDir) {
+			return fail("%s is a folder, not a file", rel)
+		}
+		if missing(err) {
+			return fail("There is no file %s in your workspace yet", rel)
+		}
+		var ec errCannot
+		if errors.As(err, &ec) {
+			return failed(err)
+		}
+		return failed(cannot("read %s: %v", rel, err))
+	}
+	if want := s.str("contains"); want != "" && !bytes.Contains(b, []byte(want)) {
+		return fail("%s does not contain %q", rel, want)
+	}
+	if expr := s.str("matches"); expr != "" {
+		re, err := regexp.Compile("(?m)" + expr)
+		if err != nil {
+			return failed(cannot("bad regular expression %q: %v", expr, err))
+		}
+		if !re.Match(b) {
+			return fail("%s has no line matching %s", rel, expr)
+		}
+	}
+	return pass()
+}
+
+// instruction is one Dockerfile instruction: its keyword (upper case) and
+// its arguments with whitespace removed, for tolerant matching.
+type instruction struct {
+	keyword  string
+	args     string // compacted
+	original string
+}
+
+func parseDockerfile(b []byte) ([]instruction, error) {
+	res, err := parser.Parse(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	var out []instruction
+	for _, n := range res.AST.Children {
+		kw, rest, _ := strings.Cut(strings.TrimSpace(n.Original), " ")
+		out = append(out, instruction{keyword: strings.ToUpper(kw), args: compact(rest), original: n.Original})
+	}
+	return out, nil
+}
+
+// compact removes all white space, so `CMD ["python", "app.py"]` and
+// `CMD ["python","app.py"]` compare equal.
+func compact(s string) string {
+	return strings.Join(strings.Fields(s), "")
+}
+
+// pattern is an author's instruction pattern: "COPY app.py" matches a COPY
+// whose arguments contain "app.py"; "RUN" matches any RUN.
+type pattern struct{ keyword, args, text string }
+
+func parsePattern(s string) pattern {
+	kw, rest, _ := strings.Cut(strings.TrimSpace(s), " ")
+	return pattern{keyword: strings.ToUpper(kw), args: compact(rest), text: strings.TrimSpace(s)}
+}
+
+func (p pattern) match(in instruction) bool {
+	return p.keyword == in.keyword && strings.Contains(in.args, p.args)
+}
+
+func checkDockerfile(ctx context.Context, p *probe, s spec) (outcome, error) {
+	rel := s.str("path")
+	if rel == "" {
+		rel = "Dockerfile"
+	}
+	b, err := readWorkspaceFile(p.env.Workspace, rel)
+	if err != nil {
+		if missing(err) {
+			return fail("There is no %s in your workspace yet", rel)
+		}
+		return failed(cannot("read %s: %v", rel, err))
+	}
+	ins, err := parseDockerfile(b)
+	if err != nil {
+		return fail("%s cannot be read as a Dockerfile: %v", rel, err)
+	}
+	if len(ins) == 0 {
+		return fail("%s has no instructions yet", rel)
+	}
+	if want := s.str("from"); want != "" {
+		var from string
+		for _, in := range ins {
+			if in.keyword == "FROM" {
+				from = baseImage(in.original)
+				break
+			}
+		}
+		if from == "" {
+			return fail("%s has no FROM line: start it with FROM %s", rel, want)
+		}
+		if !sameImageName(from, want) {
+			return fail("%s starts FROM %s; this step needs FROM %s", rel, from, want)
+		}
+	}
+	i := 0
+	for _, raw := range s.strs("instructions") {
+		pt := parsePattern(raw)
+		found := false
+		for ; i < len(ins); i++ {
+			if pt.match(ins[i]) {
+				found, i = true, i+1
+				break
+			}
+		}
+		if !found {
+			return fail("%s has no %s instruction in the expected place (after the ones before it in the lab)", rel, pt.text)
+		}
+	}
+	if last := s.str("last"); last != "" {
+		pt := parsePattern(last)
+		if l := ins[len(ins)-1]; !pt.match(l) {
+			return fail("The last instruction of %s is %s; %s should come last", rel, strings.TrimSpace(l.original), pt.text)
+		}
+	}
+	return pass()
+}
+
+// baseImage returns the image of a FROM line, without flags or AS name.
+func baseImage(from string) string {
+	f := strings.Fields(from)
+	for _, w := range f[1:] {
+		if strings.HasPrefix(w, "--") {
+			continue
+		}
+		return w
+	}
+	return ""
+}
+
+// sameImageName reports whether image (from a FROM line) is want: want
+// without a tag accepts any tag of that name.
+func sameImageName(image, want string) bool {
+	norm := func(s string) string {
+		s = strings.TrimPrefix(s, "docker.io/")
+		return strings.TrimPrefix(s, "library/")
+	}
+	image, want = norm(image), norm(want)
+	if image == want {
+		return true
+	}
+	if !strings.Contains(want[strings.LastIndex(want, "/")+1:], ":") {
+		name := image
+		if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
+			name = image[:i]
+		}
+		if j := strings.Index(name, "@"); j >= 0 {
+			name = name[:j]
+		}
+		return name == want
+	}
+	return false
+}

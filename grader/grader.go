@@ -1,0 +1,289 @@
+package grader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/client"
+	"github.com/labd/labd/labs"
+	"github.com/labd/labd/sandbox"
+)
+
+// State is where a check stands.
+type State string
+
+const (
+	StatePending State = "pending" // not evaluated yet
+	StatePassed  State = "passed"
+	StateFailed  State = "failed"
+	StateError   State = "error" // could not check; Message says why
+)
+
+// CheckResult is one check's outcome.
+type CheckResult struct {
+	ID      string `json:"id"`
+	Kind    string `json:"kind"`
+	Title   string `json:"title"`
+	Step    int    `json:"step"`
+	State   State  `json:"state"`
+	Message string `json:"message,omitempty"` // learner-facing: why it failed, what to do
+	Hint    string `json:"hint,omitempty"`    // the author's hint, shown when not passed
+	// PassedAt is when the check first passed (sticky checks keep it).
+	PassedAt *time.Time `json:"passed_at,omitempty"`
+	Sticky   bool       `json:"-"`
+}
+
+// StepResult is one step's checks; State is passed when every check passed,
+// failed when any failed, error when any could not be checked (and none
+// failed), pending otherwise.
+type StepResult struct {
+	Index  int           `json:"index"`
+	ID     string        `json:"id"`
+	Title  string        `json:"title"`
+	State  State         `json:"state"`
+	Checks []CheckResult `json:"checks"`
+}
+
+// LabResult is a whole lab's state.
+type LabResult struct {
+	Lab    string       `json:"lab"`
+	Time   time.Time    `json:"time"`
+	Steps  []StepResult `json:"steps"`
+	Passed int          `json:"passed"` // checks passed
+	Total  int          `json:"total"`
+}
+
+// Execer runs a command in the learner's sandbox (sandbox.Sandbox has it).
+type Execer interface {
+	Exec(ctx context.Context, e sandbox.ExecSpec) (int, error)
+}
+
+// Env is what the grader may look at for one sandbox.
+type Env struct {
+	// Docker talks to the sandbox's engine; nil when there is none. Build
+	// it with NewClient so the engine can tell grader calls from the
+	// learner's.
+	Docker *client.Client
+	// Workspace is the host path of the learner's files.
+	Workspace string
+	// Sandbox runs script and http checks; nil when no sandbox is live.
+	Sandbox Execer
+	// User is the learner's registry user name for {{user}} in push
+	// checks; empty matches any user.
+	User string
+	// NoScripts skips script checks (reported pending), for benchmarks.
+	NoScripts bool
+}
+
+// NewClient returns a Docker client for the engine at socket (a path or a
+// unix:// URL). Its requests carry the grader header, so labd's engine
+// does not record them as the learner's commands.
+func NewClient(socket string) (*client.Client, error) {
+	host := socket
+	if !strings.Contains(host, "://") {
+		host = "unix://" + host
+	}
+	c, err := client.NewClientWithOpts(
+		client.WithHost(host),
+		client.WithVersion("1.41"), // dockerd 20.10 and labd both serve it; skips negotiation
+		client.WithHTTPHeaders(map[string]string{"X-Labd-Grader": "1"}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("engine client for %s: %w", socket, err)
+	}
+	return c, nil
+}
+
+// errCannot marks a check that could not be evaluated.
+type errCannot struct{ reason string }
+
+func (e errCannot) Error() string { return "could not check: " + e.reason }
+
+func cannot(format string, a ...any) error { return errCannot{fmt.Sprintf(format, a...)} }
+
+// outcome is what a check function returns: nil error and ok for a pass,
+// a learner-facing message for a fail, an error for "could not check".
+type outcome struct {
+	ok  bool
+	msg string
+}
+
+func pass() (outcome, error) { return outcome{ok: true}, nil }
+func fail(format string, a ...any) (outcome, error) {
+	return outcome{msg: fmt.Sprintf(format, a...)}, nil
+}
+func failed(err error) (outcome, error) { return outcome{}, err }
+
+type checkFunc func(ctx context.Context, p *probe, s spec) (outcome, error)
+
+var kinds = map[string]checkFunc{}
+
+func init() {
+	kinds["file"] = checkFile
+	kinds["dockerfile"] = checkDockerfile
+	kinds["image"] = checkImage
+	kinds["build"] = checkBuild
+	kinds["container"] = checkContainer
+	kinds["http"] = checkHTTP
+	kinds["push"] = checkPush
+	kinds["command"] = checkCommand
+	kinds["clean"] = checkClean
+	kinds["script"] = checkScript
+}
+
+// Grade evaluates every check of lab once.
+func Grade(ctx context.Context, env *Env, lab *labs.Lab) LabResult {
+	p := newProbe(env)
+	res := LabResult{Lab: lab.ID, Time: time.Now()}
+	for _, st := range lab.Steps {
+		sr := StepResult{Index: st.Index, ID: st.ID, Title: st.Title}
+		for _, c := range st.Checks {
+			sr.Checks = append(sr.Checks, p.check(ctx, st.Index, c))
+		}
+		res.Steps = append(res.Steps, sr)
+	}
+	res.finish()
+	return res
+}
+
+// Check evaluates one check.
+func Check(ctx context.Context, env *Env, step int, c labs.Check) CheckResult {
+	return newProbe(env).check(ctx, step, c)
+}
+
+// finish sets step states and the counters.
+func (r *LabResult) finish() {
+	r.Passed, r.Total = 0, 0
+	for i := range r.Steps {
+		st := &r.Steps[i]
+		st.State = stepState(st.Checks)
+		for _, c := range st.Checks {
+			r.Total++
+			if c.State == StatePassed {
+				r.Passed++
+			}
+		}
+	}
+}
+
+func stepState(cs []CheckResult) State {
+	if len(cs) == 0 {
+		return StatePending
+	}
+	all, anyFail, anyErr := true, false, false
+	for _, c := range cs {
+		switch c.State {
+		case StatePassed:
+			continue
+		case StateFailed:
+			anyFail = true
+		case StateError:
+			anyErr = true
+		}
+		all = false
+	}
+	switch {
+	case all:
+		return StatePassed
+	case anyFail:
+		return StateFailed
+	case anyErr:
+		return StateError
+	}
+	return StatePending
+}
+
+func (p *probe) check(ctx context.Context, step int, c labs.Check) CheckResult {
+	s := spec(c.Spec)
+	r := CheckResult{ID: c.ID, Kind: c.Kind, Title: c.Title, Step: step, Sticky: s.boolean("sticky", true)}
+	f, ok := kinds[c.Kind]
+	if !ok {
+		r.State, r.Message = StateError, "could not check: unknown check kind "+fmt.Sprintf("%q", c.Kind)
+		return r
+	}
+	if c.Kind == "script" && p.env.NoScripts {
+		r.State = StatePending
+		return r
+	}
+	o, err := safeRun(ctx, f, p, s)
+	switch {
+	case err != nil:
+		r.State = StateError
+		var ec errCannot
+		if errors.As(err, &ec) {
+			r.Message = ec.Error()
+		} else {
+			r.Message = "could not check: " + err.Error()
+		}
+	case o.ok:
+		r.State = StatePassed
+		now := time.Now()
+		r.PassedAt = &now
+	default:
+		r.State, r.Message = StateFailed, o.msg
+	}
+	if r.State != StatePassed {
+		r.Hint = c.Hint
+	}
+	return r
+}
+
+// safeRun turns a panic in a check into "could not check", so a grader bug
+// never shows as passed nor takes labd down.
+func safeRun(ctx context.Context, f checkFunc, p *probe, s spec) (o outcome, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			o, err = outcome{}, cannot("internal error: %v", v)
+		}
+	}()
+	return f(ctx, p, s)
+}
+
+// probe caches what one grading pass reads from the engine, so a lab with
+// ten engine checks lists containers once.
+type probe struct {
+	env *Env
+
+	mu       sync.Mutex
+	recs     *Records
+	recsErr  error
+	recsDone bool
+}
+
+func newProbe(env *Env) *probe { return &probe{env: env} }
+
+func (p *probe) docker() (*client.Client, error) {
+	if p.env.Docker == nil {
+		return nil, cannot("the sandbox has no engine")
+	}
+	return p.env.Docker, nil
+}
+
+// records returns labd's engine records, or a "could not check" error on an
+// engine without them (a real dockerd).
+func (p *probe) records(ctx context.Context) (*Records, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.recsDone {
+		p.recs, p.recsErr = fetchRecords(ctx, p.env.Docker, time.Time{})
+		p.recsDone = true
+	}
+	return p.recs, p.recsErr
+}
+
+// engineErr turns an engine error into "could not check".
+func engineErr(err error) error {
+	if client.IsErrConnectionFailed(err) {
+		return cannot("the engine is not running (%v)", err)
+	}
+	return cannot("the engine answered: %v", err)
+}
+
+var errNoRecords = cannot("needs labd's engine (this engine keeps no build, push or command records)")
+
+func isNotFoundStatus(code int) bool { return code == http.StatusNotFound }

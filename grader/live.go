@@ -1,0 +1,391 @@
+package grader
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/client"
+	"github.com/labd/labd/grader/progress"
+	"github.com/labd/labd/labs"
+	"github.com/labd/labd/sandbox"
+)
+
+// DefaultDebounce is how long Live waits after an event for more before it
+// evaluates: a build emits a burst of events, a save several file events.
+const DefaultDebounce = 40 * time.Millisecond
+
+// recordsPoll is how often Live asks the engine for new API calls while a
+// command check waits: `docker container logs` publishes no event.
+const recordsPoll = time.Second
+
+// Live re-evaluates the checks of live sandboxes when something happens
+// and keeps passes in the progress store.
+type Live struct {
+	store    *progress.Store // nil: passes are kept in memory only
+	log      *slog.Logger
+	debounce time.Duration
+
+	mu       sync.Mutex
+	watchers map[string]*Watcher
+}
+
+// LiveOptions configure NewLive.
+type LiveOptions struct {
+	Store    *progress.Store
+	Logger   *slog.Logger
+	Debounce time.Duration // 0: DefaultDebounce
+}
+
+// NewLive returns a Live with no sandboxes watched.
+func NewLive(o LiveOptions) *Live {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Debounce <= 0 {
+		o.Debounce = DefaultDebounce
+	}
+	return &Live{store: o.Store, log: o.Logger, debounce: o.Debounce, watchers: map[string]*Watcher{}}
+}
+
+// Store returns the progress store (nil when none).
+func (l *Live) Store() *progress.Store { return l.store }
+
+// Target is one learner's sandbox for one lab.
+type Target struct {
+	SandboxID string
+	Learner   string
+	Lab       *labs.Lab
+	Sandbox   sandbox.Sandbox
+	Socket    string // the sandbox's engine socket; "" when it has none
+}
+
+// Watch returns the watcher of t's sandbox, starting one if needed. A new
+// sandbox (or a re-rendered lab) under the same ID replaces the old watcher.
+func (l *Live) Watch(t Target) *Watcher {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if w, ok := l.watchers[t.SandboxID]; ok {
+		if w.t.Sandbox == t.Sandbox && w.t.Lab == t.Lab {
+			return w
+		}
+		w.stop()
+	}
+	w := l.newWatcher(t)
+	l.watchers[t.SandboxID] = w
+	return w
+}
+
+// Get returns the watcher of sid, if any.
+func (l *Live) Get(sid string) (*Watcher, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w, ok := l.watchers[sid]
+	return w, ok
+}
+
+// Stop ends the watcher of sid (its sandbox is gone).
+func (l *Live) Stop(sid string) {
+	l.mu.Lock()
+	w, ok := l.watchers[sid]
+	delete(l.watchers, sid)
+	l.mu.Unlock()
+	if ok {
+		w.stop()
+	}
+}
+
+// Close stops every watcher.
+func (l *Live) Close() {
+	l.mu.Lock()
+	ws := l.watchers
+	l.watchers = map[string]*Watcher{}
+	l.mu.Unlock()
+	for _, w := range ws {
+		w.stop()
+	}
+}
+
+// Watcher evaluates one sandbox's checks on events.
+type Watcher struct {
+	l       *Live
+	t       Target
+	env     *Env
+	trigger chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{}
+
+	mu     sync.Mutex
+	cur    LabResult
+	passed map[string]time.Time // sticky passes (from the store and this run)
+	subs   map[chan LabResult]struct{}
+	evals  int
+}
+
+func (l *Live) newWatcher(t Target) *Watcher {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &Watcher{
+		l: l, t: t, trigger: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
+		done: make(chan struct{}), passed: map[string]time.Time{}, subs: map[chan LabResult]struct{}{},
+	}
+	w.env = &Env{Workspace: t.Sandbox.Workspace(), Sandbox: t.Sandbox}
+	if t.Socket != "" {
+		if c, err := NewClient(t.Socket); err == nil {
+			w.env.Docker = c
+		} else {
+			l.log.Warn("grader engine client", "sandbox", t.SandboxID, "err", err)
+		}
+	}
+	if l.store != nil {
+		if p, err := l.store.Passed(ctx, t.Learner, t.Lab.ID); err == nil {
+			w.passed = p
+		} else {
+			l.log.Warn("read progress", "sandbox", t.SandboxID, "err", err)
+		}
+		if err := l.store.Seen(ctx, t.Learner, t.Lab.ID, time.Now()); err != nil {
+			l.log.Warn("record visit", "sandbox", t.SandboxID, "err", err)
+		}
+	}
+	w.cur = w.pendingResult()
+	go w.run()
+	return w
+}
+
+func (w *Watcher) stop() {
+	w.cancel()
+	<-w.done
+	if w.env.Docker != nil {
+		w.env.Docker.Close()
+	}
+}
+
+// pendingResult is the lab with stored passes filled in and the rest pending.
+func (w *Watcher) pendingResult() LabResult {
+	res := LabResult{Lab: w.t.Lab.ID, Time: time.Now()}
+	for _, st := range w.t.Lab.Steps {
+		sr := StepResult{Index: st.Index, ID: st.ID, Title: st.Title}
+		for _, c := range st.Checks {
+			cr := CheckResult{ID: c.ID, Kind: c.Kind, Title: c.Title, Step: st.Index, State: StatePending, Hint: c.Hint}
+			if at, ok := w.passed[c.ID]; ok {
+				cr.State, cr.PassedAt, cr.Hint = StatePassed, &at, ""
+			}
+			sr.Checks = append(sr.Checks, cr)
+		}
+		res.Steps = append(res.Steps, sr)
+	}
+	res.finish()
+	return res
+}
+
+// Latest returns the newest result.
+func (w *Watcher) Latest() LabResult {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cur
+}
+
+// Evaluations counts evaluations so far (tests, benchmarks).
+func (w *Watcher) Evaluations() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.evals
+}
+
+// Subscribe returns a channel that receives the newest result after every
+// evaluation (a slow reader sees only the latest), starting with the
+// current one. cancel releases it.
+func (w *Watcher) Subscribe() (<-chan LabResult, func()) {
+	ch := make(chan LabResult, 1)
+	w.mu.Lock()
+	w.subs[ch] = struct{}{}
+	ch <- w.cur
+	w.mu.Unlock()
+	return ch, func() {
+		w.mu.Lock()
+		delete(w.subs, ch)
+		w.mu.Unlock()
+	}
+}
+
+// Trigger asks for an evaluation (the Check button).
+func (w *Watcher) Trigger() {
+	select {
+	case w.trigger <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Watcher) run() {
+	defer close(w.done)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer w.cancel()
+	if w.env.Docker != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.watchEngine() }()
+		if w.needsPolling() {
+			wg.Add(1)
+			go func() { defer wg.Done(); w.pollRecords() }()
+		}
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); watchFiles(w.ctx, w.env.Workspace, w.Trigger, w.l.log) }()
+	w.evaluate()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-w.t.Sandbox.Done():
+			return
+		case <-w.trigger:
+			timer.Reset(w.l.debounce)
+		case <-timer.C:
+			w.evaluate()
+		}
+	}
+}
+
+// needsPolling reports whether a check depends on API calls, which no
+// engine event announces.
+func (w *Watcher) needsPolling() bool {
+	for _, st := range w.t.Lab.Steps {
+		for _, c := range st.Checks {
+			if c.Kind == "command" || c.Kind == "clean" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (w *Watcher) watchEngine() {
+	backoff := 200 * time.Millisecond
+	for w.ctx.Err() == nil {
+		msgs, errs := w.env.Docker.Events(w.ctx, events.ListOptions{})
+		connected := time.Now()
+	loop:
+		for {
+			select {
+			case <-w.ctx.Done():
+				return
+			case <-msgs:
+				w.Trigger()
+			case err := <-errs:
+				if w.ctx.Err() == nil && !client.IsErrConnectionFailed(err) {
+					w.l.log.Debug("grader events", "sandbox", w.t.SandboxID, "err", err)
+				}
+				break loop
+			}
+		}
+		if time.Since(connected) > 5*time.Second {
+			backoff = 200 * time.Millisecond
+		}
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (w *Watcher) pollRecords() {
+	since := time.Now()
+	tick := time.NewTicker(recordsPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if w.allPassed() {
+			continue
+		}
+		r, err := fetchRecords(w.ctx, w.env.Docker, since)
+		if err != nil {
+			continue
+		}
+		since = r.Now
+		if len(r.Calls) > 0 {
+			w.Trigger()
+		}
+	}
+}
+
+func (w *Watcher) allPassed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cur.Total > 0 && w.cur.Passed == w.cur.Total
+}
+
+// evaluate checks everything not passed for good and publishes the result.
+func (w *Watcher) evaluate() {
+	ctx := w.ctx
+	p := newProbe(w.env)
+	res := LabResult{Lab: w.t.Lab.ID, Time: time.Now()}
+	var newPass []CheckResult
+	var lost []string
+	for _, st := range w.t.Lab.Steps {
+		sr := StepResult{Index: st.Index, ID: st.ID, Title: st.Title}
+		for _, c := range st.Checks {
+			sticky := spec(c.Spec).boolean("sticky", true)
+			w.mu.Lock()
+			at, had := w.passed[c.ID]
+			w.mu.Unlock()
+			if had && sticky {
+				sr.Checks = append(sr.Checks, CheckResult{ID: c.ID, Kind: c.Kind, Title: c.Title, Step: st.Index, State: StatePassed, PassedAt: &at, Sticky: true})
+				continue
+			}
+			cr := p.check(ctx, st.Index, c)
+			if ctx.Err() != nil {
+				return
+			}
+			switch {
+			case cr.State == StatePassed && had:
+				cr.PassedAt = &at
+			case cr.State == StatePassed:
+				newPass = append(newPass, cr)
+			case had: // not sticky and no longer true
+				lost = append(lost, c.ID)
+			}
+			sr.Checks = append(sr.Checks, cr)
+		}
+		res.Steps = append(res.Steps, sr)
+	}
+	res.finish()
+	w.mu.Lock()
+	for _, c := range newPass {
+		w.passed[c.ID] = *c.PassedAt
+	}
+	for _, id := range lost {
+		delete(w.passed, id)
+	}
+	w.cur = res
+	w.evals++
+	for ch := range w.subs {
+		select {
+		case <-ch:
+		default:
+		}
+		ch <- res
+	}
+	w.mu.Unlock()
+	if st := w.l.store; st != nil {
+		for _, c := range newPass {
+			if err := st.Pass(ctx, w.t.Learner, w.t.Lab.ID, c.ID, c.Step, *c.PassedAt); err != nil {
+				w.l.log.Warn("record pass", "sandbox", w.t.SandboxID, "err", err)
+			}
+		}
+		for _, id := range lost {
+			if err := st.Forget(ctx, w.t.Learner, w.t.Lab.ID, id); err != nil {
+				w.l.log.Warn("forget pass", "sandbox", w.t.SandboxID, "err", err)
+			}
+		}
+	}
+}

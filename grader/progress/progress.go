@@ -1,0 +1,219 @@
+// Package progress stores which checks each learner has passed, in the
+// SQLite database DATA/labd.db that labd's other parts share (each with its
+// own tables and its row in labd_migrations). It survives restarts: a
+// sticky check passed yesterday is still passed today.
+package progress
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+)
+
+const component = "progress"
+
+// migrations[i] takes the schema from version i to i+1.
+var migrations = []string{
+	`CREATE TABLE progress_checks (
+		learner   TEXT NOT NULL,
+		lab       TEXT NOT NULL,
+		check_id  TEXT NOT NULL,
+		step      INTEGER NOT NULL,
+		passed_at INTEGER NOT NULL, -- Unix nanoseconds
+		PRIMARY KEY (learner, lab, check_id)
+	);
+	CREATE TABLE progress_learners (
+		learner    TEXT NOT NULL,
+		lab        TEXT NOT NULL,
+		started_at INTEGER NOT NULL,
+		seen_at    INTEGER NOT NULL,
+		PRIMARY KEY (learner, lab)
+	);`,
+}
+
+// Store is the progress tables. It is safe for concurrent use.
+type Store struct{ db *sql.DB }
+
+// Open opens (creating and migrating if needed) the database at path.
+func Open(ctx context.Context, path string) (*Store, error) {
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open progress db %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("progress db %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func (s *Store) migrate(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS labd_migrations (
+		component TEXT PRIMARY KEY,
+		version   INTEGER NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var have int
+	err = tx.QueryRowContext(ctx, `SELECT version FROM labd_migrations WHERE component = ?`, component).Scan(&have)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if have > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this labd (%d)", have, len(migrations))
+	}
+	for v := have; v < len(migrations); v++ {
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("migrate to %d: %w", v+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO labd_migrations (component, version) VALUES (?, ?)
+		ON CONFLICT (component) DO UPDATE SET version = excluded.version`, component, len(migrations)); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return tx.Commit()
+}
+
+// Pass records that learner passed check (of step) in lab at t. A check
+// passed before keeps its first time.
+func (s *Store) Pass(ctx context.Context, learner, lab, check string, step int, t time.Time) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO progress_checks (learner, lab, check_id, step, passed_at)
+		VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, learner, lab, check, step, t.UnixNano())
+	if err != nil {
+		return fmt.Errorf("record pass of %s/%s: %w", lab, check, err)
+	}
+	return nil
+}
+
+// Forget removes a pass (a check with sticky: false that fails again).
+func (s *Store) Forget(ctx context.Context, learner, lab, check string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM progress_checks WHERE learner = ? AND lab = ? AND check_id = ?`, learner, lab, check)
+	if err != nil {
+		return fmt.Errorf("forget pass of %s/%s: %w", lab, check, err)
+	}
+	return nil
+}
+
+// Seen records that learner opened lab (for the instructor view, which
+// lists learners who have not passed anything yet).
+func (s *Store) Seen(ctx context.Context, learner, lab string, t time.Time) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO progress_learners (learner, lab, started_at, seen_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (learner, lab) DO UPDATE SET seen_at = excluded.seen_at`, learner, lab, t.UnixNano(), t.UnixNano())
+	if err != nil {
+		return fmt.Errorf("record visit of %s: %w", lab, err)
+	}
+	return nil
+}
+
+// Passed returns check ID → time of passing for learner in lab.
+func (s *Store) Passed(ctx context.Context, learner, lab string) (map[string]time.Time, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT check_id, passed_at FROM progress_checks WHERE learner = ? AND lab = ?`, learner, lab)
+	if err != nil {
+		return nil, fmt.Errorf("read progress: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var id string
+		var ns int64
+		if err := rows.Scan(&id, &ns); err != nil {
+			return nil, fmt.Errorf("read progress: %w", err)
+		}
+		out[id] = time.Unix(0, ns)
+	}
+	return out, rows.Err()
+}
+
+// Counts returns lab → number of checks learner has passed.
+func (s *Store) Counts(ctx context.Context, learner string) (map[string]int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT lab, COUNT(*) FROM progress_checks WHERE learner = ? GROUP BY lab`, learner)
+	if err != nil {
+		return nil, fmt.Errorf("read progress: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var lab string
+		var n int
+		if err := rows.Scan(&lab, &n); err != nil {
+			return nil, fmt.Errorf("read progress: %w", err)
+		}
+		out[lab] = n
+	}
+	return out, rows.Err()
+}
+
+// Row is one learner's progress in one lab, for the instructor view.
+type Row struct {
+	Learner   string
+	Lab       string
+	StartedAt time.Time            // zero when unknown
+	Passed    map[string]time.Time // check ID → time of passing
+}
+
+// All returns every learner × lab with what they passed, ordered by lab
+// then learner.
+func (s *Store) All(ctx context.Context) ([]Row, error) {
+	idx := map[[2]string]*Row{}
+	var order [][2]string
+	get := func(learner, lab string) *Row {
+		k := [2]string{learner, lab}
+		r, ok := idx[k]
+		if !ok {
+			r = &Row{Learner: learner, Lab: lab, Passed: map[string]time.Time{}}
+			idx[k] = r
+			order = append(order, k)
+		}
+		return r
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT learner, lab, started_at FROM progress_learners`)
+	if err != nil {
+		return nil, fmt.Errorf("read learners: %w", err)
+	}
+	for rows.Next() {
+		var l, lab string
+		var ns int64
+		if err := rows.Scan(&l, &lab, &ns); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read learners: %w", err)
+		}
+		get(l, lab).StartedAt = time.Unix(0, ns)
+	}
+	rows.Close()
+	rows, err = s.db.QueryContext(ctx, `SELECT learner, lab, check_id, passed_at FROM progress_checks`)
+	if err != nil {
+		return nil, fmt.Errorf("read progress: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var l, lab, id string
+		var ns int64
+		if err := rows.Scan(&l, &lab, &id, &ns); err != nil {
+			return nil, fmt.Errorf("read progress: %w", err)
+		}
+		get(l, lab).Passed[id] = time.Unix(0, ns)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]Row, 0, len(order))
+	for _, k := range order {
+		out = append(out, *idx[k])
+	}
+	sortRows(out)
+	return out, nil
+}

@@ -1,0 +1,530 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/labd/labd/sandbox/engine/api"
+	"github.com/moby/go-archive"
+	"github.com/moby/go-archive/chrootarchive"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+// docker cp and docker export. A running container's root filesystem is
+// the runtime's overlay mount (in labd's mount namespace); a stopped one
+// gets a temporary overlay of the same lowers and upper, shared by
+// concurrent copies and held against a start (start waits: two overlays
+// on one upper directory are undefined behaviour). Every tar and untar
+// runs chrooted into the root (go-archive's chrootarchive), so a symlink
+// in the container can never lead outside it, even one swapped in while
+// the copy runs. Paths under a volume or bind mount are served from the
+// mount's source.
+
+type containerFileNotFound struct{ file, container string }
+
+func (e containerFileNotFound) Error() string {
+	return "Could not find the file " + e.file + " in container " + e.container
+}
+func (containerFileNotFound) NotFound() {}
+
+// fsUse is a stopped container's temporary root filesystem.
+type fsUse struct {
+	n    int
+	root string
+	done chan struct{} // closed when the mount is gone
+}
+
+var (
+	fsMu   sync.Mutex
+	fsUses = map[string]*fsUse{} // container ID → temporary mount
+)
+
+// waitFSIdleLocked waits, with c.mu held on entry and on return, until no
+// copy holds c's temporary root filesystem. c.mu is released while it
+// waits (copies take it for their events); copies register under c.mu, so
+// the final check with c.mu held is conclusive.
+func waitFSIdleLocked(c *ctr) {
+	for {
+		fsMu.Lock()
+		u := fsUses[c.meta.ID]
+		fsMu.Unlock()
+		if u == nil {
+			return
+		}
+		c.mu.Unlock()
+		<-u.done
+		c.mu.Lock()
+	}
+}
+
+// ctrRoot is the view of a container's files one copy works on.
+type ctrRoot struct {
+	root    string // the merged root filesystem
+	mounts  []mountPoint
+	bundle  string // running: where the /etc files are
+	release func()
+}
+
+// rootOf gives access to c's root filesystem until release is called.
+func (e *Engine) rootOf(c *ctr) (*ctrRoot, error) {
+	c.mu.Lock()
+	if c.removed || c.meta.State.Removing {
+		c.mu.Unlock()
+		return nil, api.ConflictError(fmt.Errorf("container %s is marked for removal", c.meta.ID))
+	}
+	mounts := append([]mountPoint(nil), c.meta.Mounts...)
+	id := c.meta.ID
+	if c.meta.State.Running && c.rc != nil {
+		bundle := filepath.Join(e.shared.dir, "runtime", "bundles", id)
+		c.mu.Unlock()
+		return &ctrRoot{root: filepath.Join(bundle, "rootfs"), mounts: mounts, bundle: bundle, release: func() {}}, nil
+	}
+	// Registered under c.mu: a start after this waits for the release.
+	fsMu.Lock()
+	defer fsMu.Unlock()
+	c.mu.Unlock()
+	u := fsUses[id]
+	if u == nil {
+		root, err := e.mountStopped(c)
+		if err != nil {
+			return nil, err
+		}
+		u = &fsUse{root: root, done: make(chan struct{})}
+		fsUses[id] = u
+	}
+	u.n++
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			fsMu.Lock()
+			defer fsMu.Unlock()
+			u.n--
+			if u.n > 0 {
+				return
+			}
+			delete(fsUses, id)
+			if err := unix.Unmount(u.root, 0); err != nil {
+				_ = unix.Unmount(u.root, unix.MNT_DETACH)
+			}
+			_ = os.Remove(u.root)
+			close(u.done)
+		})
+	}
+	return &ctrRoot{root: u.root, mounts: mounts, release: release}, nil
+}
+
+// mountStopped mounts c's root filesystem (init layer, image layers,
+// upper) at <container>/cpfs.
+func (e *Engine) mountStopped(c *ctr) (string, error) {
+	lowers, err := e.shared.Store.Layers(digest.Digest(c.meta.Image))
+	if err != nil {
+		return "", mapErr(err)
+	}
+	initDir := filepath.Join(c.dir, "init")
+	if err := writeInitLayer(initDir); err != nil {
+		return "", fmt.Errorf("init layer of %s: %w", c.meta.ID, err)
+	}
+	target := filepath.Join(c.dir, "cpfs")
+	for _, d := range []string{target, c.upperDir(), c.workDir()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	if err := mountOverlay(target, append([]string{initDir}, lowers...), c.upperDir(), c.workDir()); err != nil {
+		return "", err
+	}
+	return target, nil
+}
+
+// writeInitLayer is dockerd's init layer (the runtime writes the same one
+// for a running container), so a stopped container's files are those a
+// running one shows.
+func writeInitLayer(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, ".dockerenv")); err == nil {
+		return nil
+	}
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	for _, d := range []string{"dev/pts", "dev/shm", "proc", "sys", "etc"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	for _, f := range []string{"etc/resolv.conf", "etc/hosts", "etc/hostname", "dev/console", ".dockerenv"} {
+		fh, err := os.OpenFile(filepath.Join(dir, f), os.O_CREATE|os.O_WRONLY, 0o755)
+		if err != nil {
+			return err
+		}
+		fh.Close()
+	}
+	if err := os.Symlink("/proc/mounts", filepath.Join(dir, "etc/mtab")); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	return nil
+}
+
+// mountOverlay mounts an overlay; lowers are named by /proc/self/fd paths
+// when their full paths would not fit in a page.
+func mountOverlay(target string, lowers []string, upper, work string) error {
+	esc := strings.NewReplacer(`\`, `\\`, `,`, `\,`, `:`, `\:`)
+	data := func(ls []string) string {
+		var q []string
+		for _, l := range ls {
+			q = append(q, esc.Replace(l))
+		}
+		return "lowerdir=" + strings.Join(q, ":") + ",upperdir=" + esc.Replace(upper) + ",workdir=" + esc.Replace(work)
+	}
+	d := data(lowers)
+	if len(d) >= 4000 {
+		short := make([]string, len(lowers))
+		for i, l := range lowers {
+			fd, err := unix.Open(l, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("open lower %s: %w", l, err)
+			}
+			defer unix.Close(fd)
+			short[i] = "/proc/self/fd/" + strconv.Itoa(fd)
+		}
+		d = data(short)
+	}
+	if err := unix.Mount("overlay", target, "overlay", 0, d); err != nil {
+		return fmt.Errorf("mount overlay on %s: %w", target, err)
+	}
+	return nil
+}
+
+// locate maps an absolute container path to the root it lives under (the
+// root filesystem, a mount's source, the bundle's /etc files) and the path
+// inside that root.
+func (r *ctrRoot) locate(p string) (root, rel string) {
+	clean := filepath.Clean("/" + p)
+	ms := append([]mountPoint(nil), r.mounts...)
+	if r.bundle != "" {
+		for _, f := range []string{"hosts", "hostname", "resolv.conf"} {
+			ms = append(ms, mountPoint{Type: "bind", Source: filepath.Join(r.bundle, f), Destination: "/etc/" + f})
+		}
+	}
+	sort.Slice(ms, func(i, j int) bool { return len(ms[i].Destination) > len(ms[j].Destination) })
+	for _, m := range ms {
+		if m.Type == "tmpfs" {
+			continue
+		}
+		d := filepath.Clean(m.Destination)
+		if clean != d && !strings.HasPrefix(clean, d+"/") {
+			continue
+		}
+		src := m.Source
+		rest := strings.TrimPrefix(clean, d)
+		if fi, err := os.Stat(src); err == nil && !fi.IsDir() {
+			// A file mount: its directory is the root, only the file itself
+			// is reachable.
+			if rest != "" {
+				return src, "/nonexistent"
+			}
+			return filepath.Dir(src), "/" + filepath.Base(src) + trailing(p)
+		}
+		return src, "/" + strings.TrimPrefix(rest, "/") + trailing(p)
+	}
+	return r.root, p
+}
+
+// trailing keeps a path's trailing "/" or "/." (archive.PreserveTrailingDotOrSeparator).
+func trailing(p string) string {
+	switch {
+	case strings.HasSuffix(p, "/."):
+		return "/."
+	case strings.HasSuffix(p, "/") && p != "/":
+		return "/"
+	}
+	return ""
+}
+
+// resolvePath is dockerd's Container.ResolvePath: the directory resolved
+// in the root's scope, the last element not followed.
+func resolvePath(root, p string) (resolved, abs string, err error) {
+	abs = archive.PreserveTrailingDotOrSeparator(filepath.Join("/", p), p)
+	dir, base := filepath.Split(abs)
+	rdir, err := securejoin.SecureJoin(root, dir)
+	if err != nil {
+		return "", "", err
+	}
+	return rdir + "/" + base, abs, nil
+}
+
+// statPath is dockerd's Container.StatPath; the lstat is done on a handle
+// opened inside the root, so nothing outside it can be reached.
+func statPath(root, resolved, abs string) (*container.PathStat, error) {
+	i := strings.LastIndex(resolved, "/")
+	rdir, base := resolved[:i], resolved[i+1:]
+	rel, err := filepath.Rel(root, rdir)
+	if err != nil {
+		return nil, err
+	}
+	dh, err := pathrs.OpenInRoot(root, rel)
+	if err != nil {
+		return nil, err
+	}
+	defer dh.Close()
+	var st unix.Stat_t
+	if base == "" || base == "." {
+		err = unix.Fstat(int(dh.Fd()), &st)
+	} else {
+		err = unix.Fstatat(int(dh.Fd()), base, &st, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "lstat", Path: abs, Err: err}
+	}
+	mode := fileMode(st.Mode)
+	var link string
+	if mode&os.ModeSymlink != 0 {
+		host, err := securejoin.SecureJoin(root, abs)
+		if err != nil {
+			return nil, err
+		}
+		r, err := filepath.Rel(root, host)
+		if err != nil {
+			return nil, err
+		}
+		link = filepath.Join("/", r)
+	}
+	return &container.PathStat{Name: filepath.Base(abs), Size: st.Size, Mode: mode, Mtime: time.Unix(st.Mtim.Unix()), LinkTarget: link}, nil
+}
+
+func (e *Engine) statIn(r *ctrRoot, name, p string) (*container.PathStat, string, string, string, error) {
+	root, inner := r.locate(p)
+	resolved, abs, err := resolvePath(root, inner)
+	if err != nil {
+		return nil, "", "", "", err
+	}
+	st, err := statPath(root, resolved, abs)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+			return nil, "", "", "", containerFileNotFound{p, name}
+		}
+		return nil, "", "", "", err
+	}
+	if root != r.root {
+		// Named as the client named it, not as the mount source's file.
+		st.Name = filepath.Base(filepath.Join("/", p))
+		if abs == "/" || st.Name == "/" {
+			st.Name = filepath.Base(filepath.Clean(p))
+		}
+	}
+	return st, root, resolved, abs, nil
+}
+
+// ContainerStatPath implements api.ArchiveBackend.
+func (e *Engine) ContainerStatPath(ctx context.Context, name, p string) (*container.PathStat, error) {
+	c, err := e.ctrs.get(name)
+	if err != nil {
+		return nil, err
+	}
+	r, err := e.rootOf(c)
+	if err != nil {
+		return nil, err
+	}
+	defer r.release()
+	st, _, _, _, err := e.statIn(r, name, p)
+	return st, err
+}
+
+// ContainerArchivePath implements api.ArchiveBackend (dockerd's
+// containerArchivePath: entries rebased on the requested name).
+func (e *Engine) ContainerArchivePath(ctx context.Context, name, p string) (io.ReadCloser, *container.PathStat, error) {
+	c, err := e.ctrs.get(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := e.rootOf(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, root, resolved, abs, err := e.statIn(r, name, p)
+	if err != nil {
+		r.release()
+		return nil, nil, err
+	}
+	resolved = filepath.Clean(resolved)
+	if filepath.Base(resolved) == "." {
+		resolved += "/."
+	}
+	srcDir, srcBase := resolved, "."
+	if !st.Mode.IsDir() {
+		srcDir, srcBase = filepath.Split(resolved)
+	}
+	opts := archive.TarResourceRebaseOpts(srcBase, filepath.Base(abs))
+	rc, err := chrootarchive.Tar(srcDir, opts, root)
+	if err != nil {
+		r.release()
+		return nil, nil, err
+	}
+	c.mu.Lock()
+	e.containerEvent(c, events.ActionArchivePath, nil)
+	c.mu.Unlock()
+	return &releaseReader{ReadCloser: rc, release: r.release}, st, nil
+}
+
+type releaseReader struct {
+	io.ReadCloser
+	release func()
+}
+
+func (r *releaseReader) Close() error {
+	err := r.ReadCloser.Close()
+	r.release()
+	return err
+}
+
+type extractNotDir struct{}
+
+func (extractNotDir) Error() string     { return "extraction point is not a directory" }
+func (extractNotDir) InvalidParameter() {}
+
+// ContainerExtractToDir implements api.ArchiveBackend (dockerd's
+// containerExtractToDir: the last element is followed, it must be a
+// directory).
+func (e *Engine) ContainerExtractToDir(ctx context.Context, name, p string, copyUIDGID, noOverwriteDirNonDir bool, body io.Reader) error {
+	c, err := e.ctrs.get(name)
+	if err != nil {
+		return err
+	}
+	r, err := e.rootOf(c)
+	if err != nil {
+		return err
+	}
+	defer r.release()
+	root, inner := r.locate(p)
+	abs := archive.PreserveTrailingDotOrSeparator(filepath.Join("/", inner), inner)
+	resolved, err := securejoin.SecureJoin(root, abs)
+	if err != nil {
+		return err
+	}
+	rel, err := filepath.Rel(root, resolved)
+	if err != nil {
+		return err
+	}
+	h, err := pathrs.OpenInRoot(root, rel)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+			return containerFileNotFound{p, name}
+		}
+		return err
+	}
+	var st unix.Stat_t
+	err = unix.Fstat(int(h.Fd()), &st)
+	h.Close()
+	if err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return extractNotDir{}
+	}
+	for _, m := range r.mounts {
+		d := filepath.Clean(m.Destination)
+		cp := filepath.Clean("/" + p)
+		if !m.RW && (cp == d || strings.HasPrefix(cp, d+"/")) {
+			return api.ForbiddenError(errors.New("mounted volume is marked read-only"))
+		}
+	}
+	opts := &archive.TarOptions{NoOverwriteDirNonDir: noOverwriteDirNonDir}
+	if copyUIDGID {
+		// The files take the container user's IDs; root unless set
+		// (dockerd resolves names in the container's /etc/passwd).
+		c.mu.Lock()
+		user := c.meta.Config.User
+		c.mu.Unlock()
+		if uid, gid, ok := numericUser(user); ok {
+			opts.ChownOpts = &archive.ChownOpts{UID: uid, GID: gid}
+		}
+	}
+	if err := chrootarchive.UntarWithRoot(body, resolved, opts, root); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	e.containerEvent(c, events.ActionExtractToDir, nil)
+	c.mu.Unlock()
+	return nil
+}
+
+func numericUser(u string) (int, int, bool) {
+	if u == "" {
+		return 0, 0, true
+	}
+	us, gs, _ := strings.Cut(u, ":")
+	uid, err := strconv.Atoi(us)
+	if err != nil {
+		return 0, 0, false
+	}
+	gid := uid
+	if gs != "" {
+		if gid, err = strconv.Atoi(gs); err != nil {
+			return 0, 0, false
+		}
+	}
+	return uid, gid, true
+}
+
+// ContainerExport implements api.ArchiveBackend: the root filesystem
+// without volumes, as dockerd exports it.
+func (e *Engine) ContainerExport(ctx context.Context, name string) (io.ReadCloser, error) {
+	c, err := e.ctrs.get(name)
+	if err != nil {
+		return nil, err
+	}
+	r, err := e.rootOf(c)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := chrootarchive.Tar(r.root, &archive.TarOptions{}, r.root)
+	if err != nil {
+		r.release()
+		return nil, err
+	}
+	c.mu.Lock()
+	e.containerEvent(c, events.ActionExport, nil)
+	c.mu.Unlock()
+	return &releaseReader{ReadCloser: rc, release: r.release}, nil
+}
+
+// fileMode is os.FileMode for a stat mode (as os.Lstat fills it).
+func fileMode(m uint32) os.FileMode {
+	mode := os.FileMode(m & 0o777)
+	switch m & unix.S_IFMT {
+	case unix.S_IFBLK:
+		mode |= os.ModeDevice
+	case unix.S_IFCHR:
+		mode |= os.ModeDevice | os.ModeCharDevice
+	case unix.S_IFDIR:
+		mode |= os.ModeDir
+	case unix.S_IFIFO:
+		mode |= os.ModeNamedPipe
+	case unix.S_IFLNK:
+		mode |= os.ModeSymlink
+	case unix.S_IFSOCK:
+		mode |= os.ModeSocket
+	}
+	if m&unix.S_ISGID != 0 {
+		mode |= os.ModeSetgid
+	}
+	if m&unix.S_ISUID != 0 {
+		mode |= os.ModeSetuid
+	}
+	if m&unix.S_ISVTX != 0 {
+		mode |= os.ModeSticky
+	}
+	return mode
+}

@@ -1,0 +1,179 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/labd/labd/grader"
+	"github.com/labd/labd/labs"
+	"github.com/labd/labd/sandbox"
+)
+
+// StatusSubprotocol is the websocket subprotocol of the step-status
+// stream (/sandboxes/{sid}/status). Messages are JSON text frames:
+// server → page {"type":"status","result":<grader.LabResult>};
+// page → server {"type":"check"} (the Check button).
+const StatusSubprotocol = "labd.status.v1"
+
+// statusPing keeps the status websocket alive through proxies.
+const statusPing = 30 * time.Second
+
+// engineSocketer is implemented by sandboxes that have an engine (the
+// engine provider's sandboxes).
+type engineSocketer interface{ EngineSocket() string }
+
+// watchGrading starts (or finds) the grader's watcher of a learner's
+// sandbox; called by the lab page.
+func (s *server) watchGrading(sid, learner string, lab *labs.Lab, sb sandbox.Sandbox) {
+	if s.opts.Grader == nil {
+		return
+	}
+	t := grader.Target{SandboxID: sid, Learner: learner, Lab: lab, Sandbox: sb}
+	if es, ok := sb.(engineSocketer); ok {
+		t.Socket = es.EngineSocket()
+	}
+	s.opts.Grader.Watch(t)
+}
+
+// status streams the grader's results for the learner's sandbox. Like the
+// terminal, only the owner may connect, and only from this site.
+func (s *server) status(w http.ResponseWriter, r *http.Request) {
+	sid := r.PathValue("sid")
+	_, owner, ok := s.opts.Sandboxes.Get(sid)
+	if !ok || s.opts.Grader == nil {
+		http.Error(w, "no such sandbox (reload the lab page to start one)", http.StatusNotFound)
+		return
+	}
+	learner := s.keys.learnerFromRequest(r)
+	if learner == "" || learner != owner {
+		http.Error(w, "this sandbox belongs to someone else", http.StatusForbidden)
+		return
+	}
+	watcher, ok := s.opts.Grader.Get(sid)
+	if !ok {
+		http.Error(w, "this sandbox is not being graded (reload the lab page)", http.StatusNotFound)
+		return
+	}
+	if !sameOrigin(r, s.opts.AllowedOrigins) {
+		s.log.Warn("status websocket refused", "sandbox", sid, "origin", r.Header.Get("Origin"))
+		http.Error(w, "websocket origin not allowed", http.StatusForbidden)
+		return
+	}
+	u := websocket.Upgrader{
+		HandshakeTimeout: 10 * time.Second,
+		Subprotocols:     []string{StatusSubprotocol},
+		CheckOrigin:      func(r *http.Request) bool { return sameOrigin(r, s.opts.AllowedOrigins) },
+	}
+	ws, err := u.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer ws.Close()
+	ws.SetReadLimit(4 << 10)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		defer cancel()
+		for {
+			var m struct {
+				Type string `json:"type"`
+			}
+			if err := ws.ReadJSON(&m); err != nil {
+				return
+			}
+			if m.Type == "check" {
+				s.opts.Sandboxes.Touch(sid)
+				watcher.Trigger()
+			}
+		}
+	}()
+	updates, unsubscribe := watcher.Subscribe()
+	defer unsubscribe()
+	ping := time.NewTicker(statusPing)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case res := <-updates:
+			ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if err := ws.WriteJSON(map[string]any{"type": "status", "result": res}); err != nil {
+				return
+			}
+		case <-ping.C:
+			ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if err := ws.WriteMessage(websocket.PingMessage, nil); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// sameOrigin is the terminal's Origin policy: no Origin (not a browser),
+// the request's own host, or an allowed origin.
+func sameOrigin(r *http.Request, allowed []string) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, a := range allowed {
+		if strings.EqualFold(a, origin) || strings.EqualFold(a, u.Host) {
+			return true
+		}
+	}
+	return false
+}
+
+// labProgress is what the catalogue shows per lab for the learner.
+type labProgress struct {
+	Passed, Total int
+}
+
+func (s *server) progressFor(r *http.Request, entries []labs.Entry) map[string]*labProgress {
+	if s.opts.Grader == nil || s.opts.Grader.Store() == nil {
+		return nil
+	}
+	learner := s.keys.learnerFromRequest(r)
+	if learner == "" {
+		return nil
+	}
+	counts, err := s.opts.Grader.Store().Counts(r.Context(), learner)
+	if err != nil {
+		s.log.Warn("read progress", "err", err)
+		return nil
+	}
+	out := map[string]*labProgress{}
+	for _, e := range entries {
+		if e.Lab == nil {
+			continue
+		}
+		total := 0
+		for _, st := range e.Lab.Steps {
+			total += len(st.Checks)
+		}
+		if n, ok := counts[e.ID]; ok && total > 0 {
+			out[e.ID] = &labProgress{Passed: min(n, total), Total: total}
+		}
+	}
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}

@@ -1,0 +1,190 @@
+package web
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/csv"
+	"encoding/hex"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labd/labd/labs"
+)
+
+const instructorCookie = "labd_instructor"
+
+// instructorKey is what the instructor cookie holds: a MAC of the token,
+// so the cookie is useless once the token changes.
+func (s *server) instructorKey() string {
+	m := hmac.New(sha256.New, s.opts.Secret)
+	m.Write([]byte("instructor\x00" + s.opts.InstructorToken))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// instructorAuth accepts the token as a Bearer header (scripts) or as
+// ?token= once (it then sets a cookie and redirects, so the token leaves
+// the address bar), or the cookie.
+func (s *server) instructorAuth(w http.ResponseWriter, r *http.Request) bool {
+	tok := s.opts.InstructorToken
+	if tok == "" || s.opts.Grader == nil || s.opts.Grader.Store() == nil {
+		s.notFound(w, r)
+		return false
+	}
+	eq := func(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+	if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && eq(b, tok) {
+		return true
+	}
+	if q := r.URL.Query().Get("token"); q != "" {
+		if !eq(q, tok) {
+			http.Error(w, "wrong instructor token", http.StatusForbidden)
+			return false
+		}
+		http.SetCookie(w, &http.Cookie{Name: instructorCookie, Value: s.instructorKey(), Path: "/",
+			HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: 12 * 3600})
+		http.Redirect(w, r, r.URL.Path, http.StatusSeeOther)
+		return false
+	}
+	if c, err := r.Cookie(instructorCookie); err == nil && eq(c.Value, s.instructorKey()) {
+		return true
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="labd instructor"`)
+	http.Error(w, "instructor token required: open /instructor?token=... (the token is in the server log or --instructor-token)", http.StatusUnauthorized)
+	return false
+}
+
+// InstructorRow is one learner in one lab.
+type InstructorRow struct {
+	Learner   string       `json:"learner"`
+	Lab       string       `json:"lab"`
+	StartedAt *time.Time   `json:"started_at,omitempty"`
+	Passed    int          `json:"passed"`
+	Total     int          `json:"total"`
+	Steps     []StepPassed `json:"steps"`
+}
+
+// StepPassed is one step of a row: PassedAt is when its last check passed.
+type StepPassed struct {
+	Step     int                  `json:"step"`
+	Title    string               `json:"title"`
+	PassedAt *time.Time           `json:"passed_at,omitempty"`
+	Checks   map[string]time.Time `json:"checks"`
+	Done     int                  `json:"done"`
+	Total    int                  `json:"total"`
+}
+
+// instructorLab is one lab's table.
+type instructorLab struct {
+	Lab  *labs.Lab
+	Rows []InstructorRow
+}
+
+func (s *server) instructorRows(r *http.Request) ([]InstructorRow, []instructorLab, error) {
+	all, err := s.opts.Grader.Store().All(r.Context())
+	if err != nil {
+		return nil, nil, err
+	}
+	var rows []InstructorRow
+	byLab := map[string]*instructorLab{}
+	var order []string
+	for _, p := range all {
+		lab, err := s.opts.Catalog.Get(p.Lab)
+		if err != nil {
+			continue // removed or broken lab
+		}
+		row := InstructorRow{Learner: p.Learner, Lab: p.Lab}
+		if !p.StartedAt.IsZero() {
+			t := p.StartedAt
+			row.StartedAt = &t
+		}
+		for _, st := range lab.Steps {
+			sp := StepPassed{Step: st.Index, Title: st.Title, Checks: map[string]time.Time{}, Total: len(st.Checks)}
+			var last time.Time
+			for _, c := range st.Checks {
+				if t, ok := p.Passed[c.ID]; ok {
+					sp.Checks[c.ID] = t
+					sp.Done++
+					if t.After(last) {
+						last = t
+					}
+				}
+			}
+			if sp.Total > 0 && sp.Done == sp.Total {
+				sp.PassedAt = &last
+			}
+			row.Passed += sp.Done
+			row.Total += sp.Total
+			row.Steps = append(row.Steps, sp)
+		}
+		rows = append(rows, row)
+		il, ok := byLab[p.Lab]
+		if !ok {
+			il = &instructorLab{Lab: lab}
+			byLab[p.Lab] = il
+			order = append(order, p.Lab)
+		}
+		il.Rows = append(il.Rows, row)
+	}
+	var tables []instructorLab
+	for _, id := range order {
+		tables = append(tables, *byLab[id])
+	}
+	return rows, tables, nil
+}
+
+func (s *server) instructor(w http.ResponseWriter, r *http.Request) {
+	if !s.instructorAuth(w, r) {
+		return
+	}
+	_, tables, err := s.instructorRows(r)
+	if err != nil {
+		s.log.Error("instructor view", "err", err)
+		http.Error(w, "could not read progress", http.StatusInternalServerError)
+		return
+	}
+	s.render(w, r, http.StatusOK, "instructor", struct{ Labs []instructorLab }{tables})
+}
+
+func (s *server) instructorJSON(w http.ResponseWriter, r *http.Request) {
+	if !s.instructorAuth(w, r) {
+		return
+	}
+	rows, _, err := s.instructorRows(r)
+	if err != nil {
+		http.Error(w, "could not read progress", http.StatusInternalServerError)
+		return
+	}
+	if rows == nil {
+		rows = []InstructorRow{}
+	}
+	writeJSON(w, rows)
+}
+
+// instructorCSV writes one line per learner, lab and step.
+func (s *server) instructorCSV(w http.ResponseWriter, r *http.Request) {
+	if !s.instructorAuth(w, r) {
+		return
+	}
+	rows, _, err := s.instructorRows(r)
+	if err != nil {
+		http.Error(w, "could not read progress", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="labd-progress.csv"`)
+	w.Header().Set("Cache-Control", "no-store")
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"learner", "lab", "step", "title", "checks_passed", "checks_total", "passed_at"})
+	for _, row := range rows {
+		for _, st := range row.Steps {
+			at := ""
+			if st.PassedAt != nil {
+				at = st.PassedAt.UTC().Format(time.RFC3339)
+			}
+			cw.Write([]string{row.Learner, row.Lab, strconv.Itoa(st.Step), st.Title, strconv.Itoa(st.Done), strconv.Itoa(st.Total), at})
+		}
+	}
+	cw.Flush()
+}
