@@ -7,6 +7,8 @@ CONTENT  ?= ./content
 TESTDATA ?= ./data-test
 BIN      := bin/labd
 export LABD_ARTIFACTS ?= $(CURDIR)/artifacts
+# Docker's default seccomp profile for containers needs libseccomp (cgo).
+export GOFLAGS := $(GOFLAGS) -tags=seccomp
 
 .PHONY: all build images run test test-unit test-e2e test-labs lint-content vet bench deps-run deps-test assets clean
 

@@ -22,6 +22,8 @@ need nsenter util-linux
 need bash bash
 need ip iproute2
 
+# libseccomp-dev: containers get Docker's default seccomp profile (cgo).
+need_pkg libseccomp-dev
 # busybox-static and mmdebstrap: the offline base images
 # (labd images bootstrap busybox|python|sandbox).
 need_pkg busybox-static

@@ -60,6 +60,9 @@ type Target struct {
 	Lab       *labs.Lab
 	Sandbox   sandbox.Sandbox
 	Socket    string // the sandbox's engine socket; "" when it has none
+	// User is the learner's registry account, Env.User of the checks
+	// ({{user}} in push checks); "" matches any user.
+	User string
 }
 
 // Watch returns the watcher of t's sandbox, starting one if needed. A new
@@ -131,7 +134,7 @@ func (l *Live) newWatcher(t Target) *Watcher {
 		l: l, t: t, trigger: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), passed: map[string]time.Time{}, subs: map[chan LabResult]struct{}{},
 	}
-	w.env = &Env{Workspace: t.Sandbox.Workspace(), Sandbox: t.Sandbox}
+	w.env = &Env{Workspace: t.Sandbox.Workspace(), Sandbox: t.Sandbox, User: t.User}
 	if t.Socket != "" {
 		if c, err := NewClient(t.Socket); err == nil {
 			w.env.Docker = c

@@ -152,6 +152,14 @@ func (m *Manager) OnDestroy(f func(id string, r Reason)) {
 // exist. Concurrent calls for the same id create one sandbox. It counts as
 // activity. An existing sandbox of another owner gives ErrNotOwner.
 func (m *Manager) GetOrCreate(ctx context.Context, id, owner string) (Sandbox, error) {
+	return m.GetOrCreateEnv(ctx, id, owner, nil)
+}
+
+// GetOrCreateEnv is GetOrCreate with env ("KEY=value") added to
+// ManagerOptions.Env should the sandbox be created now, for what differs
+// per owner (the web UI's LABD_USER). An existing sandbox keeps the
+// environment it was created with.
+func (m *Manager) GetOrCreateEnv(ctx context.Context, id, owner string, env []string) (Sandbox, error) {
 	if !ValidID(id) {
 		return nil, fmt.Errorf("get sandbox %q: %w", id, ErrInvalidID)
 	}
@@ -167,7 +175,7 @@ func (m *Manager) GetOrCreate(ctx context.Context, id, owner string) (Sandbox, e
 			e.last.Store(time.Now().UnixNano())
 			m.entries[id] = e
 			m.mu.Unlock()
-			return m.create(ctx, id, e)
+			return m.create(ctx, id, e, env)
 		}
 		m.mu.Unlock()
 		select {
@@ -187,8 +195,8 @@ func (m *Manager) GetOrCreate(ctx context.Context, id, owner string) (Sandbox, e
 	}
 }
 
-func (m *Manager) create(ctx context.Context, id string, e *entry) (Sandbox, error) {
-	sb, err := m.provide(ctx, id)
+func (m *Manager) create(ctx context.Context, id string, e *entry, env []string) (Sandbox, error) {
+	sb, err := m.provide(ctx, id, env)
 	m.mu.Lock()
 	if err == nil && m.closed {
 		err = ErrClosed
@@ -212,7 +220,7 @@ func (m *Manager) create(ctx context.Context, id string, e *entry) (Sandbox, err
 	return sb, nil
 }
 
-func (m *Manager) provide(ctx context.Context, id string) (Sandbox, error) {
+func (m *Manager) provide(ctx context.Context, id string, env []string) (Sandbox, error) {
 	if m.opts.DataDir == "" {
 		return nil, fmt.Errorf("create sandbox %s: no data directory configured", id)
 	}
@@ -225,7 +233,7 @@ func (m *Manager) provide(ctx context.Context, id string) (Sandbox, error) {
 		ID:        id,
 		Hostname:  m.opts.Hostname(id),
 		Workspace: ws,
-		Env:       m.opts.Env,
+		Env:       append(append([]string{}, m.opts.Env...), env...),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)

@@ -269,3 +269,21 @@ func TestReasonString(t *testing.T) {
 type stringWriter struct{ s string }
 
 func (w *stringWriter) Write(p []byte) (int, error) { w.s += string(p); return len(p), nil }
+
+// The per-call environment reaches the sandbox it creates; a sandbox that
+// already runs keeps its own.
+func TestGetOrCreateEnv(t *testing.T) {
+	m, _, _ := newManager(t, -1)
+	sb, err := m.GetOrCreateEnv(ctx(t), "env", "o", []string{"LABD_USER=alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := m.GetOrCreateEnv(ctx(t), "env", "o", []string{"LABD_USER=bob"})
+	if err != nil || again != sb {
+		t.Fatalf("second GetOrCreateEnv = %v, %v; want the same sandbox", again, err)
+	}
+	var out stringWriter
+	if code, err := sb.Exec(ctx(t), sandbox.ExecSpec{Cmd: []string{"sh", "-c", "echo $LABD_USER"}, Stdout: &out}); err != nil || code != 0 || out.s != "alice\n" {
+		t.Errorf("echo $LABD_USER = %d, %q, %v; want 0, %q", code, out.s, err, "alice\n")
+	}
+}

@@ -28,12 +28,13 @@ const statusPing = 30 * time.Second
 type engineSocketer interface{ EngineSocket() string }
 
 // watchGrading starts (or finds) the grader's watcher of a learner's
-// sandbox; called by the lab page.
-func (s *server) watchGrading(sid, learner string, lab *labs.Lab, sb sandbox.Sandbox) {
+// sandbox; called by the lab page. user is the learner's registry account
+// ("" without a registry: push checks then match any user).
+func (s *server) watchGrading(sid, learner, user string, lab *labs.Lab, sb sandbox.Sandbox) {
 	if s.opts.Grader == nil {
 		return
 	}
-	t := grader.Target{SandboxID: sid, Learner: learner, Lab: lab, Sandbox: sb}
+	t := grader.Target{SandboxID: sid, Learner: learner, User: user, Lab: lab, Sandbox: sb}
 	if es, ok := sb.(engineSocketer); ok {
 		t.Socket = es.EngineSocket()
 	}

@@ -23,6 +23,7 @@ func (s *server) catalogue(w http.ResponseWriter, r *http.Request) {
 type labData struct {
 	Lab       *labs.Lab
 	SandboxID string
+	Registry  *registryBox // nil without a registry
 }
 
 // labPage shows the lab and makes sure the learner's sandbox for it runs,
@@ -38,7 +39,12 @@ func (s *server) labPage(w http.ResponseWriter, r *http.Request) {
 	}
 	learner := s.keys.ensureLearner(w, r)
 	sid := s.keys.sandboxID(learner, id)
-	sb, err := s.opts.Sandboxes.GetOrCreate(r.Context(), sid, learner)
+	user, box := s.learnerAccount(r.Context(), learner, id)
+	var env []string
+	if user != "" {
+		env = []string{"LABD_USER=" + user}
+	}
+	sb, err := s.opts.Sandboxes.GetOrCreateEnv(r.Context(), sid, learner, env)
 	if err != nil {
 		s.log.Error("start sandbox", "lab", id, "sandbox", sid, "err", err)
 		s.errorPage(w, r, http.StatusServiceUnavailable, errorData{
@@ -48,8 +54,11 @@ func (s *server) labPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.hubFor(sid, sb)
-	s.watchGrading(sid, learner, lab, sb)
-	s.render(w, r, http.StatusOK, "lab", labData{Lab: lab, SandboxID: sid})
+	s.watchGrading(sid, learner, user, lab, sb)
+	if box != nil {
+		w.Header().Set("Cache-Control", "private, no-store")
+	}
+	s.render(w, r, http.StatusOK, "lab", labData{Lab: lab, SandboxID: sid, Registry: box})
 }
 
 // labFile serves a file of the lab's folder (images the instructions

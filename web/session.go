@@ -20,8 +20,9 @@ const cookieMaxAge = 365 * 24 * 60 * 60
 // keys are derived from the one configured secret so that a value signed
 // for one purpose can never be replayed for another.
 type keys struct {
-	cookie  []byte
-	sandbox []byte
+	cookie    []byte
+	sandbox   []byte
+	handleKey []byte // registry user names (registry.go)
 }
 
 func deriveKeys(secret []byte) keys {
@@ -30,7 +31,7 @@ func deriveKeys(secret []byte) keys {
 		m.Write([]byte("labd/" + purpose))
 		return m.Sum(nil)
 	}
-	return keys{cookie: d("cookie"), sandbox: d("sandbox")}
+	return keys{cookie: d("cookie"), sandbox: d("sandbox"), handleKey: d("handle")}
 }
 
 func (k keys) sign(id string) string {

@@ -41,6 +41,14 @@ type Options struct {
 	// InstructorToken opens /instructor (web/instructor.go); empty: no
 	// instructor view.
 	InstructorToken string
+	// Accounts gives every learner a classroom registry account named by
+	// their handle, shown on the lab page and put in the sandbox as
+	// LABD_USER (web/registry.go); nil: no registry, no Registry box.
+	Accounts LearnerAccounts
+	// RegistryAddr is the registry's own address, shown for tools other
+	// than the sandbox's docker (which needs none: the registry stands
+	// in for Docker Hub); "" shows none.
+	RegistryAddr string
 
 	// touchEvery overrides touchInterval (tests).
 	touchEvery time.Duration
@@ -101,6 +109,7 @@ func New(opts Options) http.Handler {
 		{"GET /{$}", s.catalogue},
 		{"GET /labs/{id}", s.labPage},
 		{"GET /labs/{id}/files/{path...}", s.labFile},
+		{"POST /registry/password", s.rotatePassword},
 		{"GET /sandboxes/{sid}/terminal", s.terminal},
 		{"GET /sandboxes/{sid}/status", s.status},
 		{"GET /instructor", s.instructor},
@@ -163,8 +172,11 @@ func (s *server) render(w http.ResponseWriter, r *http.Request, status int, page
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	// Pages name the learner's sandbox: never shared caches.
-	h.Set("Cache-Control", "private, no-cache")
+	// Pages name the learner's sandbox: never shared caches. A page may
+	// ask for stricter (no-store where it shows a password).
+	if h.Get("Cache-Control") == "" {
+		h.Set("Cache-Control", "private, no-cache")
+	}
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }

@@ -47,7 +47,8 @@ func newTestServer(t testing.TB, content string) *testServer {
 
 // newTestServerIdle is newTestServer with an idle timeout and activity
 // forwarding interval (zero: the defaults).
-func newTestServerIdle(t testing.TB, content string, idle, touch time.Duration) *testServer {
+// opts, if given, adjust the Options before New (e.g. Accounts).
+func newTestServerIdle(t testing.TB, content string, idle, touch time.Duration, opts ...func(*Options)) *testServer {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("sandboxes need root (namespaces)")
@@ -57,13 +58,17 @@ func newTestServerIdle(t testing.TB, content string, idle, touch time.Duration) 
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	mgr := sandbox.NewManager(nsbox.New(nsbox.Options{}), sandbox.ManagerOptions{DataDir: t.TempDir(), Logger: quiet, IdleTimeout: idle})
-	h := New(Options{
+	o := Options{
 		Logger:     quiet,
 		Catalog:    labs.NewCatalog(content),
 		Sandboxes:  mgr,
 		Secret:     []byte("0123456789abcdef0123456789abcdef"),
 		touchEvery: touch,
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	h := New(o)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)

@@ -47,7 +47,7 @@ func runEngine(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		TempDir:        filepath.Join(*data, "engine", "tmp"),
 		Logger:         log,
 	})
-	_, stopRegistry, err := startRegistry(*data, regFlags, log)
+	_, _, stopRegistry, err := startRegistry(*data, regFlags, log)
 	if err != nil {
 		return errors.Join(err, eng.Close(context.Background()))
 	}

@@ -61,25 +61,25 @@ func (f *registryFlags) explicit() bool {
 }
 
 // startRegistry opens DATA/labd.db and serves the classroom registry;
-// it returns a nil registry when disabled. stop closes both.
-func startRegistry(data string, f *registryFlags, log *slog.Logger) (reg *registry.Registry, stop func(context.Context) error, err error) {
+// it returns a nil registry and store when disabled. stop closes both.
+func startRegistry(data string, f *registryFlags, log *slog.Logger) (reg *registry.Registry, store *accounts.Store, stop func(context.Context) error, err error) {
 	if f.addr == "" || f.addr == "off" {
-		return nil, func(context.Context) error { return nil }, nil
+		return nil, nil, func(context.Context) error { return nil }, nil
 	}
 	quota := int64(-1)
 	if f.quota != "0" && f.quota != "none" && f.quota != "" {
 		quota, err = units.RAMInBytes(f.quota)
 		if err != nil || quota <= 0 {
-			return nil, nil, fmt.Errorf("--registry-quota %q: want a size like 2GiB", f.quota)
+			return nil, nil, nil, fmt.Errorf("--registry-quota %q: want a size like 2GiB", f.quota)
 		}
 	}
 	gc := f.gcInterval
 	if gc == 0 {
 		gc = -1 // the flag's 0 means never; the option's 0 means the default
 	}
-	store, err := accounts.Open(context.Background(), filepath.Join(data, "labd.db"), accounts.Options{})
+	store, err = accounts.Open(context.Background(), filepath.Join(data, "labd.db"), accounts.Options{})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	reg, err = registry.New(registry.Options{
 		Dir:        filepath.Join(data, "registry"),
@@ -94,14 +94,14 @@ func startRegistry(data string, f *registryFlags, log *slog.Logger) (reg *regist
 		// test) still starts, without a registry, and says so.
 		store.Close()
 		log.Warn("registry disabled: default address in use; pass --registry-addr", "addr", f.addr)
-		return nil, func(context.Context) error { return nil }, nil
+		return nil, nil, func(context.Context) error { return nil }, nil
 	}
 	if err != nil {
 		store.Close()
-		return nil, nil, fmt.Errorf("registry: %w", err)
+		return nil, nil, nil, fmt.Errorf("registry: %w", err)
 	}
 	log.Info("registry serving", "addr", "http://"+reg.Addr(), "token_realm", "http://"+reg.Addr()+registry.TokenPath, "service", registry.DefaultService)
-	return reg, func(ctx context.Context) error {
+	return reg, store, func(ctx context.Context) error {
 		return errors.Join(reg.Close(ctx), store.Close())
 	}, nil
 }

@@ -136,17 +136,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer closeGrading()
-	handler := web.New(web.Options{
-		Catalog:         labs.NewCatalog(cfg.content),
-		Sandboxes:       mgr,
-		Secret:          secret,
-		AllowedOrigins:  cfg.allowedOrigins,
-		Logger:          log,
-		Grader:          live,
-		InstructorToken: instructorToken,
-	})
-
-	_, stopRegistry, err := startRegistry(cfg.data, cfg.registry, log)
+	reg, store, stopRegistry, err := startRegistry(cfg.data, cfg.registry, log)
 	if err != nil {
 		mgr.Close(context.Background())
 		return err
@@ -158,6 +148,22 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 			log.Warn("registry shutdown", "err", err)
 		}
 	}()
+	webOpts := web.Options{
+		Catalog:         labs.NewCatalog(cfg.content),
+		Sandboxes:       mgr,
+		Secret:          secret,
+		AllowedOrigins:  cfg.allowedOrigins,
+		Logger:          log,
+		Grader:          live,
+		InstructorToken: instructorToken,
+	}
+	if reg != nil {
+		// Every learner gets an account on their first lab page (a nil
+		// *accounts.Store must not become a non-nil interface).
+		webOpts.Accounts = store
+		webOpts.RegistryAddr = reg.Addr()
+	}
+	handler := web.New(webOpts)
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

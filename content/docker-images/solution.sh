@@ -65,21 +65,21 @@ wait_http 5001 "hello world!"
 docker container logs "$(docker container ls -lq)"
 
 # step: Ship the image to a registry
-DOCKER_USER=${LABD_USER:?set LABD_USER to the registry user}
-docker login -u "$DOCKER_USER" --password-stdin <<<"${LABD_PASSWORD:?set LABD_PASSWORD}"
-docker tag python-hello-world "$DOCKER_USER/python-hello-world"
-docker push "$DOCKER_USER/python-hello-world"
+: "${LABD_USER:?set LABD_USER to the registry user}"
+docker login -u "$LABD_USER" --password-stdin <<<"${LABD_PASSWORD:?set LABD_PASSWORD}"
+docker tag python-hello-world "$LABD_USER/python-hello-world"
+docker push "$LABD_USER/python-hello-world"
 
 # step: Deploy a change
-DOCKER_USER=${LABD_USER:?set LABD_USER to the registry user}
+: "${LABD_USER:?set LABD_USER to the registry user}"
 sed -i 's/hello world!/Hello Beautiful World!/' app.py
 docker image build -t python-hello-world . | tee /tmp/rebuild.log
 grep -q "Using cache" /tmp/rebuild.log
 docker container stop $(docker container ls -q)
 docker run -p 5001:5000 -d --name web python-hello-world
 wait_http 5001 "Hello Beautiful World!"
-docker tag python-hello-world "$DOCKER_USER/python-hello-world"
-docker push "$DOCKER_USER/python-hello-world" | tee /tmp/push.log
+docker tag python-hello-world "$LABD_USER/python-hello-world"
+docker push "$LABD_USER/python-hello-world" | tee /tmp/push.log
 grep -q "Layer already exists" /tmp/push.log
 
 # step: Look inside the layers

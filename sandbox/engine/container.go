@@ -126,6 +126,9 @@ type ctr struct {
 	removed  bool
 	exitSeq  int // incremented at every exit
 	tty      *ttySize
+	// waiting counts /wait requests that have not yet handed their result
+	// to the API handler (see ContainerStart).
+	waiting sync.WaitGroup
 }
 
 type ttySize struct{ h, w uint16 }

@@ -302,8 +302,21 @@ func (e *Engine) ContainerStart(ctx context.Context, name string) error {
 		c.mu.Unlock()
 		if auto {
 			// As dockerd: a --rm container that could not start is removed,
-			// so the client's wait for its removal ends.
+			// so the client's wait for its removal ends. The client gives
+			// up its wait as soon as it reads this start error (CLI 20.10
+			// then logs "error waiting for container: context canceled"),
+			// so the waits get their answer first, as from dockerd.
 			_ = e.remove(context.WithoutCancel(ctx), c, true, true)
+			handedOff := make(chan struct{})
+			go func() { c.waiting.Wait(); close(handedOff) }()
+			select {
+			case <-handedOff:
+				// The answer is written; let it reach the client before
+				// the start error does (dockerd's removal takes about as
+				// long, which is why its clients never see the race).
+				time.Sleep(100 * time.Millisecond)
+			case <-time.After(time.Second):
+			}
 		}
 	}
 	return err
@@ -522,8 +535,11 @@ func (e *Engine) ContainerWait(ctx context.Context, name string, cond container.
 	c.mu.Lock()
 	seq := c.exitSeq
 	c.mu.Unlock()
-	ch := make(chan container.WaitResponse, 1)
+	// Unbuffered: a send returns once the API handler has the result.
+	ch := make(chan container.WaitResponse)
+	c.waiting.Add(1)
 	go func() {
+		defer c.waiting.Done()
 		defer close(ch)
 		for {
 			c.mu.Lock()
@@ -540,7 +556,10 @@ func (e *Engine) ContainerWait(ctx context.Context, name string, cond container.
 			changed := c.changed
 			c.mu.Unlock()
 			if done {
-				ch <- container.WaitResponse{StatusCode: int64(code)}
+				select {
+				case ch <- container.WaitResponse{StatusCode: int64(code)}:
+				case <-ctx.Done():
+				}
 				return
 			}
 			if c.waitChanged(ctx, changed) != nil {

@@ -70,7 +70,18 @@ func OpenShared(dataDir string, opts SharedOptions) (*Shared, error) {
 		return nil, fmt.Errorf("clean build scratch: %w", err)
 	}
 	if !opts.NoRuntime {
-		rt, err := runtime.New(runtime.Options{Root: filepath.Join(dir, "runtime"), Logger: opts.Logger})
+		ro := runtime.Options{Root: filepath.Join(dir, "runtime"), Logger: opts.Logger}
+		// Docker's default seccomp profile on every container, as dockerd
+		// does, when this binary was built with it (make builds with
+		// -tags seccomp); without it, say so once.
+		if runtime.SeccompSupported() {
+			if ro.Seccomp, err = runtime.DefaultSeccompProfile(); err != nil {
+				return nil, err
+			}
+		} else {
+			opts.Logger.Warn("containers run without a seccomp profile: build labd with -tags seccomp (make does)")
+		}
+		rt, err := runtime.New(ro)
 		if err != nil {
 			return nil, fmt.Errorf("start runtime: %w", err)
 		}

@@ -65,8 +65,15 @@ func validateHostConfig(hc *container.HostConfig) error {
 	if hc.NanoCPUs > 0 && (hc.CPUPeriod > 0 || hc.CPUQuota > 0) {
 		return api.InvalidParameterError(errors.New("Conflicting options: Nano CPUs and CPU Period cannot both be set"))
 	}
-	if hc.Memory > 0 && hc.Memory < 6*1024*1024 {
-		return api.InvalidParameterError(errors.New("Minimum memory limit allowed is 6MB"))
+	if hc.Memory > 0 && hc.Memory < minMemory {
+		return api.InvalidParameterError(fmt.Errorf("Minimum memory limit allowed is %dMB", minMemory>>20))
 	}
 	return nil
 }
+
+// minMemory is the smallest -m accepted. dockerd's is 6MB; labd's is
+// larger because a container's init is the labd binary itself (runc's
+// re-exec pattern), which with Docker's seccomp profile touches more than
+// 8 MiB charged to the container's cgroup before the command starts: below
+// this, the container would die before it runs.
+const minMemory = 16 << 20

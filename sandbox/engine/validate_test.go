@@ -17,7 +17,7 @@ func TestValidateHostConfig(t *testing.T) {
 		status int
 	}{
 		{"defaults", container.HostConfig{}, "", 0},
-		{"limits", container.HostConfig{Resources: container.Resources{Memory: 8 << 20, NanoCPUs: 5e8, PidsLimit: &pid}}, "", 0},
+		{"limits", container.HostConfig{Resources: container.Resources{Memory: 16 << 20, NanoCPUs: 5e8, PidsLimit: &pid}}, "", 0},
 		{"privileged", container.HostConfig{Privileged: true}, "--privileged", 403},
 		{"cap-add", container.HostConfig{CapAdd: []string{"NET_ADMIN"}}, "--cap-add", 403},
 		{"cap-drop is fine", container.HostConfig{CapDrop: []string{"ALL"}}, "", 0},
@@ -39,6 +39,7 @@ func TestValidateHostConfig(t *testing.T) {
 		{"restart no", container.HostConfig{RestartPolicy: container.RestartPolicy{Name: "no"}}, "", 0},
 		{"two at once", container.HostConfig{Privileged: true, Sysctls: map[string]string{"a": "b"}}, "--privileged, --sysctl", 403},
 		{"tiny memory", container.HostConfig{Resources: container.Resources{Memory: 1 << 20}}, "Minimum memory limit", 400},
+		{"below labd's minimum", container.HostConfig{Resources: container.Resources{Memory: 8 << 20}}, "Minimum memory limit allowed is 16MB", 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

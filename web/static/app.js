@@ -323,6 +323,12 @@
   }
 
   document.addEventListener('click', function (ev) {
+    // Copy buttons of single values (the registry box).
+    var val = ev.target.closest('button[data-copy]');
+    if (val) {
+      copyText(val.dataset.copy).then(function () { flash(val, 'Copied'); });
+      return;
+    }
     var btn = ev.target.closest('.codeblock button');
     if (!btn) return;
     var code = btn.closest('.codeblock').querySelector('code');

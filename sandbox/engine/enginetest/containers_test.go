@@ -69,6 +69,10 @@ func sameOnBoth(t *testing.T, what string, f func(e *Engine) string) string {
 	return first
 }
 
+// cliWaitRace is the docker CLI's own log line when its wait for a --rm
+// container loses the race with the start error.
+var cliWaitRace = regexp.MustCompile(`(?m)^time="[^"]*" level=error msg="error waiting for container: context canceled"\n`)
+
 func TestContainerRunBasics(t *testing.T) {
 	rmf(t, "basics-d", "basics-fg")
 	out := sameOnBoth(t, "run -d + ps", func(e *Engine) string {
@@ -95,7 +99,12 @@ func TestContainerRunBasics(t *testing.T) {
 			{"run", "--rm", "busybox", "nosuchcommand"},
 		} {
 			r := run(t, e, args...)
-			fmt.Fprintf(&b, "%v: %d %q %q\n", args, r.Code, r.Stdout, r.Stderr)
+			// CLI 20.10 races its own wait against the start error of a
+			// --rm container and sometimes logs that it gave up waiting;
+			// both engines show it now and then, so it says nothing about
+			// either.
+			stderr := cliWaitRace.ReplaceAllString(r.Stderr, "")
+			fmt.Fprintf(&b, "%v: %d %q %q\n", args, r.Code, r.Stdout, stderr)
 		}
 		// --rm removed its containers; the named one stays, exited.
 		ps := run(t, e, "ps", "-a", "--filter", "ancestor=busybox", "--filter", "exited=2", "--format", "{{.Names}} {{.State}}")
@@ -149,7 +158,12 @@ func TestContainerStopKillSemantics(t *testing.T) {
 			{"inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}}", "stop-sleep", "stop-trap", "stop-kill"},
 		} {
 			r := run(t, e, args...)
-			fmt.Fprintf(&b, "%v: %d %q %q\n", args, r.Code, r.Stdout, r.Stderr)
+			// CLI 20.10 races its own wait against the start error of a
+			// --rm container and sometimes logs that it gave up waiting;
+			// both engines show it now and then, so it says nothing about
+			// either.
+			stderr := cliWaitRace.ReplaceAllString(r.Stderr, "")
+			fmt.Fprintf(&b, "%v: %d %q %q\n", args, r.Code, r.Stdout, stderr)
 		}
 		return norm(b.String())
 	})
@@ -180,7 +194,12 @@ func TestContainerRenameTopRestartPrune(t *testing.T) {
 			{"inspect", "-f", "{{.Name}} {{.State.Status}}", "misc-c"},
 		} {
 			r := run(t, e, args...)
-			fmt.Fprintf(&b, "%v: %d %q %q\n", args, r.Code, r.Stdout, r.Stderr)
+			// CLI 20.10 races its own wait against the start error of a
+			// --rm container and sometimes logs that it gave up waiting;
+			// both engines show it now and then, so it says nothing about
+			// either.
+			stderr := cliWaitRace.ReplaceAllString(r.Stderr, "")
+			fmt.Fprintf(&b, "%v: %d %q %q\n", args, r.Code, r.Stdout, stderr)
 		}
 		top := run(t, e, "top", "misc-c")
 		lines := strings.Split(strings.TrimSpace(top.Stdout), "\n")
@@ -208,7 +227,7 @@ func TestContainerFaults(t *testing.T) {
 	rmf(t, "fault-oom", "fault-pids")
 	sameOnBoth(t, "faults", func(e *Engine) string {
 		var b strings.Builder
-		r := run(t, e, "run", "--name", "fault-oom", "-m", "8m", "busybox", "sh", "-c", `x=$(head -c 64m /dev/zero | tr "\0" a)`)
+		r := run(t, e, "run", "--name", "fault-oom", "-m", "32m", "busybox", "sh", "-c", `x=$(head -c 256m /dev/zero | tr "\0" a)`)
 		fmt.Fprintf(&b, "oom run: %d\n", r.Code)
 		r = run(t, e, "inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}", "fault-oom")
 		fmt.Fprintf(&b, "oom inspect: %s", r.Stdout)

@@ -211,7 +211,7 @@ func inPath(t testing.TB, path string, fn func() error) error {
 // counts is what must come back to its value after Detach/Close.
 type counts struct {
 	mounts  int // mount points under the run dir
-	nsfs    int // netns bind mounts anywhere in our mount namespace
+	nsfs    int // netns bind mounts under this test's temporary directories
 	links   int // links in the outside netns (veths, bridge)
 	netfds  int // open netns handles of this process
 	sockets int // listening and established TCP sockets, UDP sockets, in the outside netns (proxies)
@@ -233,8 +233,15 @@ func count(t testing.TB, runDir, outside string) counts {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Only this test's netns mounts: packages test in parallel, and other
+	// packages' namespaces come and go meanwhile. A test's temporary
+	// directories all lie under one directory in os.TempDir().
+	root := runDir
+	for filepath.Dir(root) != filepath.Clean(os.TempDir()) && filepath.Dir(root) != root {
+		root = filepath.Dir(root)
+	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, " - nsfs ") {
+		if f := strings.Fields(l); strings.Contains(l, " - nsfs ") && len(f) > 4 && strings.HasPrefix(f[4], root+"/") {
 			c.nsfs++
 		}
 	}
