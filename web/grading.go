@@ -122,6 +122,12 @@ func sameOrigin(r *http.Request, allowed []string) bool {
 	if origin == "" {
 		return true
 	}
+	return originAllowed(origin, r, allowed)
+}
+
+// originAllowed reports whether origin (scheme://host[:port]) is the
+// request's own host or one of the allowed origins or hosts.
+func originAllowed(origin string, r *http.Request, allowed []string) bool {
 	u, err := url.Parse(origin)
 	if err != nil || u.Host == "" {
 		return false

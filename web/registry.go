@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/url"
-	"strings"
 )
 
 // LearnerAccounts gives web learners their classroom registry accounts;
@@ -122,17 +121,5 @@ func formSameOrigin(r *http.Request, allowed []string) bool {
 		}
 		origin = ref.Scheme + "://" + ref.Host
 	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	for _, a := range allowed {
-		if strings.EqualFold(a, origin) || strings.EqualFold(a, u.Host) {
-			return true
-		}
-	}
-	return false
+	return originAllowed(origin, r, allowed)
 }
