@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/http/httputil"
 	"sync"
 	"time"
 
@@ -65,6 +66,8 @@ type server struct {
 	mux     *http.ServeMux
 	termsMu sync.Mutex
 	terms   map[string]*liveTerminal // sandbox ID -> hub of its live sandbox
+	// previewProxy serves /sandboxes/{sid}/ports/{port}/ (preview.go).
+	previewProxy *httputil.ReverseProxy
 }
 
 // New returns the web UI's handler. It panics if a required option is
@@ -93,6 +96,7 @@ func New(opts Options) http.Handler {
 		terms:  map[string]*liveTerminal{},
 	}
 	s.pages = parsePages(static)
+	s.previewProxy = s.newPreviewProxy()
 	if !static.has("vendor/xterm.js") {
 		s.log.Warn("web/static/vendor is empty: the terminal will not load; run make assets before go build")
 	}
@@ -112,6 +116,9 @@ func New(opts Options) http.Handler {
 		{"POST /registry/password", s.rotatePassword},
 		{"GET /sandboxes/{sid}/terminal", s.terminal},
 		{"GET /sandboxes/{sid}/status", s.status},
+		{"GET /sandboxes/{sid}/ports", s.previewForm},
+		{"/sandboxes/{sid}/ports/{port}", s.preview},
+		{"/sandboxes/{sid}/ports/{port}/{path...}", s.preview},
 		{"GET /instructor", s.instructor},
 		{"GET /instructor.csv", s.instructorCSV},
 		{"GET /instructor.json", s.instructorJSON},

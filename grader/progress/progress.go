@@ -7,11 +7,10 @@ package progress
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+	"github.com/labd/labd/sqlitedb"
 )
 
 const component = "progress"
@@ -40,53 +39,15 @@ type Store struct{ db *sql.DB }
 
 // Open opens (creating and migrating if needed) the database at path.
 func Open(ctx context.Context, path string) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := sqlitedb.Open(ctx, path, component, migrations)
 	if err != nil {
-		return nil, fmt.Errorf("open progress db %s: %w", path, err)
+		return nil, fmt.Errorf("progress db: %w", err)
 	}
-	s := &Store{db: db}
-	if err := s.migrate(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("progress db %s: %w", path, err)
-	}
-	return s, nil
+	return &Store{db: db}, nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
-
-func (s *Store) migrate(ctx context.Context) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS labd_migrations (
-		component TEXT PRIMARY KEY,
-		version   INTEGER NOT NULL
-	)`); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	var have int
-	err = tx.QueryRowContext(ctx, `SELECT version FROM labd_migrations WHERE component = ?`, component).Scan(&have)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	if have > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this labd (%d)", have, len(migrations))
-	}
-	for v := have; v < len(migrations); v++ {
-		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-			return fmt.Errorf("migrate to %d: %w", v+1, err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO labd_migrations (component, version) VALUES (?, ?)
-		ON CONFLICT (component) DO UPDATE SET version = excluded.version`, component, len(migrations)); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	return tx.Commit()
-}
 
 // Pass records that learner passed check (of step) in lab at t. A check
 // passed before keeps its first time.

@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/labd/labd/sqlitedb"
 	"golang.org/x/crypto/bcrypt"
-	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
 )
 
 // Role says what an account may do in the registry.
@@ -60,9 +60,6 @@ func ValidName(name string) error {
 	return nil
 }
 
-// schemaVersion is this package's current schema in labd_migrations.
-const schemaVersion = 1
-
 // component keys this package's row in labd_migrations.
 const component = "registry_accounts"
 
@@ -96,62 +93,19 @@ type Options struct {
 
 // Open opens (creating and migrating if needed) the database at path.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := sqlitedb.Open(ctx, path, component, migrations)
 	if err != nil {
-		return nil, fmt.Errorf("open accounts db %s: %w", path, err)
+		return nil, fmt.Errorf("accounts db: %w", err)
 	}
 	s := &Store{db: db, cost: opts.BcryptCost, valid: map[[32]byte]string{}}
 	if s.cost == 0 {
 		s.cost = bcrypt.DefaultCost
-	}
-	if err := s.migrate(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("accounts db %s: %w", path, err)
 	}
 	return s, nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
-
-func (s *Store) migrate(ctx context.Context) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS labd_migrations (
-		component TEXT PRIMARY KEY,
-		version   INTEGER NOT NULL
-	)`); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	var have int
-	err = tx.QueryRowContext(ctx, `SELECT version FROM labd_migrations WHERE component = ?`, component).Scan(&have)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	if have > schemaVersion {
-		return fmt.Errorf("schema version %d is newer than this labd (%d)", have, schemaVersion)
-	}
-	for v := have; v < schemaVersion; v++ {
-		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-			return fmt.Errorf("migrate to %d: %w", v+1, err)
-		}
-	}
-	if have == schemaVersion {
-		return nil
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO labd_migrations (component, version) VALUES (?, ?)
-		ON CONFLICT (component) DO UPDATE SET version = excluded.version`, component, schemaVersion); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	return nil
-}
 
 func checkPassword(p string) error {
 	// bcrypt ignores bytes past 72; refusing them avoids a silent surprise.

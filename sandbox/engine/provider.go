@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -217,3 +219,15 @@ func (s *engineSandbox) EngineSocket() string { return s.srv.Path() }
 // Network is the sandbox's bridge network (nil without a runtime): labd's
 // grader and browser preview dial published ports through it.
 func (s *engineSandbox) Network() *network.Network { return s.net }
+
+// DialPort dials port on 127.0.0.1 as the learner's shell sees it (where
+// published ports listen): labd's browser preview proxies to it.
+func (s *engineSandbox) DialPort(ctx context.Context, port int) (net.Conn, error) {
+	if s.net == nil {
+		return nil, fmt.Errorf("sandbox %s has no network (the engine runs without a container runtime)", s.id)
+	}
+	if port < 1 || port > 65535 {
+		return nil, fmt.Errorf("port %d out of range 1-65535", port)
+	}
+	return s.net.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+}

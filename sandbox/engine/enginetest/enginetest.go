@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/labd/labd/sandbox/engine/mountinfo"
+	"golang.org/x/sys/unix"
 )
 
 // Paths of the clients and the reference daemon.
@@ -303,4 +304,122 @@ func (p *Pair) Close() {
 	// dockerd unmounts on SIGTERM; anything left is detached before removal.
 	mountinfo.UnmountUnder(p.Dir)
 	_ = os.RemoveAll(p.Dir)
+}
+
+// RefBridgeCIDR is the netns dockerd's docker0: outside labd's pool
+// 172.30.0.0/16, and only ever inside the namespace the harness made.
+const RefBridgeCIDR = "172.31.254.1/24"
+
+// StartDockerdInNetNS starts a reference dockerd that can publish ports:
+// it runs inside a network namespace created here (lo up), with docker0,
+// its iptables rules and docker-proxy all confined to that namespace, so
+// the host's network is never touched. nsPath is the namespace's bind
+// mount (/run/netns/NAME); dial published ports from inside it (DialInNetNS).
+// The caller stops the engine and then calls RemoveNetNS(nsPath).
+func StartDockerdInNetNS(dir string) (*Engine, string, error) {
+	if _, err := os.Stat(Dockerd); err != nil {
+		return nil, "", fmt.Errorf("reference dockerd: %w (apt-get install docker.io)", err)
+	}
+	name := fmt.Sprintf("labd-ref-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	nsPath := filepath.Join("/run/netns", name)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return nil, "", fmt.Errorf("ip netns add %s: %v: %s", name, err, out)
+	}
+	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		_ = RemoveNetNS(nsPath)
+		return nil, "", fmt.Errorf("lo up in %s: %v: %s", name, err, out)
+	}
+	sock := filepath.Join(dir, "ref-net.sock")
+	e := &Engine{Name: "dockerd", Socket: sock, logf: filepath.Join(dir, "dockerd-netns.log"), args: []string{
+		// nsenter --net, not ip netns exec: the latter remounts /sys in
+		// a private mount namespace, which hides the cgroup mounts
+		// dockerd needs ("Devices cgroup isn't mounted"). dockerd only
+		// reaches links through netlink and /proc/sys/net, both of which
+		// follow the network namespace.
+		"--net=" + nsPath, "--", Dockerd,
+		"--host", "unix://" + sock,
+		"--data-root", filepath.Join(dir, "refnet-root"),
+		"--exec-root", filepath.Join(dir, "refnet-exec"),
+		"--pidfile", filepath.Join(dir, "refnet.pid"),
+		"--iptables=true", "--ip6tables=false", "--ip-masq=false", "--userland-proxy=true",
+		"--bip", RefBridgeCIDR,
+	}}
+	nsenter, err := exec.LookPath("nsenter")
+	if err != nil {
+		_ = RemoveNetNS(nsPath)
+		return nil, "", err
+	}
+	if err := e.start(nsenter); err != nil {
+		e.Stop()
+		_ = RemoveNetNS(nsPath)
+		return nil, "", fmt.Errorf("start dockerd in netns %s: %w\n%s", name, err, e.Log())
+	}
+	return e, nsPath, nil
+}
+
+// RemoveNetNS kills whatever still runs in the namespace (dockerd's
+// leftovers: containerd, shims, docker-proxy) and deletes it.
+func RemoveNetNS(nsPath string) error {
+	name := filepath.Base(nsPath)
+	for i := 0; i < 50; i++ {
+		out, _ := exec.Command("ip", "netns", "pids", name).Output()
+		pids := strings.Fields(string(out))
+		if len(pids) == 0 {
+			break
+		}
+		for _, p := range pids {
+			var pid int
+			if _, err := fmt.Sscan(p, &pid); err == nil && pid > 1 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns del %s: %v: %s", name, err, out)
+	}
+	return nil
+}
+
+// DialInNetNS opens a TCP connection from inside the network namespace at
+// nsPath: the socket is created on an OS thread switched into it (a socket
+// keeps the namespace it was born in), and the thread is switched back.
+func DialInNetNS(ctx context.Context, nsPath, addr string) (net.Conn, error) {
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- res{nil, err}
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open(nsPath)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- res{nil, err}
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			ch <- res{nil, fmt.Errorf("setns %s: %w", nsPath, err)}
+			return
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		// A thread that cannot go back stays locked: Go ends it with
+		// this goroutine rather than reuse it in the wrong namespace.
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		ch <- res{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
 }
