@@ -55,6 +55,13 @@ func OpenShared(dataDir string, opts SharedOptions) (*Shared, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	// Absolute: the runtime's init and nsenter open these paths (network
+	// namespaces, layers) from other working directories, so
+	// `labd serve --data ./data` must not hand them relative ones.
+	dataDir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
 	dir := filepath.Join(dataDir, "engine")
 	st, err := image.Open(dir)
 	if err != nil {
