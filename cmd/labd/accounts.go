@@ -53,17 +53,9 @@ func runAccounts(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return exitError{2}
 	}
 	// Flags may come before or after NAME.
-	rest := args[1:]
-	var pos []string
-	for {
-		if err := fs.Parse(rest); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		return err
 	}
 	wantArgs := 1
 	if sub == "list" {

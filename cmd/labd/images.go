@@ -45,16 +45,9 @@ func runImages(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	data := fs.String("data", envDefault("LABD_DATA", defaultDataDir), "state directory (env LABD_DATA)")
 	force := fs.Bool("force", false, "bootstrap: rebuild images already present")
 	// Accept flags before and after the positional arguments.
-	var pos []string
-	for {
-		if err := fs.Parse(rest); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+	pos, err := parseInterspersed(fs, rest)
+	if err != nil {
+		return err
 	}
 	openStore := func() (*image.Store, error) {
 		return image.Open(filepath.Join(*data, "engine"))

@@ -102,3 +102,20 @@ func envDefault(key, def string) string {
 
 // defaultDataDir is where state lives when neither --data nor LABD_DATA is given.
 const defaultDataDir = "./data"
+
+// parseInterspersed parses args with fs, allowing flags after positional
+// arguments too (`labd test content --lab x`), and returns the positional
+// arguments in order.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/api/types/versions"
 )
@@ -189,9 +188,9 @@ func (s *server) build(ctx context.Context, w http.ResponseWriter, r *http.Reque
 }
 
 func (s *server) buildPrune(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	f, err := filters.FromJSON(r.Form.Get("filters"))
+	f, err := filtersParam(r)
 	if err != nil {
-		return InvalidParameterError(err)
+		return err
 	}
 	rep, err := s.b.BuildCachePrune(ctx, build.CachePruneOptions{All: boolValue(r, "all"), Filters: f})
 	if err != nil {

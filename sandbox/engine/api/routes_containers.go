@@ -162,9 +162,9 @@ func (s *server) containerWait(ctx context.Context, w http.ResponseWriter, r *ht
 }
 
 func (s *server) containersList(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	f, err := filters.FromJSON(r.Form.Get("filters"))
+	f, err := filtersParam(r)
 	if err != nil {
-		return InvalidParameterError(err)
+		return err
 	}
 	opts := container.ListOptions{All: boolValue(r, "all"), Size: boolValue(r, "size"), Filters: f}
 	if v := r.Form.Get("limit"); v != "" {
@@ -271,6 +271,18 @@ func (s *server) containerResize(ctx context.Context, w http.ResponseWriter, r *
 	return nil
 }
 
+// stopParams reads stop's and restart's signal (only from API 1.42, as
+// dockerd) and grace period t.
+func stopParams(ctx context.Context, r *http.Request) (signal string, timeout *int, err error) {
+	if timeout, err = timeoutParam(r); err != nil {
+		return "", nil, err
+	}
+	if versions.GreaterThanOrEqualTo(apiVersion(ctx), "1.42") {
+		signal = r.Form.Get("signal")
+	}
+	return signal, timeout, nil
+}
+
 func timeoutParam(r *http.Request) (*int, error) {
 	v := r.Form.Get("t")
 	if v == "" {
@@ -284,13 +296,9 @@ func timeoutParam(r *http.Request) (*int, error) {
 }
 
 func (s *server) containerStop(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	t, err := timeoutParam(r)
+	sig, t, err := stopParams(ctx, r)
 	if err != nil {
 		return err
-	}
-	sig := ""
-	if versions.GreaterThanOrEqualTo(apiVersion(ctx), "1.42") {
-		sig = r.Form.Get("signal")
 	}
 	if err := s.b.ContainerStop(ctx, vars["name"], sig, t); err != nil {
 		return err
@@ -300,13 +308,9 @@ func (s *server) containerStop(ctx context.Context, w http.ResponseWriter, r *ht
 }
 
 func (s *server) containerRestart(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	t, err := timeoutParam(r)
+	sig, t, err := stopParams(ctx, r)
 	if err != nil {
 		return err
-	}
-	sig := ""
-	if versions.GreaterThanOrEqualTo(apiVersion(ctx), "1.42") {
-		sig = r.Form.Get("signal")
 	}
 	if err := s.b.ContainerRestart(ctx, vars["name"], sig, t); err != nil {
 		return err
@@ -346,9 +350,9 @@ func (s *server) containerChanges(ctx context.Context, w http.ResponseWriter, r 
 }
 
 func (s *server) containersPrune(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	f, err := filters.FromJSON(r.Form.Get("filters"))
+	f, err := filtersParam(r)
 	if err != nil {
-		return InvalidParameterError(err)
+		return err
 	}
 	rep, err := s.b.ContainersPrune(ctx, f)
 	if err != nil {

@@ -9,15 +9,14 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/versions"
 )
 
 func (s *server) imagesList(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	f, err := filters.FromJSON(r.Form.Get("filters"))
+	f, err := filtersParam(r)
 	if err != nil {
-		return InvalidParameterError(err)
+		return err
 	}
 	version := apiVersion(ctx)
 	if versions.LessThan(version, "1.41") {
@@ -152,9 +151,9 @@ func (s *server) imageDelete(ctx context.Context, w http.ResponseWriter, r *http
 }
 
 func (s *server) imagesPrune(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	f, err := filters.FromJSON(r.Form.Get("filters"))
+	f, err := filtersParam(r)
 	if err != nil {
-		return InvalidParameterError(err)
+		return err
 	}
 	rep, err := s.b.ImagesPrune(ctx, f)
 	if err != nil {

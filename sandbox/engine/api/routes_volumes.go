@@ -36,9 +36,9 @@ type NetworkBackend interface {
 }
 
 func (s *server) volumesList(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	f, err := filters.FromJSON(r.Form.Get("filters"))
+	f, err := filtersParam(r)
 	if err != nil {
-		return InvalidParameterError(err)
+		return err
 	}
 	list, err := s.b.VolumeList(ctx, f)
 	if err != nil {
@@ -79,9 +79,9 @@ func (s *server) volumeDelete(ctx context.Context, w http.ResponseWriter, r *htt
 }
 
 func (s *server) volumesPrune(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	f, err := filters.FromJSON(r.Form.Get("filters"))
+	f, err := filtersParam(r)
 	if err != nil {
-		return InvalidParameterError(err)
+		return err
 	}
 	anonOnly := false
 	if versions.GreaterThanOrEqualTo(apiVersion(ctx), "1.42") {
@@ -103,9 +103,9 @@ func (s *server) volumesPrune(ctx context.Context, w http.ResponseWriter, r *htt
 }
 
 func (s *server) networksList(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	f, err := filters.FromJSON(r.Form.Get("filters"))
+	f, err := filtersParam(r)
 	if err != nil {
-		return InvalidParameterError(err)
+		return err
 	}
 	list, err := s.b.NetworkList(ctx, f)
 	if err != nil {
@@ -126,9 +126,9 @@ func (s *server) networkInspect(ctx context.Context, w http.ResponseWriter, r *h
 }
 
 func (s *server) networksPrune(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
-	f, err := filters.FromJSON(r.Form.Get("filters"))
+	f, err := filtersParam(r)
 	if err != nil {
-		return InvalidParameterError(err)
+		return err
 	}
 	rep, err := s.b.NetworksPrune(ctx, f)
 	if err != nil {

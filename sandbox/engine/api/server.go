@@ -263,6 +263,17 @@ func apiVersion(ctx context.Context) string {
 }
 
 // boolValue reads a query boolean the way dockerd does.
+// filtersParam parses the request's "filters" query value (JSON, both
+// {"k":{"v":true}} and the legacy {"k":["v"]} forms); malformed filters are
+// a 400, as from dockerd.
+func filtersParam(r *http.Request) (filters.Args, error) {
+	f, err := filters.FromJSON(r.Form.Get("filters"))
+	if err != nil {
+		return filters.Args{}, InvalidParameterError(err)
+	}
+	return f, nil
+}
+
 func boolValue(r *http.Request, k string) bool {
 	switch strings.ToLower(strings.TrimSpace(r.FormValue(k))) {
 	case "", "0", "no", "false", "none":

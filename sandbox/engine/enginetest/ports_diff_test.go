@@ -2,8 +2,6 @@ package enginetest
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -113,23 +111,7 @@ func httpClient(ns string) *http.Client {
 // the body.
 func getIn(t *testing.T, c *http.Client, port, path string) string {
 	t.Helper()
-	url := "http://127.0.0.1:" + port + path
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := c.Get(url)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return string(b)
-			}
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: %v", url, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return getWith(t, c, "http://127.0.0.1:"+port+path)
 }
 
 var hostPortRE = regexp.MustCompile(`:(\d+)->`)

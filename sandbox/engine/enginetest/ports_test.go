@@ -27,7 +27,13 @@ func freePort(t *testing.T) int {
 // getUntil polls url until it answers 200 and returns the body.
 func getUntil(t *testing.T, url string) string {
 	t.Helper()
-	c := &http.Client{Timeout: 5 * time.Second}
+	return getWith(t, &http.Client{Timeout: 5 * time.Second}, url)
+}
+
+// getWith polls url with c until it answers 200 (at most 30 s) and returns
+// the body.
+func getWith(t *testing.T, c *http.Client, url string) string {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := c.Get(url)
