@@ -29,10 +29,12 @@ build: deps-run assets
 
 # The base images the bundled labs use (busybox, the python stand-in, the
 # sandbox image), made from Debian packages the first time, then kept.
+# `make run` needs no such step: labd serve makes missing ones in the
+# background (--bootstrap) while it already serves.
 images: build
 	./$(BIN) images bootstrap all --data $(DATA)
 
-run: build images
+run: build
 	./$(BIN) serve --addr $(ADDR) --content $(CONTENT) --data $(DATA)
 
 vet: assets

@@ -35,7 +35,11 @@ type CheckResult struct {
 	Hint    string `json:"hint,omitempty"`    // the author's hint, shown when not passed
 	// PassedAt is when the check first passed (sticky checks keep it).
 	PassedAt *time.Time `json:"passed_at,omitempty"`
-	Sticky   bool       `json:"-"`
+	// Regressed: the check passed earlier in this sandbox (sticky: false)
+	// and no longer does. Only the live grader sets it; the page shows
+	// such a check as "not yet" without waiting for the Check button.
+	Regressed bool `json:"regressed,omitempty"`
+	Sticky    bool `json:"-"`
 }
 
 // StepResult is one step's checks; State is passed when every check passed,

@@ -121,11 +121,13 @@ type Watcher struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 
-	mu     sync.Mutex
-	cur    LabResult
-	passed map[string]time.Time // sticky passes (from the store and this run)
-	subs   map[chan LabResult]struct{}
-	evals  int
+	mu        sync.Mutex
+	cur       LabResult
+	passed    map[string]time.Time // sticky passes (from the store and this run)
+	regressed map[string]bool      // sticky: false checks that passed and no longer do
+	asked     map[int]time.Time    // steps whose Check button was pressed, and when
+	subs      map[chan LabResult]struct{}
+	evals     int
 }
 
 func (l *Live) newWatcher(t Target) *Watcher {
@@ -133,6 +135,7 @@ func (l *Live) newWatcher(t Target) *Watcher {
 	w := &Watcher{
 		l: l, t: t, trigger: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), passed: map[string]time.Time{}, subs: map[chan LabResult]struct{}{},
+		regressed: map[string]bool{}, asked: map[int]time.Time{},
 	}
 	w.env = &Env{Workspace: t.Sandbox.Workspace(), Sandbox: t.Sandbox, User: t.User}
 	if t.Socket != "" {
@@ -213,7 +216,39 @@ func (w *Watcher) Subscribe() (<-chan LabResult, func()) {
 	}
 }
 
-// Trigger asks for an evaluation (the Check button).
+// Ask records that the learner asked to check a step (the Check button;
+// step <= 0: every step) and triggers an evaluation. The page shows a
+// step's failing checks as "not yet" only once asked (see Asked).
+func (w *Watcher) Ask(step int) {
+	now := time.Now()
+	w.mu.Lock()
+	if step <= 0 {
+		for _, st := range w.t.Lab.Steps {
+			w.asked[st.Index] = now
+		}
+	} else {
+		w.asked[step] = now
+	}
+	w.mu.Unlock()
+	w.Trigger()
+}
+
+// Asked returns, sorted, the steps the learner asked to check before the
+// evaluation that made res began, so the answer to a Check click is the
+// first result that includes it.
+func (w *Watcher) Asked(res LabResult) []int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := []int{}
+	for _, st := range w.t.Lab.Steps {
+		if at, ok := w.asked[st.Index]; ok && !at.After(res.Time) {
+			out = append(out, st.Index)
+		}
+	}
+	return out
+}
+
+// Trigger asks for an evaluation (an event, a file change).
 func (w *Watcher) Trigger() {
 	select {
 	case w.trigger <- struct{}{}:
@@ -357,6 +392,14 @@ func (w *Watcher) evaluate() {
 			case had: // not sticky and no longer true
 				lost = append(lost, c.ID)
 			}
+			w.mu.Lock()
+			if cr.State == StatePassed {
+				delete(w.regressed, c.ID)
+			} else if had {
+				w.regressed[c.ID] = true
+			}
+			cr.Regressed = cr.State != StatePassed && w.regressed[c.ID]
+			w.mu.Unlock()
 			sr.Checks = append(sr.Checks, cr)
 		}
 		res.Steps = append(res.Steps, sr)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/distribution/reference"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -119,8 +120,10 @@ func (p *parser) frontMatter(lab *Lab, text []byte, firstLine int) {
 				*dst = strings.TrimSpace(v.Value)
 			case key == "tags":
 				lab.Tags = p.tags(v, line)
+			case key == "images":
+				lab.Images = p.images(v, line, line-k.Line)
 			default:
-				p.problem(line, fmt.Sprintf("unknown front matter key %q (known: title, summary, duration, level, tags)", key))
+				p.problem(line, fmt.Sprintf("unknown front matter key %q (known: title, summary, duration, level, tags, images)", key))
 			}
 		}
 	}
@@ -148,4 +151,38 @@ func (p *parser) tags(v *yaml.Node, line int) []string {
 		tags = append(tags, strings.TrimSpace(t.Value))
 	}
 	return tags
+}
+
+// images reads the "images" list: references of the base images the lab
+// needs (as in a FROM line or docker run), each valid and listed once.
+// off turns a YAML line into a line of lab.md.
+func (p *parser) images(v *yaml.Node, line, off int) []string {
+	const form = "front matter field \"images\" must be a list of image references, like [python:3.11-slim, busybox]"
+	if v.Kind != yaml.SequenceNode {
+		p.problem(line, form)
+		return nil
+	}
+	images := make([]string, 0, len(v.Content))
+	seen := map[string]string{}
+	for _, n := range v.Content {
+		l := off + n.Line
+		if n.Kind != yaml.ScalarNode || n.Tag == "!!null" || strings.TrimSpace(n.Value) == "" {
+			p.problem(l, form)
+			return nil
+		}
+		ref := strings.TrimSpace(n.Value)
+		named, err := reference.ParseNormalizedNamed(ref)
+		if err != nil {
+			p.problem(l, fmt.Sprintf("front matter field \"images\": %q is not an image reference: %v", ref, err))
+			continue
+		}
+		full := reference.TagNameOnly(named).String()
+		if prev, dup := seen[full]; dup {
+			p.problem(l, fmt.Sprintf("front matter field \"images\" lists %q twice (also as %q)", ref, prev))
+			continue
+		}
+		seen[full] = ref
+		images = append(images, ref)
+	}
+	return images
 }

@@ -21,6 +21,11 @@ type Lab struct {
 	Tags                            []string
 	Intro                           template.HTML // body before the first "## " heading
 	Steps                           []Step
+
+	// Images are the base images the lab needs ("images:" in the front
+	// matter, as written: python:3.11-slim); the lab page says when one
+	// is not there yet.
+	Images []string
 }
 
 // Step is one "## " section of lab.md.

@@ -2,7 +2,9 @@
 // (github.com/distribution/distribution/v3) embedded in-process, with
 // filesystem storage under DATA/registry, token authentication issued by
 // labd itself (registry/auth) against the accounts in DATA/labd.db
-// (registry/accounts), a per-learner disk quota and garbage collection.
+// (registry/accounts), a per-learner disk quota, garbage collection, and
+// what distribution v3.1 lacks: sha512 content and tag parameters
+// (digests.go) and the referrers API (referrers.go).
 //
 // On-disk layout (Options.Dir, normally DATA/registry):
 //

@@ -77,10 +77,13 @@ func markAndSweep(ctx context.Context, root string, opts GCOptions) (GCResult, e
 	return res, err
 }
 
-// countBlobs counts the stored blobs and their bytes.
+// countBlobs counts the stored blobs and their bytes; a file stored
+// under two digests (hard links, see digests.go) is two blobs but its
+// bytes count once.
 func countBlobs(root string) (int, int64, error) {
 	var n int
 	var size int64
+	files := map[fileID]bool{}
 	err := filepath.WalkDir(filepath.Join(root, "docker", "registry", "v2", "blobs"), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return ignoreMissing(err)
@@ -91,6 +94,12 @@ func countBlobs(root string) (int, int64, error) {
 				return ignoreMissing(err)
 			}
 			n++
+			if id, ok := idOf(fi); ok {
+				if files[id] {
+					return nil
+				}
+				files[id] = true
+			}
 			size += fi.Size()
 		}
 		return nil

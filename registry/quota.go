@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
@@ -94,16 +95,18 @@ func (q *quota) wrap(next http.Handler) http.Handler {
 			return
 		}
 		started := time.Now()
-		used, err := q.usage(ns)
+		held, err := q.holding(ns)
 		if err != nil {
 			q.log.Error("registry quota", "namespace", ns, "err", err)
 			errcode.ServeJSON(w, errcode.ErrorCodeUnknown.WithDetail("quota check failed"))
 			return
 		}
+		used := held.bytes
 		if r.Method == http.MethodPost && r.URL.Query().Get("mount") != "" {
-			// A mount adds a blob without sending it. Past the quota,
-			// turn it into a plain upload: the bytes then meet the limit.
-			if d := r.URL.Query().Get("mount"); used+q.blobSize(d) > q.limit {
+			// A mount adds a blob without sending it; one the namespace
+			// already stores costs nothing. Past the quota, turn it into a
+			// plain upload: the bytes then meet the limit.
+			if d := r.URL.Query().Get("mount"); !held.has(q, d) && used+q.blobSize(d) > q.limit {
 				qs := r.URL.Query()
 				qs.Del("mount")
 				qs.Del("from")
@@ -112,10 +115,16 @@ func (q *quota) wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		if d := r.URL.Query().Get("digest"); d != "" && held.has(q, d) {
+			// An upload that names content the namespace already stores
+			// adds nothing once committed: its bytes (up to that blob's
+			// size; more cannot match the digest) are not charged again.
+			used = max(0, used-q.blobSize(d))
+		}
 		c := q.counter(ns)
 		lr := &limitedBody{ReadCloser: r.Body, count: c, start: c.Load(), base: used, limit: q.limit}
 		r.Body = lr
-		qw := &quotaWriter{ResponseWriter: w, body: lr, ns: ns, used: used, limit: q.limit}
+		qw := &quotaWriter{ResponseWriter: w, body: lr, ns: ns, used: held.bytes, limit: q.limit}
 		next.ServeHTTP(qw, r)
 		if !lr.tripped.Load() {
 			return
@@ -146,23 +155,84 @@ func (q *quota) discard(name, uuid string, since time.Time) {
 	}
 }
 
-// blobSize is the size of a stored blob, 0 if unknown.
-func (q *quota) blobSize(dgst string) int64 {
+// blobFile stats a stored blob's data file.
+func (q *quota) blobFile(dgst string) (os.FileInfo, bool) {
 	alg, hex, ok := strings.Cut(dgst, ":")
 	if !ok || len(hex) < 2 || strings.ContainsAny(dgst, "/.") {
-		return 0
+		return nil, false
 	}
 	fi, err := os.Stat(filepath.Join(q.v2(), "blobs", alg, hex[:2], hex, "data"))
-	if err != nil {
-		return 0
+	return fi, err == nil
+}
+
+// blobSize is the size of a stored blob, 0 if unknown.
+func (q *quota) blobSize(dgst string) int64 {
+	if fi, ok := q.blobFile(dgst); ok {
+		return fi.Size()
 	}
-	return fi.Size()
+	return 0
+}
+
+// fileID identifies a data file: blobs stored under two digests (sha512
+// content, see digests.go) are hard links of one file and count once.
+type fileID struct{ dev, ino uint64 }
+
+func idOf(fi os.FileInfo) (fileID, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, false
+	}
+	return fileID{uint64(st.Dev), st.Ino}, true
+}
+
+// holding is what a namespace stores: each distinct blob its
+// repositories link (layers, configs, manifests) once, plus its uploads
+// in progress.
+type holding struct {
+	bytes   int64
+	digests map[string]bool
+	files   map[fileID]bool
+}
+
+// has reports whether the namespace already stores the blob dgst (under
+// that digest or as the same file under another).
+func (h *holding) has(q *quota, dgst string) bool {
+	if h.digests[dgst] {
+		return true
+	}
+	fi, ok := q.blobFile(dgst)
+	if !ok {
+		return false
+	}
+	id, ok := idOf(fi)
+	return ok && h.files[id]
 }
 
 // usage sums a namespace's distinct linked blobs and its uploads.
 func (q *quota) usage(ns string) (int64, error) {
-	seen := map[string]bool{}
-	var total int64
+	h, err := q.holding(ns)
+	return h.bytes, err
+}
+
+func (q *quota) holding(ns string) (*holding, error) {
+	h := &holding{digests: map[string]bool{}, files: map[fileID]bool{}}
+	add := func(d string) {
+		if h.digests[d] {
+			return
+		}
+		h.digests[d] = true
+		fi, ok := q.blobFile(d)
+		if !ok {
+			return
+		}
+		if id, ok := idOf(fi); ok {
+			if h.files[id] {
+				return
+			}
+			h.files[id] = true
+		}
+		h.bytes += fi.Size()
+	}
 	addLinks := func(dir string) error {
 		algs, err := os.ReadDir(dir)
 		if err != nil {
@@ -173,12 +243,8 @@ func (q *quota) usage(ns string) (int64, error) {
 			if err != nil {
 				return ignoreMissing(err)
 			}
-			for _, h := range hexes {
-				d := a.Name() + ":" + h.Name()
-				if !seen[d] {
-					seen[d] = true
-					total += q.blobSize(d)
-				}
+			for _, x := range hexes {
+				add(a.Name() + ":" + x.Name())
 			}
 		}
 		return nil
@@ -208,7 +274,7 @@ func (q *quota) usage(ns string) (int64, error) {
 			}
 			for _, u := range ups {
 				if fi, err := os.Stat(filepath.Join(p, u.Name(), "data")); err == nil {
-					total += fi.Size()
+					h.bytes += fi.Size()
 				}
 			}
 			return fs.SkipDir
@@ -216,9 +282,9 @@ func (q *quota) usage(ns string) (int64, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("usage of %s: %w", ns, err)
+		return nil, fmt.Errorf("usage of %s: %w", ns, err)
 	}
-	return total, nil
+	return h, nil
 }
 
 func ignoreMissing(err error) error {

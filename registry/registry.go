@@ -22,8 +22,9 @@ import (
 	distauth "github.com/distribution/distribution/v3/registry/auth"
 	_ "github.com/distribution/distribution/v3/registry/auth/token" // "token" access controller
 	"github.com/distribution/distribution/v3/registry/handlers"
+	"github.com/distribution/distribution/v3/registry/storage"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // "filesystem" storage driver
+	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 
 	"github.com/labd/labd/registry/accounts"
 	"github.com/labd/labd/registry/auth"
@@ -44,10 +45,11 @@ const (
 )
 
 // Accounts is what the registry needs from the account store
-// (*accounts.Store): password checks for tokens, roles for the policy
-// and the quota.
+// (*accounts.Store): password checks for tokens, password stamps for
+// refresh tokens, roles for the policy and the quota.
 type Accounts interface {
 	Check(ctx context.Context, name, password string) (accounts.Role, error)
+	Stamp(ctx context.Context, name string) (accounts.Role, string, error)
 	Role(ctx context.Context, name string) (accounts.Role, error)
 }
 
@@ -204,7 +206,15 @@ func (r *Registry) open() error {
 	mux := http.NewServeMux()
 	mux.Handle(TokenPath, tokens)
 	refs := &referrers{root: r.storage, access: ac}
-	mux.Handle("/", r.guard(refs.wrap(r.quota.wrap(r.app))))
+	// A second view of the same storage, for distribution's tag service.
+	ns, err := storage.NewRegistry(context.Background(),
+		filesystem.New(filesystem.DriverParameters{RootDirectory: r.storage, MaxThreads: 100}), storage.EnableDelete)
+	if err != nil {
+		r.app.Shutdown()
+		return fmt.Errorf("registry storage: %w", err)
+	}
+	dg := &digests{root: r.storage, tags: tagger(ns), log: r.log}
+	mux.Handle("/", r.guard(refs.wrap(dg.wrap(r.quota.wrap(r.app)))))
 	r.handler = mux
 	return nil
 }

@@ -16,8 +16,12 @@ import (
 
 // StatusSubprotocol is the websocket subprotocol of the step-status
 // stream (/sandboxes/{sid}/status). Messages are JSON text frames:
-// server → page {"type":"status","result":<grader.LabResult>};
-// page → server {"type":"check"} (the Check button).
+// server → page {"type":"status","result":<grader.LabResult>,"asked":[<step>...]};
+// page → server {"type":"check","step":<step>} (a step's Check button;
+// no step or 0: every step). "asked" lists the steps whose Check was
+// pressed before this result was evaluated: the page shows failing checks
+// in red only there, or when the check has "regressed" (passed, then
+// failed); elsewhere a failing check is still "to do".
 const StatusSubprotocol = "labd.status.v1"
 
 // statusPing keeps the status websocket alive through proxies.
@@ -83,13 +87,14 @@ func (s *server) status(w http.ResponseWriter, r *http.Request) {
 		for {
 			var m struct {
 				Type string `json:"type"`
+				Step int    `json:"step"`
 			}
 			if err := ws.ReadJSON(&m); err != nil {
 				return
 			}
 			if m.Type == "check" {
 				s.opts.Sandboxes.Touch(sid)
-				watcher.Trigger()
+				watcher.Ask(m.Step)
 			}
 		}
 	}()
@@ -103,7 +108,7 @@ func (s *server) status(w http.ResponseWriter, r *http.Request) {
 			return
 		case res := <-updates:
 			ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if err := ws.WriteJSON(map[string]any{"type": "status", "result": res}); err != nil {
+			if err := ws.WriteJSON(statusMessage{Type: "status", Result: res, Asked: watcher.Asked(res)}); err != nil {
 				return
 			}
 		case <-ping.C:
@@ -113,6 +118,13 @@ func (s *server) status(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// statusMessage is what the status websocket sends (StatusSubprotocol).
+type statusMessage struct {
+	Type   string           `json:"type"`
+	Result grader.LabResult `json:"result"`
+	Asked  []int            `json:"asked"`
 }
 
 // sameOrigin is the terminal's Origin policy: no Origin (not a browser),

@@ -63,6 +63,7 @@ func dialStatus(t *testing.T, c *http.Client, base, sid string, origin string) (
 type statusMsg struct {
 	Type   string           `json:"type"`
 	Result grader.LabResult `json:"result"`
+	Asked  []int            `json:"asked"`
 }
 
 // TestStatusWebsocket: a file written in the workspace turns the check
@@ -101,6 +102,27 @@ func TestStatusWebsocket(t *testing.T) {
 	m := read(grader.StateFailed)
 	if c := m.Result.Steps[0].Checks[0]; !strings.Contains(c.Message, "greeting.txt") {
 		t.Fatalf("failed check message = %q, want it to name greeting.txt", c.Message)
+	}
+	// Nobody pressed Check: the page shows the failing check as "to do".
+	if m.Asked == nil || len(m.Asked) != 0 {
+		t.Fatalf("asked before any Check = %v, want []", m.Asked)
+	}
+	// Check on step 1: the answer is a result evaluated after the click,
+	// listing step 1 in asked (the page then shows "not yet" in red).
+	if err := ws.WriteJSON(map[string]any{"type": "check", "step": 1}); err != nil {
+		t.Fatal(err)
+	}
+	for ws.SetReadDeadline(time.Now().Add(waitTimeout)); ; {
+		var am statusMsg
+		if err := ws.ReadJSON(&am); err != nil {
+			t.Fatalf("read status after Check: %v", err)
+		}
+		if len(am.Asked) > 0 {
+			if len(am.Asked) != 1 || am.Asked[0] != 1 || am.Result.Steps[0].Checks[0].State != grader.StateFailed {
+				t.Fatalf("after Check on step 1: asked %v, check %+v", am.Asked, am.Result.Steps[0].Checks[0])
+			}
+			break
+		}
 	}
 	sb, _, _ := s.mgr.Get(sid)
 	start := time.Now()
@@ -158,6 +180,14 @@ func TestStatusWebsocket(t *testing.T) {
 	var rows []InstructorRow
 	if err := json.Unmarshal([]byte(body), &rows); err != nil || len(rows) != 1 || rows[0].Passed != 1 || rows[0].Steps[0].PassedAt == nil {
 		t.Fatalf("JSON export (%v):\n%s", err, body)
+	}
+	// The learner's sandbox is running: the instructor can open its port
+	// and files.
+	if rows[0].Sandbox == "" {
+		t.Fatalf("JSON export has no running sandbox:\n%s", body)
+	}
+	if _, page := get(t, ic, s.URL+"/instructor"); !strings.Contains(page, `href="/sandboxes/`+rows[0].Sandbox+`/ports?port=5001"`) {
+		t.Errorf("/instructor has no port link to %s:\n%s", rows[0].Sandbox, page)
 	}
 }
 

@@ -33,12 +33,11 @@ func (s *server) instructorAuth(w http.ResponseWriter, r *http.Request) bool {
 		s.notFound(w, r)
 		return false
 	}
-	eq := func(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
-	if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && eq(b, tok) {
+	if ok, _ := s.isInstructor(r); ok {
 		return true
 	}
 	if q := r.URL.Query().Get("token"); q != "" {
-		if !eq(q, tok) {
+		if subtle.ConstantTimeCompare([]byte(q), []byte(tok)) != 1 {
 			http.Error(w, "wrong instructor token", http.StatusForbidden)
 			return false
 		}
@@ -47,9 +46,6 @@ func (s *server) instructorAuth(w http.ResponseWriter, r *http.Request) bool {
 		http.Redirect(w, r, r.URL.Path, http.StatusSeeOther)
 		return false
 	}
-	if c, err := r.Cookie(instructorCookie); err == nil && eq(c.Value, s.instructorKey()) {
-		return true
-	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="labd instructor"`)
 	http.Error(w, "instructor token required: open /instructor?token=... (the token is in the server log or --instructor-token)", http.StatusUnauthorized)
 	return false
@@ -57,8 +53,11 @@ func (s *server) instructorAuth(w http.ResponseWriter, r *http.Request) bool {
 
 // InstructorRow is one learner in one lab.
 type InstructorRow struct {
-	Learner   string       `json:"learner"`
-	Lab       string       `json:"lab"`
+	Learner string `json:"learner"`
+	Lab     string `json:"lab"`
+	// Sandbox is the learner's running sandbox for the lab, if any: the
+	// instructor may open its ports and files.
+	Sandbox   string       `json:"sandbox,omitempty"`
 	StartedAt *time.Time   `json:"started_at,omitempty"`
 	Passed    int          `json:"passed"`
 	Total     int          `json:"total"`
@@ -95,6 +94,11 @@ func (s *server) instructorRows(r *http.Request) ([]InstructorRow, []instructorL
 			continue // removed or broken lab
 		}
 		row := InstructorRow{Learner: p.Learner, Lab: p.Lab}
+		if sid := s.keys.sandboxID(p.Learner, p.Lab); sid != "" {
+			if _, _, running := s.opts.Sandboxes.Get(sid); running {
+				row.Sandbox = sid
+			}
+		}
 		if !p.StartedAt.IsZero() {
 			t := p.StartedAt
 			row.StartedAt = &t
@@ -187,4 +191,21 @@ func (s *server) instructorCSV(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	cw.Flush()
+}
+
+// isInstructor reports whether r carries the instructor token (bearer) or
+// the instructor cookie.
+func (s *server) isInstructor(r *http.Request) (ok, bearer bool) {
+	tok := s.opts.InstructorToken
+	if tok == "" {
+		return false, false
+	}
+	eq := func(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+	if b, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); found && eq(b, tok) {
+		return true, true
+	}
+	if c, err := r.Cookie(instructorCookie); err == nil && eq(c.Value, s.instructorKey()) {
+		return true, false
+	}
+	return false, false
 }

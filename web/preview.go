@@ -21,10 +21,15 @@ type portDialer interface {
 	DialPort(ctx context.Context, port int) (net.Conn, error)
 }
 
-// previewCSP applies to every proxied response. The app is the learner's
-// own code served from labd's origin: "sandbox" without allow-same-origin
-// gives its documents an opaque origin, so its scripts cannot read labd's
-// cookies nor call labd's APIs as the learner.
+// previewCSP applies to every response of the path-based preview. The app
+// is the learner's own code served from labd's origin: "sandbox" without
+// allow-same-origin gives its documents an opaque origin, so its scripts
+// (or a script injected through a hole in the app) cannot read labd's
+// pages nor call labd's APIs as the learner. The price: browsers treat the
+// page's own requests as cross-site (no SameSite cookie, CORS for fetch),
+// which the capability URL and the CORS headers below make up for; apps
+// that need their own cookies or to live at / use the host-based preview
+// (docs/preview.md).
 const previewCSP = "sandbox allow-scripts allow-forms allow-popups"
 
 // previewHostSuffix makes the upstream host name unique per sandbox, so the
@@ -33,7 +38,7 @@ const previewCSP = "sandbox allow-scripts allow-forms allow-popups"
 // parses it back.
 const previewHostSuffix = ".sandbox.labd.invalid"
 
-// newPreviewProxy returns the reverse proxy of /sandboxes/{sid}/ports/{port}/.
+// newPreviewProxy returns the reverse proxy of every preview route.
 func (s *server) newPreviewProxy() *httputil.ReverseProxy {
 	tr := &http.Transport{
 		DialContext:           s.dialPreview,
@@ -81,14 +86,22 @@ var (
 	errNoPortDialer = errors.New("this sandbox has no network that labd can reach")
 )
 
-// previewPort is set in the request context by the handler for Rewrite,
-// ModifyResponse and ErrorHandler.
+// previewKey holds the request's previewTarget in its context, for
+// Rewrite, ModifyResponse and ErrorHandler.
 type previewKey struct{}
 
 type previewTarget struct {
-	sid    string
-	port   int
-	prefix string // "/sandboxes/<sid>/ports/<port>"
+	sid  string
+	port int
+	// prefix is the app's root in labd's URL space
+	// ("/sandboxes/<sid>/preview/<port>/<cap>"), "" on a preview host.
+	prefix string
+	// rest is the escaped path for the app, starting with "/".
+	rest string
+	// host: served on {port}-{sid}.{domain} (preview_host.go), a real
+	// origin of its own; otherwise inside labd's origin, made opaque by
+	// previewCSP.
+	host bool
 }
 
 func targetOf(r *http.Request) previewTarget {
@@ -96,8 +109,57 @@ func targetOf(r *http.Request) previewTarget {
 	return t
 }
 
-// preview proxies /sandboxes/{sid}/ports/{port}/{path...} to
-// http://127.0.0.1:{port}/{path...} inside the owner's sandbox.
+func (s *server) proxyPreview(w http.ResponseWriter, r *http.Request, t previewTarget) {
+	if t.rest == "" {
+		t.rest = "/"
+	}
+	ctx := context.WithValue(r.Context(), previewKey{}, t)
+	s.previewProxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+func entryPrefix(sid string, port int) string {
+	return "/sandboxes/" + sid + "/ports/" + strconv.Itoa(port)
+}
+
+func capPrefix(sid string, port int, c string) string {
+	return "/sandboxes/" + sid + "/preview/" + strconv.Itoa(port) + "/" + c
+}
+
+// restOf returns the escaped path after prefix ("/" when there is none or
+// the path spells the prefix in another encoding) and whether the path
+// went on past the prefix.
+func restOf(r *http.Request, prefix string) (string, bool) {
+	rest, ok := strings.CutPrefix(r.URL.EscapedPath(), prefix)
+	if !ok || !strings.HasPrefix(rest, "/") {
+		return "/", false
+	}
+	return rest, true
+}
+
+func withQuery(u string, r *http.Request) string {
+	if r.URL.RawQuery != "" {
+		return u + "?" + r.URL.RawQuery
+	}
+	return u
+}
+
+func isUpgrade(r *http.Request) bool { return r.Header.Get("Upgrade") != "" }
+
+// isDocumentLoad is true for a browser loading a page with GET or HEAD.
+// Browsers send SameSite=Lax cookies with these even from an opaque
+// origin, so labd's cookie is there when it is the owner's browser.
+func isDocumentLoad(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && r.Header.Get("Sec-Fetch-Mode") == "navigate"
+}
+
+// preview serves /sandboxes/{sid}/ports/{port}/{path...}, the entry of the
+// path-based preview, for the owner (labd's cookie) only. Page loads are
+// redirected into the same path under a capability
+// (/sandboxes/{sid}/preview/{port}/{cap}/...): the app's documents have an
+// opaque origin (previewCSP), so the browser sends no SameSite cookie with
+// their stylesheets, scripts, images and fetches, and the capability in
+// their URL (relative URLs keep it) is what authorizes those. Other methods
+// and websockets from clients that have the cookie go straight through.
 func (s *server) preview(w http.ResponseWriter, r *http.Request) {
 	sid := r.PathValue("sid")
 	port, ok := parsePort(r.PathValue("port"))
@@ -108,52 +170,134 @@ func (s *server) preview(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	if !s.ownsSandbox(w, r, sid) {
+	owner, ok := s.ownerOf(w, r, sid)
+	if !ok {
 		return
 	}
-	prefix := "/sandboxes/" + sid + "/ports/" + strconv.Itoa(port)
-	if !strings.HasPrefix(r.URL.EscapedPath(), prefix+"/") {
-		// /sandboxes/{sid}/ports/5001 (no slash): relative links of the
-		// app's page resolve against the directory, so add it.
-		u := prefix + "/"
-		if r.URL.RawQuery != "" {
-			u += "?" + r.URL.RawQuery
-		}
-		http.Redirect(w, r, u, http.StatusMovedPermanently)
+	prefix := entryPrefix(sid, port)
+	rest, _ := restOf(r, prefix)
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && !isUpgrade(r) {
+		u := capPrefix(sid, port, s.signer.pathCap(sid, port, owner)) + rest
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, withQuery(u, r), http.StatusFound)
 		return
 	}
 	// labd's own policy is for labd's pages; the app gets previewCSP
 	// (ModifyResponse) and labd's returns only on labd's error page.
 	w.Header().Del("Content-Security-Policy")
-	ctx := context.WithValue(r.Context(), previewKey{}, previewTarget{sid: sid, port: port, prefix: prefix})
-	s.previewProxy.ServeHTTP(w, r.WithContext(ctx))
+	s.proxyPreview(w, r, previewTarget{sid: sid, port: port, prefix: prefix, rest: rest})
 }
 
-// ownsSandbox answers 404 for an unknown sandbox and 403 for a learner who
-// is not its owner, and reports whether the request may go on.
-func (s *server) ownsSandbox(w http.ResponseWriter, r *http.Request, sid string) bool {
+// previewCapped serves /sandboxes/{sid}/preview/{port}/{cap}/{path...}.
+// The capability names the sandbox, port and owner and expires (capTTL);
+// page loads also need the owner's cookie, which browsers send with them,
+// so another learner's browser is refused even with the URL (the
+// instructor's is let through).
+func (s *server) previewCapped(w http.ResponseWriter, r *http.Request) {
+	sid, c := r.PathValue("sid"), r.PathValue("cap")
+	port, ok := parsePort(r.PathValue("port"))
+	if !ok {
+		s.errorPage(w, r, http.StatusNotFound, errorData{
+			Title:   "No such port",
+			Message: "Ports are numbers from 1 to 65535.",
+		})
+		return
+	}
 	_, owner, ok := s.opts.Sandboxes.Get(sid)
 	if !ok {
 		s.errorPage(w, r, http.StatusNotFound, errorData{
 			Title:   "No such sandbox",
 			Message: "This sandbox is not running. Open the lab page to start it, then open the port again.",
 		})
-		return false
+		return
+	}
+	prefix := capPrefix(sid, port, c)
+	rest, more := restOf(r, prefix)
+	if err := s.signer.checkPathCap(c, sid, port, owner); err != nil {
+		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && !isUpgrade(r) {
+			// The entry checks labd's cookie and hands out a new one.
+			w.Header().Set("Cache-Control", "no-store")
+			http.Redirect(w, r, withQuery(entryPrefix(sid, port)+rest, r), http.StatusFound)
+			return
+		}
+		s.errorPage(w, r, http.StatusForbidden, errorData{
+			Title:   "Preview link expired",
+			Message: "This preview link is no longer valid. Open the port again from your lab page.",
+		})
+		return
+	}
+	learner := s.keys.learnerFromRequest(r)
+	instr, _ := s.isInstructor(r)
+	if !instr && (learner != "" && learner != owner || isDocumentLoad(r) && learner != owner) {
+		s.errorPage(w, r, http.StatusForbidden, errorData{
+			Title:   "Not your sandbox",
+			Message: "Only the learner whose sandbox this is, or the instructor, can open its ports.",
+		})
+		return
+	}
+	if !more {
+		// Relative links of the app's page resolve against the
+		// directory, so add it.
+		http.Redirect(w, r, withQuery(prefix+"/", r), http.StatusFound)
+		return
+	}
+	if r.Method == http.MethodOptions && r.Header.Get("Origin") == "null" && r.Header.Get("Access-Control-Request-Method") != "" {
+		preflight(w, r)
+		return
+	}
+	w.Header().Del("Content-Security-Policy")
+	s.proxyPreview(w, r, previewTarget{sid: sid, port: port, prefix: prefix, rest: rest})
+}
+
+// preflight answers the CORS preflight of the app's own page: its opaque
+// origin makes every fetch() to its own URL cross-origin, which the app
+// (written for `curl localhost`) does not expect. Credentials stay off:
+// the capability in the URL is the authorization.
+func preflight(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", r.Header.Get("Access-Control-Request-Method"))
+	if rh := r.Header.Get("Access-Control-Request-Headers"); rh != "" {
+		h.Set("Access-Control-Allow-Headers", rh)
+	}
+	h.Set("Access-Control-Max-Age", "600")
+	h.Add("Vary", "Origin")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ownerOf answers 404 for an unknown sandbox and 403 for anyone but its
+// owner and the instructor; it returns the owner when the request may go
+// on.
+func (s *server) ownerOf(w http.ResponseWriter, r *http.Request, sid string) (string, bool) {
+	_, owner, ok := s.opts.Sandboxes.Get(sid)
+	if !ok {
+		s.errorPage(w, r, http.StatusNotFound, errorData{
+			Title:   "No such sandbox",
+			Message: "This sandbox is not running. Open the lab page to start it, then open the port again.",
+		})
+		return "", false
+	}
+	if instr, _ := s.isInstructor(r); instr {
+		// The instructor helps learners with their apps.
+		return owner, true
 	}
 	if learner := s.keys.learnerFromRequest(r); learner == "" || learner != owner {
 		s.errorPage(w, r, http.StatusForbidden, errorData{
 			Title:   "Not your sandbox",
-			Message: "Only the learner whose sandbox this is can open its ports.",
+			Message: "Only the learner whose sandbox this is, or the instructor, can open its ports.",
 		})
-		return false
+		return "", false
 	}
-	return true
+	return owner, true
 }
 
-// previewForm turns the Ports box's form (?port=N) into the port's URL.
+// previewForm serves the Ports box (?port=N): it sends the owner to the
+// port's preview, on its own host with a fresh single-use token when
+// labd has a preview domain.
 func (s *server) previewForm(w http.ResponseWriter, r *http.Request) {
 	sid := r.PathValue("sid")
-	if !s.ownsSandbox(w, r, sid) {
+	owner, ok := s.ownerOf(w, r, sid)
+	if !ok {
 		return
 	}
 	port, ok := parsePort(strings.TrimSpace(r.URL.Query().Get("port")))
@@ -164,7 +308,13 @@ func (s *server) previewForm(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	http.Redirect(w, r, "/sandboxes/"+sid+"/ports/"+strconv.Itoa(port)+"/", http.StatusSeeOther)
+	w.Header().Set("Cache-Control", "no-store")
+	if s.previewDomain != "" {
+		u := s.previewHostURL(r, sid, port) + authPath + "?token=" + s.signer.authToken(sid, port, owner)
+		http.Redirect(w, r, u, http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, entryPrefix(sid, port)+"/", http.StatusSeeOther)
 }
 
 // parsePort accepts 1-65535 in plain decimal (no sign, no leading zeros),
@@ -183,30 +333,32 @@ func parsePort(s string) (int, bool) {
 func rewritePreview(pr *httputil.ProxyRequest) {
 	t := targetOf(pr.In)
 	port := strconv.Itoa(t.port)
-	rest := strings.TrimPrefix(pr.In.URL.EscapedPath(), t.prefix) // starts with "/"
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = t.sid + previewHostSuffix + ":" + port
-	pr.Out.URL.RawPath = rest
-	if p, err := url.PathUnescape(rest); err == nil {
+	pr.Out.URL.RawPath = t.rest
+	if p, err := url.PathUnescape(t.rest); err == nil {
 		pr.Out.URL.Path = p
 	} else {
-		pr.Out.URL.Path = rest
+		pr.Out.URL.Path = t.rest
 	}
 	if pr.Out.URL.Path == pr.Out.URL.RawPath {
 		pr.Out.URL.RawPath = ""
 	}
 	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
-	// The app sees what `curl localhost:5001` in the terminal sends.
+	// The app sees what `curl localhost:5001` in the terminal sends; the
+	// browser's host is in X-Forwarded-Host.
 	pr.Out.Host = "localhost:" + port
 	pr.SetXForwarded()
-	pr.Out.Header.Set("X-Forwarded-Prefix", t.prefix)
-	stripLearnerCookie(pr.Out.Header)
+	if t.prefix != "" {
+		pr.Out.Header.Set("X-Forwarded-Prefix", t.prefix)
+	}
+	stripLabdCookies(pr.Out.Header)
 }
 
-// stripLearnerCookie removes labd's identity cookie from the Cookie
-// headers: it is labd's, not the app's, and must not leak to learner code
-// (which could log it or send it elsewhere).
-func stripLearnerCookie(h http.Header) {
+// stripLabdCookies removes labd's cookies from the Cookie headers: they
+// are labd's, not the app's, and must not leak to learner code (which
+// could log them or send them elsewhere).
+func stripLabdCookies(h http.Header) {
 	var keep []string
 	for _, line := range h.Values("Cookie") {
 		for _, part := range strings.Split(line, ";") {
@@ -214,7 +366,7 @@ func stripLearnerCookie(h http.Header) {
 			if part == "" {
 				continue
 			}
-			if name, _, _ := strings.Cut(part, "="); strings.TrimSpace(name) == cookieName {
+			if name, _, _ := strings.Cut(part, "="); isLabdCookie(name) {
 				continue
 			}
 			keep = append(keep, part)
@@ -232,20 +384,47 @@ func modifyPreview(resp *http.Response) error {
 	if loc := h.Get("Location"); loc != "" {
 		h.Set("Location", rewriteLocation(loc, t))
 	}
-	// The app may not overwrite the learner's labd identity.
+	// The app may not set labd's cookies, nor cookies for a parent domain
+	// (other learners' preview hosts, labd's host): its cookies stay on
+	// its own host.
 	if cs := h.Values("Set-Cookie"); len(cs) > 0 {
 		h.Del("Set-Cookie")
 		for _, c := range cs {
-			if name, _, _ := strings.Cut(c, "="); strings.TrimSpace(name) != cookieName {
-				h.Add("Set-Cookie", c)
+			if name, _, _ := strings.Cut(c, "="); !isLabdCookie(name) {
+				h.Add("Set-Cookie", withoutDomain(c))
 			}
 		}
 	}
-	// labd's X-Frame-Options: DENY stays; the app's own policy adds to
+	if t.host {
+		return nil // its own origin: the app's headers as they are
+	}
+	// labd's X-Frame-Options: DENY and Referrer-Policy: same-origin
+	// (nothing is same-origin with an opaque origin, so the capability in
+	// the URL is never sent as a Referer) stay; the app's own CSP adds to
 	// previewCSP (browsers enforce every policy given).
 	h.Del("X-Frame-Options")
+	h.Del("Referrer-Policy")
 	h.Add("Content-Security-Policy", previewCSP)
+	// Requests of the app's own (opaque-origin) page: let it read the
+	// answers, as it could at its own origin.
+	if resp.Request.Header.Get("Origin") == "null" && h.Get("Access-Control-Allow-Origin") == "" {
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Add("Vary", "Origin")
+	}
 	return nil
+}
+
+// withoutDomain drops the Domain attribute of a Set-Cookie value.
+func withoutDomain(c string) string {
+	parts := strings.Split(c, ";")
+	out := parts[:1]
+	for _, p := range parts[1:] {
+		if name, _, _ := strings.Cut(p, "="); strings.EqualFold(strings.TrimSpace(name), "domain") {
+			continue
+		}
+		out = append(out, p)
+	}
+	return strings.Join(out, ";")
 }
 
 // rewriteLocation maps a redirect of the app into its preview path: "/x"
@@ -295,8 +474,6 @@ func (s *server) previewError(w http.ResponseWriter, r *http.Request, err error)
 	if r.Context().Err() != nil {
 		return // the browser went away
 	}
-	w.Header().Set("Content-Security-Policy", csp)
-	w.Header().Set("Cache-Control", "no-store")
 	d := errorData{Title: fmt.Sprintf("Port %d is not answering", t.port)}
 	switch {
 	case errors.Is(err, errNoPortDialer):
@@ -309,6 +486,12 @@ func (s *server) previewError(w http.ResponseWriter, r *http.Request, err error)
 		s.log.Info("port preview", "sandbox", t.sid, "port", t.port, "err", err)
 		d.Message = fmt.Sprintf("The app on port %d in your sandbox did not answer properly (%v). Check its logs (docker container logs) and reload.", t.port, err)
 	}
+	if t.host {
+		hostErrorPage(w, http.StatusBadGateway, d)
+		return
+	}
+	w.Header().Set("Content-Security-Policy", csp)
+	w.Header().Set("Cache-Control", "no-store")
 	s.errorPage(w, r, http.StatusBadGateway, d)
 }
 

@@ -50,6 +50,17 @@ type Options struct {
 	// than the sandbox's docker (which needs none: the registry stands
 	// in for Docker Hub); "" shows none.
 	RegistryAddr string
+	// PreviewDomain turns on host-based port previews: {port}-{sandbox}.{domain}
+	// serves that port at / (web/preview_host.go, docs/preview.md). It
+	// must have passed NormalizePreviewDomain; "" keeps path-based only.
+	PreviewDomain string
+	// MaxUpload bounds one upload into a workspace (web/files.go), all
+	// its files together; 0 means DefaultMaxUpload (100 MiB).
+	MaxUpload int64
+	// BaseImages reports the background bootstrap of the base images
+	// (web/bootstrap.go): a banner on every page while it runs, notes on
+	// lab pages whose images are missing; nil: none.
+	BaseImages BaseImages
 
 	// touchEvery overrides touchInterval (tests).
 	touchEvery time.Duration
@@ -68,6 +79,10 @@ type server struct {
 	terms   map[string]*liveTerminal // sandbox ID -> hub of its live sandbox
 	// previewProxy serves /sandboxes/{sid}/ports/{port}/ (preview.go).
 	previewProxy *httputil.ReverseProxy
+	// signer and previewDomain: the previews' proofs of ownership and
+	// hosts (preview_auth.go, preview_host.go).
+	signer        *previewSigner
+	previewDomain string
 }
 
 // New returns the web UI's handler. It panics if a required option is
@@ -95,8 +110,16 @@ func New(opts Options) http.Handler {
 		static: static,
 		terms:  map[string]*liveTerminal{},
 	}
-	s.pages = parsePages(static)
+	s.pages = parsePages(static, s.bannerOf)
 	s.previewProxy = s.newPreviewProxy()
+	s.signer = newPreviewSigner(opts.Secret)
+	if opts.PreviewDomain != "" {
+		d, err := NormalizePreviewDomain(opts.PreviewDomain)
+		if err != nil {
+			panic("web.New: " + err.Error())
+		}
+		s.previewDomain = d
+	}
 	if !static.has("vendor/xterm.js") {
 		s.log.Warn("web/static/vendor is empty: the terminal will not load; run make assets before go build")
 	}
@@ -119,22 +142,32 @@ func New(opts Options) http.Handler {
 		{"GET /sandboxes/{sid}/ports", s.previewForm},
 		{"/sandboxes/{sid}/ports/{port}", s.preview},
 		{"/sandboxes/{sid}/ports/{port}/{path...}", s.preview},
+		{"/sandboxes/{sid}/preview/{port}/{cap}", s.previewCapped},
+		{"/sandboxes/{sid}/preview/{port}/{cap}/{path...}", s.previewCapped},
+		{"GET /sandboxes/{sid}/files", s.filesList},
+		{"GET /sandboxes/{sid}/files/download", s.fileDownload},
+		{"GET /sandboxes/{sid}/files/archive", s.filesArchive},
+		{"POST /sandboxes/{sid}/files", s.filesUpload},
 		{"GET /instructor", s.instructor},
 		{"GET /instructor.csv", s.instructorCSV},
 		{"GET /instructor.json", s.instructorJSON},
 		{"GET /static/{path...}", s.static.ServeHTTP},
+		{"GET /bootstrap/status", s.bootstrapStatus},
 		{"GET /healthz", healthz},
 		{"/", s.notFound},
 	}
 	for _, r := range routes {
 		s.mux.Handle(r.pattern, r.handler)
 	}
+	if s.previewDomain != "" {
+		return s.withPreviewHosts(securityHeaders(s.mux))
+	}
 	return securityHeaders(s.mux)
 }
 
 // parsePages builds one template per page, each on top of the shared layout.
-func parsePages(static *staticFiles) map[string]*template.Template {
-	funcs := template.FuncMap{"asset": static.url}
+func parsePages(static *staticFiles, banner func(any) *banner) map[string]*template.Template {
+	funcs := template.FuncMap{"asset": static.url, "bootstrapBanner": banner}
 	base := template.Must(template.New("").Funcs(funcs).ParseFS(embedded, "templates/layout.html"))
 	pages := map[string]*template.Template{}
 	for _, name := range []string{"catalogue", "lab", "error", "instructor"} {

@@ -37,6 +37,18 @@ func runEngine(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	log := slog.Default()
+	// The registry first: the engine's Hub stand-in needs its actual address.
+	_, _, stopRegistry, err := startRegistry(*data, regFlags, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := stopRegistry(rctx); err != nil {
+			log.Warn("registry shutdown", "err", err)
+		}
+	}()
 	eng, err := engine.Open(*data, engine.SharedOptions{NoRuntime: *noRuntime, Logger: log, Registry: engRegFlags.options()})
 	if err != nil {
 		return err
@@ -47,17 +59,6 @@ func runEngine(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		TempDir:        filepath.Join(*data, "engine", "tmp"),
 		Logger:         log,
 	})
-	_, _, stopRegistry, err := startRegistry(*data, regFlags, log)
-	if err != nil {
-		return errors.Join(err, eng.Close(context.Background()))
-	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := stopRegistry(rctx); err != nil {
-			log.Warn("registry shutdown", "err", err)
-		}
-	}()
 	srv, err := api.ServeUnix(*socket, h)
 	if err != nil {
 		return errors.Join(err, eng.Close(context.Background()))

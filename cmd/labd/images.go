@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -26,7 +25,9 @@ func init() {
 }
 
 const imagesUsage = `usage:
-  labd images import FILE [--data DIR]        load a docker-save or OCI-layout tar into the base images
+  labd images import FILE|- [--data DIR]      load a docker-save or OCI-layout tar (- reads it from stdin,
+                                              e.g. docker save python:3.11-slim | labd images import -)
+                                              into the base images
   labd images bootstrap busybox|python|sandbox|all [--force] [--data DIR]
                                               build stand-in base images locally: busybox:latest from
                                               Debian's busybox-static; python:3.11-slim (also python:3)
@@ -58,25 +59,39 @@ func runImages(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			fmt.Fprintln(stderr, imagesUsage)
 			return exitError{code: 2}
 		}
+		var in io.Reader = os.Stdin
+		if pos[0] != "-" {
+			f, err := os.Open(pos[0])
+			if err != nil {
+				return fmt.Errorf("import: %w", err)
+			}
+			defer f.Close()
+			in = f
+		}
+		release, err := lockImages(*data, "labd images import")
+		if err != nil {
+			return err
+		}
+		defer release()
 		s, err := openStore()
 		if err != nil {
 			return err
 		}
-		f, err := os.Open(pos[0])
-		if err != nil {
-			return fmt.Errorf("import: %w", err)
-		}
-		defer f.Close()
 		base, err := s.View(image.BaseView)
 		if err != nil {
 			return err
 		}
-		return base.Load(ctx, f, func(line string) { fmt.Fprint(stdout, line) })
+		return base.Load(ctx, in, func(line string) { fmt.Fprint(stdout, line) })
 	case "bootstrap":
 		if len(pos) != 1 || !knownBootstrap(pos[0]) {
 			fmt.Fprintln(stderr, "labd images bootstrap: known images: busybox, python, sandbox, all")
 			return exitError{code: 2}
 		}
+		release, err := lockImages(*data, "labd images bootstrap")
+		if err != nil {
+			return err
+		}
+		defer release()
 		s, err := openStore()
 		if err != nil {
 			return err
@@ -124,13 +139,6 @@ func listImages(w io.Writer, v *image.View) error {
 	return tw.Flush()
 }
 
-// bootstrapOrder is what `bootstrap all` builds, in order.
-var bootstrapOrder = []string{"busybox", "python", "sandbox"}
-
-func knownBootstrap(name string) bool {
-	return name == "all" || slices.Contains(bootstrapOrder, name)
-}
-
 // bootstrapImages builds the named stand-in (or all of them) into the
 // base view, reporting progress line by line.
 func bootstrapImages(ctx context.Context, s *image.Store, which string, force bool, progress func(string)) error {
@@ -138,21 +146,9 @@ func bootstrapImages(ctx context.Context, s *image.Store, which string, force bo
 	if which == "all" {
 		names = bootstrapOrder
 	}
-	opts := image.BootstrapOptions{Force: force, Progress: progress}
 	for _, n := range names {
 		start := time.Now()
-		var (
-			id  digest.Digest
-			err error
-		)
-		switch n {
-		case "busybox":
-			id, err = bootstrapBusybox(ctx, s, force, progress)
-		case "python":
-			id, err = image.BootstrapPython(ctx, s, opts)
-		case "sandbox":
-			id, err = image.BootstrapSandbox(ctx, s, opts)
-		}
+		id, err := buildBaseImage(ctx, s, n, force, progress)
 		if err != nil {
 			return err
 		}

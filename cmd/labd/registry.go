@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -62,6 +64,9 @@ func (f *registryFlags) explicit() bool {
 
 // startRegistry opens DATA/labd.db and serves the classroom registry;
 // it returns a nil registry and store when disabled. stop closes both.
+// When the default address is taken it serves on a free loopback port;
+// an address that was given must bind. Either way f.addr ends up the
+// registry's actual address, so call it before the engine's options.
 func startRegistry(data string, f *registryFlags, log *slog.Logger) (reg *registry.Registry, store *accounts.Store, stop func(context.Context) error, err error) {
 	if f.addr == "" || f.addr == "off" {
 		return nil, nil, func(context.Context) error { return nil }, nil
@@ -81,29 +86,55 @@ func startRegistry(data string, f *registryFlags, log *slog.Logger) (reg *regist
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	reg, err = registry.New(registry.Options{
+	opts := registry.Options{
 		Dir:        filepath.Join(data, "registry"),
 		Addr:       f.addr,
 		Accounts:   store,
 		Quota:      quota,
 		GCInterval: gc,
 		Logger:     log,
-	})
-	if err != nil && errors.Is(err, syscall.EADDRINUSE) && !f.explicit() {
+	}
+	reg, err = registry.New(opts)
+	if err != nil && errors.Is(err, syscall.EADDRINUSE) {
+		if f.explicit() {
+			store.Close()
+			return nil, nil, nil, fmt.Errorf("registry: %s is in use (--registry-addr or LABD_REGISTRY_ADDR); choose a free address, or \"off\"", f.addr)
+		}
 		// Only the default address: a second labd on this machine (or a
-		// test) still starts, without a registry, and says so.
-		store.Close()
-		log.Warn("registry disabled: default address in use; pass --registry-addr", "addr", f.addr)
-		return nil, nil, func(context.Context) error { return nil }, nil
+		// test) serves its registry on a free loopback port instead.
+		opts.Addr = "127.0.0.1:0"
+		reg, err = registry.New(opts)
+		if err == nil {
+			log.Warn("registry: default address in use, serving on another port", "default", f.addr, "addr", reg.Addr())
+		}
 	}
 	if err != nil {
 		store.Close()
 		return nil, nil, nil, fmt.Errorf("registry: %w", err)
 	}
+	// The engine's Docker Hub stand-in (engineRegistryFlags.options, built
+	// after this) goes to the address the registry actually has.
+	if opts.Addr != f.addr || strings.HasSuffix(f.addr, ":0") {
+		f.addr = reg.Addr()
+	}
+	f.addr = dialAddr(f.addr)
 	log.Info("registry serving", "addr", "http://"+reg.Addr(), "token_realm", "http://"+reg.Addr()+registry.TokenPath, "service", registry.DefaultService)
 	return reg, store, func(ctx context.Context) error {
 		return errors.Join(reg.Close(ctx), store.Close())
 	}, nil
+}
+
+// dialAddr is the address clients use for a listener bound to addr:
+// loopback for a wildcard host.
+func dialAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func runRegistry(ctx context.Context, args []string, stdout, stderr io.Writer) error {

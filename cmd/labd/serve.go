@@ -44,9 +44,12 @@ type serveConfig struct {
 	data           string
 	idleTimeout    time.Duration
 	allowedOrigins []string
+	previewDomain  string
+	maxUploadMiB   int64 // web.Options.MaxUpload in MiB; 0: its default
 	registry       *registryFlags
 	grading        gradingFlags
 	engineRegistry *engineRegistryFlags
+	bootstrap      []string // base images to make in the background (bootstrap.go)
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
@@ -68,14 +71,31 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		c.allowedOrigins = append(c.allowedOrigins, s)
 		return nil
 	})
+	fs.Func("preview-domain", "serve port previews also at {port}-{sandbox}.DOMAIN (wildcard DNS and certificate for *.DOMAIN; add :PORT when not 80/443), see docs/preview.md (env LABD_PREVIEW_DOMAIN)", func(s string) error {
+		d, err := web.NormalizePreviewDomain(s)
+		c.previewDomain = d
+		return err
+	})
+	if v := envDefault("LABD_PREVIEW_DOMAIN", ""); v != "" {
+		d, err := web.NormalizePreviewDomain(v)
+		if err != nil {
+			return c, fmt.Errorf("LABD_PREVIEW_DOMAIN: %w", err)
+		}
+		c.previewDomain = d
+	}
+	fs.Int64Var(&c.maxUploadMiB, "max-upload-mib", 100, "largest upload into a learner's workspace from the lab page's Files panel, in MiB (all files of one upload together)")
 	c.grading.add(fs)
 	c.registry = addRegistryFlags(fs)
 	c.engineRegistry = addEngineRegistryFlags(fs, c.registry)
+	bootstrap := addBootstrapFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if c.bootstrap, err = parseBootstrapList(*bootstrap); err != nil {
+		return c, err
 	}
 	return c, nil
 }
@@ -109,7 +129,28 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	// Every sandbox gets its own engine (its own view of the shared image
 	// store) on a socket beside its workspace.
-	shared, err := engine.OpenShared(cfg.data, engine.SharedOptions{Logger: log, Registry: cfg.engineRegistry.options()})
+	// One process per image store: serve holds its lock while it runs.
+	unlockImages, err := lockImages(cfg.data, "labd serve")
+	if err != nil {
+		return err
+	}
+	defer unlockImages()
+	// The registry first: the engine's Docker Hub stand-in goes to the
+	// address it actually serves on (another port if the default is taken).
+	reg, store, stopRegistry, err := startRegistry(cfg.data, cfg.registry, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := stopRegistry(rctx); err != nil {
+			log.Warn("registry shutdown", "err", err)
+		}
+	}()
+	engineRegistry := cfg.engineRegistry.options()
+	log.Info("engine registry", "hub_stand_in", engineRegistry.HubStandIn, "hub_upstream", engineRegistry.HubUpstream)
+	shared, err := engine.OpenShared(cfg.data, engine.SharedOptions{Logger: log, Registry: engineRegistry})
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
@@ -125,29 +166,20 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 			Logger:  log,
 		},
 	}
-	mgr := sandbox.NewManager(provider, sandbox.ManagerOptions{
+	// Missing base images are made in the background once serving.
+	images := newServeImages(shared.Store, cfg.bootstrap, shared.Runtime != nil, log)
+	mgr := sandbox.NewManager(images.provider(provider), sandbox.ManagerOptions{
 		DataDir:     cfg.data,
 		IdleTimeout: idle,
 		Logger:      log,
 	})
+	images.watch(mgr)
 	live, instructorToken, closeGrading, err := startGrading(ctx, cfg.data, cfg.grading, log)
 	if err != nil {
 		mgr.Close(context.Background())
 		return err
 	}
 	defer closeGrading()
-	reg, store, stopRegistry, err := startRegistry(cfg.data, cfg.registry, log)
-	if err != nil {
-		mgr.Close(context.Background())
-		return err
-	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		defer cancel()
-		if err := stopRegistry(rctx); err != nil {
-			log.Warn("registry shutdown", "err", err)
-		}
-	}()
 	webOpts := web.Options{
 		Catalog:         labs.NewCatalog(cfg.content),
 		Sandboxes:       mgr,
@@ -156,6 +188,9 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Logger:          log,
 		Grader:          live,
 		InstructorToken: instructorToken,
+		PreviewDomain:   cfg.previewDomain,
+		BaseImages:      images,
+		MaxUpload:       cfg.maxUploadMiB << 20,
 	}
 	if reg != nil {
 		// Every learner gets an account on their first lab page (a nil
@@ -164,6 +199,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		webOpts.RegistryAddr = reg.Addr()
 	}
 	handler := web.New(webOpts)
+	// labd grade reaches live sandboxes through DATA/grade.sock (gradeserver.go).
+	defer startGradeServer(cfg.data, web.NewGradeAPI(webOpts), log)()
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
@@ -178,6 +215,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("labd serving", "addr", "http://"+ln.Addr().String(), "content", cfg.content, "data", cfg.data, "idle_timeout", cfg.idleTimeout)
+	defer images.start(ctx)()
 
 	select {
 	case err := <-serveErr:

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -203,6 +204,23 @@ func (s *Store) Role(ctx context.Context, name string) (Role, error) {
 		return "", fmt.Errorf("account %s: %w", name, err)
 	}
 	return Role(role), nil
+}
+
+// Stamp returns an account's role and a fingerprint of its current
+// password hash: a refresh token carries the stamp it was issued under,
+// so a new password (or removing the account) revokes it. A missing
+// account gives ErrBadPassword, like a wrong password.
+func (s *Store) Stamp(ctx context.Context, name string) (Role, string, error) {
+	var hash, role string
+	err := s.db.QueryRowContext(ctx, `SELECT hash, role FROM registry_accounts WHERE name = ?`, name).Scan(&hash, &role)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", ErrBadPassword
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("account %s: %w", name, err)
+	}
+	sum := sha256.Sum256([]byte("labd refresh stamp\x00" + hash))
+	return Role(role), hex.EncodeToString(sum[:12]), nil
 }
 
 type scanner interface{ Scan(...any) error }

@@ -9,5 +9,7 @@
 // the client asks the realm for a token with its scopes, and retries with
 // `Authorization: Bearer <token>`. Denied scopes are left out of the token
 // rather than refused, so the registry itself answers "denied: requested
-// access to the resource is denied" as Docker Hub does.
+// access to the resource is denied" as Docker Hub does. With
+// offline_token=true (docker login) the answer also carries a refresh
+// token, Docker's identity token, bound to the account's password.
 package auth

@@ -149,3 +149,54 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	}
 	return os.Rename(tmp.Name(), path)
 }
+
+// refreshClaims are a refresh token's claims. Its audience is not the
+// registry's service, so the registry never takes it as an access token.
+type refreshClaims struct {
+	jwt.Claims
+	Stamp string `json:"stamp"`
+}
+
+// RefreshAudience is the "aud" of refresh tokens.
+func (i *Issuer) RefreshAudience() string { return i.Service + "/refresh" }
+
+// IssueRefresh signs a refresh token (Docker's identity token) for
+// subject, valid for ttl while the account's stamp stays the same.
+func (i *Issuer) IssueRefresh(subject, stamp string, now time.Time, ttl time.Duration) (string, error) {
+	jti := make([]byte, 16)
+	rand.Read(jti)
+	c := refreshClaims{Claims: jwt.Claims{
+		Issuer: i.Name, Subject: subject, Audience: jwt.Audience{i.RefreshAudience()},
+		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now.Add(-time.Second)),
+		Expiry: jwt.NewNumericDate(now.Add(ttl)), ID: b64(jti),
+	}, Stamp: stamp}
+	s, err := jwt.Signed(i.signer).Claims(c).Serialize()
+	if err != nil {
+		return "", fmt.Errorf("sign refresh token: %w", err)
+	}
+	return s, nil
+}
+
+// ErrBadRefresh means a refresh token is malformed, forged, expired or
+// not one of this issuer's.
+var ErrBadRefresh = errors.New("invalid refresh token")
+
+// VerifyRefresh checks a refresh token's signature, issuer, audience and
+// expiry and returns its subject and stamp.
+func (i *Issuer) VerifyRefresh(tok string, now time.Time) (subject, stamp string, err error) {
+	parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		return "", "", ErrBadRefresh
+	}
+	var c refreshClaims
+	if err := parsed.Claims(&i.key.PublicKey, &c); err != nil {
+		return "", "", ErrBadRefresh
+	}
+	if err := c.ValidateWithLeeway(jwt.Expected{Issuer: i.Name, AnyAudience: jwt.Audience{i.RefreshAudience()}, Time: now}, 0); err != nil {
+		return "", "", ErrBadRefresh
+	}
+	if c.Subject == "" || c.Stamp == "" {
+		return "", "", ErrBadRefresh
+	}
+	return c.Subject, c.Stamp, nil
+}

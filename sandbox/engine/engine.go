@@ -146,7 +146,12 @@ func (s *Shared) Engine(viewName string) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open view %s: %w", viewName, err)
 	}
-	e := &Engine{shared: s, view: v, events: newEventBus(), name: viewName, execs: map[string]*execProc{}, rec: &records{}}
+	rec, err := openRecords(filepath.Join(s.dir, "records"), viewName, s.log)
+	if err != nil {
+		return nil, fmt.Errorf("records of view %s: %w", viewName, err)
+	}
+	e := &Engine{shared: s, view: v, events: newEventBus(), name: viewName, execs: map[string]*execProc{}, rec: rec}
+	e.events.onPublish = e.recordEvent
 	if err := e.loadContainers(); err != nil {
 		return nil, err
 	}

@@ -15,6 +15,8 @@ type eventBus struct {
 	buf  []events.Message
 	subs map[chan events.Message]filters.Args
 	max  int
+	// onPublish sees every event, in order (the engine's records).
+	onPublish func(events.Message)
 }
 
 func newEventBus() *eventBus {
@@ -37,6 +39,9 @@ func (b *eventBus) publish(typ events.Type, action events.Action, id string, att
 	m.ID = id
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.onPublish != nil {
+		b.onPublish(m)
+	}
 	b.buf = append(b.buf, m)
 	if len(b.buf) > b.max {
 		b.buf = b.buf[len(b.buf)-b.max:]

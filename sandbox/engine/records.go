@@ -10,17 +10,18 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/events"
-	"github.com/docker/docker/api/types/filters"
 	"github.com/labd/labd/sandbox/engine/api"
 	"github.com/labd/labd/sandbox/engine/distribution"
 	"github.com/opencontainers/go-digest"
 )
 
-// Limits of the in-memory records of one engine. Graders look at recent
-// history; older entries are dropped first.
+// Limits of one engine's records, per kind. Graders look at recent
+// history; older entries are dropped first, in memory and on disk
+// (records_log.go).
 const (
-	maxCalls  = 2000
-	maxBuilds = 200
+	maxCalls      = 2000
+	maxBuilds     = 200
+	maxContainers = 500
 )
 
 // Records is what GET /labd/v1/records returns: everything this engine
@@ -71,40 +72,93 @@ type records struct {
 	mu     sync.Mutex
 	calls  []api.Call
 	builds []BuildRecord
+	ctrs   []ContainerRecord
+	log    *recordLog // nil: memory only
 }
 
 var _ api.RecordsBackend = (*Engine)(nil)
 
-// RecordCall implements api.RecordsBackend.
-func (e *Engine) RecordCall(c api.Call) {
-	r := e.recs()
-	r.mu.Lock()
-	r.calls = append(r.calls, c)
-	if len(r.calls) > maxCalls {
-		r.calls = append([]api.Call(nil), r.calls[len(r.calls)-maxCalls:]...)
+// keep drops the oldest entries beyond max, in bulk (a quarter of max at
+// a time) so that a full list is not copied on every record; readers see
+// last(s, max).
+func keep[T any](s []T, max int) []T {
+	if len(s) > max+max/4 {
+		return append([]T(nil), s[len(s)-max:]...)
 	}
-	r.mu.Unlock()
+	return s
 }
 
-func (e *Engine) recs() *records { return e.rec }
+// last returns the newest max entries of s.
+func last[T any](s []T, max int) []T {
+	if len(s) > max {
+		return s[len(s)-max:]
+	}
+	return s
+}
+
+// add appends one record of a kind to memory and to the view's log.
+func (r *records) add(kind string, v any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch x := v.(type) {
+	case api.Call:
+		r.calls = keep(append(r.calls, x), maxCalls)
+	case BuildRecord:
+		r.builds = keep(append(r.builds, x), maxBuilds)
+	case ContainerRecord:
+		r.ctrs = keep(append(r.ctrs, x), maxContainers)
+	}
+	if r.log != nil {
+		r.log.append(r, kind, v)
+	}
+}
+
+// RecordCall implements api.RecordsBackend.
+func (e *Engine) RecordCall(c api.Call) { e.rec.add(kindCall, c) }
+
+// recordEvent keeps container lifecycle events (the event bus's history
+// is short and lost on restart).
+func (e *Engine) recordEvent(m events.Message) {
+	if m.Type != events.ContainerEventType {
+		return
+	}
+	c := ContainerRecord{
+		Time: time.Unix(0, m.TimeNano), Action: string(m.Action), ID: m.Actor.ID,
+		Name: m.Actor.Attributes["name"], Image: m.Actor.Attributes["image"],
+	}
+	for _, k := range []string{"exitCode", "signal"} {
+		if v, ok := m.Actor.Attributes[k]; ok {
+			if c.Attrs == nil {
+				c.Attrs = map[string]string{}
+			}
+			c.Attrs[k] = v
+		}
+	}
+	e.rec.add(kindContainer, c)
+}
 
 // Records implements api.RecordsBackend.
 func (e *Engine) Records(since time.Time) any { return e.RecordsSince(since) }
 
 // RecordsSince returns the engine's records at or after since.
 func (e *Engine) RecordsSince(since time.Time) Records {
-	r := e.recs()
+	r := e.rec
 	out := Records{Engine: "labd", View: e.name, Now: time.Now(), Calls: []api.Call{}, Builds: []BuildRecord{}, Transfers: []distribution.Transfer{}, Containers: []ContainerRecord{}}
 	r.mu.Lock()
-	for _, c := range r.calls {
+	for _, c := range last(r.calls, maxCalls) {
 		if !c.Time.Before(since) {
 			out.Calls = append(out.Calls, c)
 		}
 	}
-	for _, b := range r.builds {
+	for _, b := range last(r.builds, maxBuilds) {
 		if !b.Time.Before(since) {
 			b.Steps = append([]BuildStep(nil), b.Steps...)
 			out.Builds = append(out.Builds, b)
+		}
+	}
+	for _, c := range last(r.ctrs, maxContainers) {
+		if !c.Time.Before(since) {
+			out.Containers = append(out.Containers, c)
 		}
 	}
 	r.mu.Unlock()
@@ -114,20 +168,6 @@ func (e *Engine) RecordsSince(since time.Time) Records {
 				out.Transfers = append(out.Transfers, t)
 			}
 		}
-	}
-	// Container lifecycle comes from the event bus's history.
-	f := filters.NewArgs(filters.Arg("type", string(events.ContainerEventType)))
-	from := since
-	if from.IsZero() {
-		from = time.Unix(0, 1)
-	}
-	past, _, cancel := e.events.subscribe(from, time.Now().Add(time.Second), f)
-	cancel()
-	for _, m := range past {
-		out.Containers = append(out.Containers, ContainerRecord{
-			Time: time.Unix(0, m.TimeNano), Action: string(m.Action), ID: m.Actor.ID,
-			Name: m.Actor.Attributes["name"], Image: m.Actor.Attributes["image"],
-		})
 	}
 	return out
 }
@@ -249,11 +289,5 @@ func (e *Engine) endBuild(br *buildRecorder, id string, err error) {
 			}
 		}
 	}
-	r := e.recs()
-	r.mu.Lock()
-	r.builds = append(r.builds, rec)
-	if len(r.builds) > maxBuilds {
-		r.builds = append([]BuildRecord(nil), r.builds[len(r.builds)-maxBuilds:]...)
-	}
-	r.mu.Unlock()
+	e.rec.add(kindBuild, rec)
 }

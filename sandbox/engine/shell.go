@@ -120,7 +120,9 @@ func startShell(ctx context.Context, sh *Shared, cfg shellConfig) (*shellBox, er
 	shellEnv := append(append([]string{}, env...),
 		// Debian's /etc/bash.bashrc sets the same; having it in the
 		// environment keeps the prompt predictable without that file.
-		`PS1=\u@\h:\w\$ `)
+		`PS1=\u@\h:\w\$ `,
+		// Prompt markers for the page's Run buttons.
+		sandbox.PromptCommandEnv)
 	b.c, err = sh.Runtime.Start(ctx, runtime.Spec{
 		ID:       shellID(cfg.spec.ID),
 		Lowers:   lowers,

@@ -90,6 +90,8 @@ func (p *Provider) Create(ctx context.Context, s sandbox.Spec) (sandbox.Sandbox,
 		// Debian's /etc/bash.bashrc sets the same; having it in the
 		// environment keeps the prompt predictable without that file.
 		`PS1=\u@\h:\w\$ `,
+		// Prompt markers for the page's Run buttons.
+		sandbox.PromptCommandEnv,
 	)
 	args := []string{InitCommand, "-hostname", s.Hostname, "-dir", s.Workspace}
 	for _, k := range s.Keep {

@@ -310,3 +310,30 @@ func BenchmarkCreate(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/op")
 }
+
+// TestPromptMarkers: the login shell marks its prompts (OSC 133) for the
+// page's Run buttons, in order around a command, and keeps a learner's
+// own PS1 and $? working.
+func TestPromptMarkers(t *testing.T) {
+	b, scr := newBox(t, "lab-marks")
+	const (
+		prompt = "\x1b]133;A\a"
+		start  = "\x1b]133;C\a"
+		cont   = "\x1b]133;A;k=s\a"
+	)
+	scr.waitFor(t, regexp.MustCompile(regexp.QuoteMeta(prompt)+`[^\n]*lab-marks`))
+	typeLine(t, b, `PS1='mine[$?]> '; (exit 3)`)
+	scr.waitFor(t, regexp.MustCompile(regexp.QuoteMeta("\x1b]133;D;3\a"+prompt)+`[^\n]*mine\[3\]> `))
+	typeLine(t, b, `echo "out-$((6*7))"; false`)
+	// The command's output is between its start and its end.
+	scr.waitFor(t, regexp.MustCompile(regexp.QuoteMeta(start)+`out-42\r?\n`+regexp.QuoteMeta("\x1b]133;D;1\a"+prompt)))
+	// A heredoc's lines get the continuation marker, the command one C.
+	typeLine(t, b, `cat <<EOF`)
+	scr.waitFor(t, regexp.MustCompile(regexp.QuoteMeta(cont)+`> `))
+	typeLine(t, b, `body-$((2+2))`)
+	typeLine(t, b, `EOF`)
+	scr.waitFor(t, regexp.MustCompile(regexp.QuoteMeta(start)+`body-4\r?\n`))
+	if n := strings.Count(scr.String(), start); n != 3 {
+		t.Errorf("%d command-start markers, want 3 (one per command); output:\n%q", n, scr)
+	}
+}

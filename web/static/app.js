@@ -1,6 +1,7 @@
 // labd lab page: xterm.js terminal over the labd.term.v1 websocket
-// protocol (docs/terminal-protocol.md), Run/Copy buttons on code blocks,
-// and the draggable divider. Plain JS, no build step.
+// protocol (docs/terminal-protocol.md), Run/Copy buttons on code blocks
+// (Run waits for the shell's prompt, marked with OSC 133), the Files panel
+// (web/files.go) and the draggable divider. Plain JS, no build step.
 (function () {
   'use strict';
 
@@ -40,7 +41,7 @@
   var encoder = new TextEncoder();
 
   // Counters for tests and for curious learners in the devtools console.
-  var stats = { connects: 0, pauses: 0, resumes: 0, bytes: 0 };
+  var stats = { connects: 0, pauses: 0, resumes: 0, bytes: 0, marks: 0 };
   window.labd = { stats: stats };
 
   function frame(type, payload) {
@@ -114,6 +115,11 @@
     });
     term.onResize(function () { session.sendSize(); });
     term.attachCustomKeyEventHandler(clipboardKeys);
+    // Shell integration: the sandbox's bash marks its prompts (OSC 133,
+    // sandbox/prompt.go); xterm.js drops unknown OSCs, so nothing shows.
+    if (term.parser && term.parser.registerOscHandler) {
+      term.parser.registerOscHandler(133, function (data) { shell.mark(data); return true; });
+    }
 
     window.addEventListener('resize', debounce(refit, 60));
     if (window.ResizeObserver) new ResizeObserver(debounce(refit, 30)).observe(termEl);
@@ -184,6 +190,7 @@
       if (gen !== self.gen) return;
       self.connected = false;
       self.ws = null;
+      shell.disconnected();
       var final = FINAL_CLOSE[ev.code];
       if (final) {
         // Our own wording for the codes we know; the server's reason
@@ -213,10 +220,11 @@
     if (buf.length === 0) return;
     var self = this;
     var payload = buf.subarray(1);
+    var hello = null;
     switch (buf[0]) {
       case T.HELLO:
         try {
-          var hello = JSON.parse(new TextDecoder().decode(payload));
+          hello = JSON.parse(new TextDecoder().decode(payload));
           this.maxMessage = hello.maxMessage || 0;
         } catch (e) { /* keep the default */ }
         // The scrollback replay follows: start from a clean screen so a
@@ -227,6 +235,7 @@
         stats.connects++;
         setStatus('connected', 'Connected', false);
         this.sendSize();
+        shell.reset(hello && hello.scrollback || 0);
         break;
       case T.OUTPUT:
         var n = payload.length;
@@ -246,6 +255,7 @@
           stats.pauses++;
           this.send(T.PAUSE);
         }
+        shell.received(n);
         break;
       case T.NOTICE:
         var notice;
@@ -312,15 +322,238 @@
     setTimeout(function () { btn.textContent = old; btn.classList.remove('done'); }, 1200);
   }
 
-  // runBlock types the block into the shell line by line, as a learner
-  // would, ending every line (so the last one too) with Enter.
-  function runBlock(text) {
-    if (!session || !session.connected) return false;
-    var lines = text.replace(/\r\n?/g, '\n').replace(/\n+$/, '').split('\n');
-    lines.forEach(function (line) { session.send(T.INPUT, encoder.encode(line + '\r')); });
-    term.focus();
-    return true;
+  // ---- shell integration: prompt markers and Run -----------------------
+
+  // The sandbox's bash sends OSC 133 markers (sandbox/prompt.go): A before
+  // a prompt (A;k=s before a continuation prompt), C when a command starts,
+  // D;<status> when it ended. Run types a block only at a prompt, line by
+  // line as a learner would: the next line after the shell showed its
+  // prompt (or continuation prompt) again.
+  // A shell that sends no markers (another shell, a learner's own
+  // PROMPT_COMMAND): Run types at once after NO_MARKS_MS, as it used to.
+  var NO_MARKS_MS = 1500;
+  // A typed line that brings no marker at all (the shell stopped marking,
+  // e.g. after `exec sh`): the rest is typed at once.
+  var LINE_QUIET_MS = 4000;
+  // Delays before showing "running" and "waiting", so quick commands do
+  // not make them flicker.
+  var SHOW_BUSY_MS = 400;
+  var SHOW_WAIT_MS = 250;
+
+  var shell = {
+    marks: false,     // the shell sent markers on this connection
+    state: 'unknown', // prompt | continuation | busy | typed | unknown
+    replayLeft: 0,    // bytes of the replay still to come
+    replaying: false, // markers parsed now are history, not news
+    blind: false      // no markers: type at once
+  };
+
+  shell.reset = function (scrollback) {
+    this.state = 'unknown';
+    this.marks = false;
+    this.blind = false;
+    this.replayLeft = scrollback;
+    this.replaying = scrollback > 0;
+    showBusy(false);
+    if (!this.replaying) runner.step();
+  };
+
+  shell.received = function (n) {
+    if (this.replayLeft <= 0) return;
+    this.replayLeft -= n;
+    if (this.replayLeft > 0) return;
+    var self = this;
+    // Runs once xterm.js has parsed everything written before: the whole
+    // replay, whose last marker tells where the shell is now.
+    term.write('', function () {
+      self.replaying = false;
+      showBusy(self.state === 'busy');
+      runner.step();
+    });
+  };
+
+  shell.disconnected = function () {
+    this.state = 'unknown';
+    this.replaying = false;
+    showBusy(false);
+    runner.render();
+  };
+
+  shell.mark = function (data) {
+    var parts = data.split(';');
+    var ev;
+    switch (parts[0]) {
+      case 'A': ev = parts.indexOf('k=s') > 0 ? 'continuation' : 'prompt'; break;
+      case 'C': ev = 'busy'; break;
+      case 'D': ev = 'done'; break;
+      default: return; // B (end of prompt) and others: nothing to do
+    }
+    stats.marks++;
+    this.marks = true;
+    this.blind = false;
+    if (ev !== 'done') this.state = ev;
+    if (this.replaying) return;
+    showBusy(this.state === 'busy');
+    runner.onMark(ev, parts[1]);
+  };
+
+  var busyEl = document.getElementById('term-busy');
+  var busyTimer = null;
+  function showBusy(on) {
+    if (!busyEl) return;
+    clearTimeout(busyTimer);
+    if (!on) {
+      busyEl.hidden = true;
+      return;
+    }
+    busyTimer = setTimeout(function () { busyEl.hidden = false; }, SHOW_BUSY_MS);
   }
+
+  var waitEl = document.getElementById('run-wait');
+  var waitText = waitEl && waitEl.querySelector('.run-wait-text');
+
+  // runner types queued blocks into the shell.
+  var runner = {
+    queue: [],       // blocks not started: {lines, i, btn}
+    cur: null,       // the block being typed
+    quietTimer: null,
+    noMarksTimer: null,
+    showTimer: null
+  };
+
+  runner.add = function (text, btn) {
+    var lines = text.replace(/\r\n?/g, '\n').replace(/\n+$/, '').split('\n');
+    this.queue.push({ lines: lines, i: 0, btn: btn });
+    if (btn) btn.classList.add('queued');
+    this.step();
+  };
+
+  // step types what the shell's state allows: the next line of the
+  // current block at a (continuation) prompt, a new block at a prompt.
+  runner.step = function () {
+    while (session && session.connected && !shell.replaying) {
+      if (this.cur) {
+        if (!(shell.blind || shell.state === 'prompt' || shell.state === 'continuation')) break;
+        this.typeLine();
+        continue;
+      }
+      if (!this.queue.length) break;
+      if (!(shell.blind || shell.state === 'prompt')) break;
+      this.cur = this.queue.shift();
+    }
+    if ((this.cur || this.queue.length) && !shell.marks && !shell.blind && !this.noMarksTimer) {
+      var self = this;
+      this.noMarksTimer = setTimeout(function () {
+        self.noMarksTimer = null;
+        if (!shell.marks) {
+          shell.blind = true;
+          self.step();
+        }
+      }, NO_MARKS_MS);
+    }
+    this.render();
+  };
+
+  runner.send = function (line) {
+    session.send(T.INPUT, encoder.encode(line + '\r'));
+  };
+
+  runner.typeLine = function () {
+    var b = this.cur;
+    clearTimeout(this.quietTimer);
+    if (shell.blind) {
+      while (b.i < b.lines.length) this.send(b.lines[b.i++]);
+    } else {
+      this.send(b.lines[b.i++]);
+      // Until the next marker, the shell is reading what we typed.
+      shell.state = 'typed';
+      var self = this;
+      this.quietTimer = setTimeout(function () {
+        if (shell.state === 'typed') {
+          shell.blind = true;
+          self.step();
+        }
+      }, LINE_QUIET_MS);
+    }
+    if (b.i >= b.lines.length) {
+      this.cur = null;
+      if (b.btn) {
+        b.btn.classList.remove('queued');
+        flash(b.btn, 'Sent');
+      }
+    }
+  };
+
+  runner.onMark = function (ev, status) {
+    if (ev === 'done') {
+      // Ctrl+C (status 130) while a block runs stops the rest of it.
+      if (this.cur && status === '130') {
+        this.drop([this.cur]);
+        this.cur = null;
+        this.render();
+      }
+      return;
+    }
+    clearTimeout(this.quietTimer);
+    this.step();
+  };
+
+  runner.drop = function (blocks) {
+    blocks.forEach(function (b) { if (b.btn) b.btn.classList.remove('queued'); });
+  };
+
+  // sendNow types everything waiting at once, as Run did before markers.
+  runner.sendNow = function () {
+    var blocks = (this.cur ? [this.cur] : []).concat(this.queue);
+    this.cur = null;
+    this.queue = [];
+    var self = this;
+    blocks.forEach(function (b) {
+      while (b.i < b.lines.length) self.send(b.lines[b.i++]);
+      if (b.btn) {
+        b.btn.classList.remove('queued');
+        flash(b.btn, 'Sent');
+      }
+    });
+    shell.state = 'typed';
+    this.render();
+    if (term) term.focus();
+  };
+
+  runner.cancel = function () {
+    this.drop((this.cur ? [this.cur] : []).concat(this.queue));
+    this.cur = null;
+    this.queue = [];
+    clearTimeout(this.quietTimer);
+    this.render();
+    if (term) term.focus();
+  };
+
+  runner.render = function () {
+    if (!waitEl) return;
+    var waiting = this.queue.length > 0 || (this.cur !== null && shell.state !== 'typed');
+    clearTimeout(this.showTimer);
+    if (!waiting) {
+      waitEl.hidden = true;
+      return;
+    }
+    var n = this.queue.length + (this.cur ? 1 : 0);
+    var text = 'Waiting for the prompt';
+    if (!session || !session.connected) text = 'Waiting for the terminal';
+    text += '… ' + n + (n === 1 ? ' block' : ' blocks') + ' to run.';
+    waitText.textContent = text;
+    if (waitEl.hidden) this.showTimer = setTimeout(function () { waitEl.hidden = false; }, SHOW_WAIT_MS);
+  };
+
+  if (waitEl) {
+    document.getElementById('btn-run-now').addEventListener('click', function () { runner.sendNow(); });
+    document.getElementById('btn-run-cancel').addEventListener('click', function () { runner.cancel(); });
+  }
+
+  // For tests and the curious: what the page believes the shell does.
+  window.labd.shell = function () {
+    return { state: shell.state, marks: shell.marks, blind: shell.blind, queued: runner.queue.length + (runner.cur ? 1 : 0) };
+  };
 
   document.addEventListener('click', function (ev) {
     // Copy buttons of single values (the registry box).
@@ -337,9 +570,205 @@
     if (btn.classList.contains('btn-copy')) {
       copyText(text).then(function () { flash(btn, 'Copied'); });
     } else if (btn.classList.contains('btn-run')) {
-      if (runBlock(text)) flash(btn, 'Sent');
+      if (!session || !session.connected) return;
+      runner.add(text, btn);
+      term.focus();
     }
   });
+
+  // ---- files of the workspace (web/files.go) ------------------------------
+
+  var files = document.getElementById('files');
+  var filesBtn = document.getElementById('btn-files');
+  var filesURL = files && files.dataset.url;
+  var filesDir = '.';      // folder shown, relative to the workspace
+  var maxUpload = 0;       // from the server's listing
+
+  function human(n) {
+    if (n < 1024) return n + ' B';
+    if (n < 1024 * 1024) return (n / 1024).toFixed(1) + ' KiB';
+    return (n / 1024 / 1024).toFixed(1) + ' MiB';
+  }
+
+  function tilde(rel) { return rel === '.' ? '~' : '~/' + rel; }
+
+  function joinRel(dir, name) { return dir === '.' ? name : dir + '/' + name; }
+
+  function filesMsg(text, bad) {
+    var el = files.querySelector('.files-msg');
+    el.textContent = text;
+    el.classList.toggle('bad', !!bad);
+  }
+
+  function showFiles(open) {
+    files.hidden = !open;
+    filesBtn.setAttribute('aria-expanded', String(open));
+    refit();
+    return open ? listFiles(filesDir) : Promise.resolve();
+  }
+
+  function listFiles(dir) {
+    return fetch(filesURL + '?path=' + encodeURIComponent(dir), { credentials: 'same-origin' }).then(function (res) {
+      if (!res.ok) return res.text().then(function (t) { throw new Error(t.trim()); });
+      return res.json();
+    }).then(function (list) {
+      filesDir = list.path;
+      maxUpload = list.maxUpload || 0;
+      renderFiles(list);
+    }).catch(function (err) { filesMsg(err.message, true); });
+  }
+
+  function renderFiles(list) {
+    files.querySelector('.files-where').textContent = list.display;
+    files.querySelector('.files-up').disabled = list.path === '.';
+    var ul = files.querySelector('.files-list');
+    ul.textContent = '';
+    var entries = list.entries.slice().sort(function (a, b) {
+      return (a.type === 'dir' ? 0 : 1) - (b.type === 'dir' ? 0 : 1) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    });
+    entries.forEach(function (e) {
+      var li = document.createElement('li');
+      li.dataset.type = e.type;
+      li.dataset.name = e.name;
+      var rel = joinRel(list.path, e.name);
+      if (e.type === 'dir') {
+        var b = document.createElement('button');
+        b.type = 'button';
+        b.className = 'files-open';
+        b.textContent = e.name + '/';
+        b.addEventListener('click', function () { listFiles(rel); });
+        li.appendChild(b);
+      } else if (e.type === 'file' || e.type === 'symlink') {
+        var a = document.createElement('a');
+        a.href = filesURL + '/download?path=' + encodeURIComponent(rel);
+        a.setAttribute('download', e.name);
+        a.className = 'files-get';
+        a.textContent = e.name;
+        li.appendChild(a);
+        var meta = document.createElement('span');
+        meta.className = 'files-meta';
+        meta.textContent = e.type === 'symlink' ? '→ ' + e.target : human(e.size);
+        li.appendChild(meta);
+      } else {
+        var span = document.createElement('span');
+        span.className = 'files-other';
+        span.textContent = e.name + ' (not a regular file)';
+        li.appendChild(span);
+      }
+      ul.appendChild(li);
+    });
+    if (!entries.length) {
+      var empty = document.createElement('li');
+      empty.className = 'files-empty';
+      empty.textContent = 'Empty folder.';
+      ul.appendChild(empty);
+    }
+    if (list.truncated) filesMsg('Only the first ' + list.entries.length + ' entries are shown.', false);
+    files.querySelector('.files-archive input[name="path"]').value = list.path === '.' ? '' : list.path;
+  }
+
+  // upload sends files into the folder shown, in one request: all land or
+  // none does.
+  function upload(fileList) {
+    var list = Array.prototype.slice.call(fileList || []);
+    if (!list.length) return;
+    var total = list.reduce(function (n, f) { return n + f.size; }, 0);
+    if (maxUpload && total > maxUpload) {
+      filesMsg('Upload too large: ' + human(total) + ', the limit is ' + human(maxUpload) + ' per upload.', true);
+      return;
+    }
+    var fd = new FormData();
+    list.forEach(function (f) { fd.append('file', f, f.name); });
+    var what = list.length === 1 ? list[0].name : list.length + ' files';
+    var dir = filesDir;
+    filesMsg('Uploading ' + what + ' to ' + tilde(dir) + '…', false);
+    var xhr = new XMLHttpRequest();
+    xhr.open('POST', filesURL + '?dir=' + encodeURIComponent(dir));
+    xhr.upload.onprogress = function (e) {
+      if (e.lengthComputable) filesMsg('Uploading ' + what + ' to ' + tilde(dir) + '… ' + Math.floor(100 * e.loaded / e.total) + ' %', false);
+    };
+    xhr.onload = function () {
+      if (xhr.status === 200) {
+        filesMsg('Uploaded ' + what + ' to ' + tilde(dir) + '.', false);
+        listFiles(dir);
+      } else {
+        filesMsg(xhr.responseText.trim() || ('Upload failed (' + xhr.status + ').'), true);
+      }
+    };
+    xhr.onerror = function () { filesMsg('Upload failed: the connection broke.', true); };
+    xhr.send(fd);
+  }
+
+  // download checks the answer before handing the URL to the browser, so
+  // a wrong path shows its error here instead of replacing the page.
+  function download(url) {
+    var ctl = window.AbortController ? new AbortController() : null;
+    fetch(url, { credentials: 'same-origin', signal: ctl && ctl.signal }).then(function (res) {
+      if (!res.ok) return res.text().then(function (t) { filesMsg(t.trim(), true); });
+      if (ctl) ctl.abort();
+      filesMsg('', false);
+      var a = document.createElement('a');
+      a.href = url;
+      a.setAttribute('download', '');
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+    }).catch(function (err) { if (err.name !== 'AbortError') filesMsg(err.message, true); });
+  }
+
+  if (files && filesBtn) {
+    filesBtn.addEventListener('click', function () { showFiles(files.hidden); });
+    files.querySelector('.files-close').addEventListener('click', function () { showFiles(false); });
+    files.querySelector('.files-up').addEventListener('click', function () {
+      var i = filesDir.lastIndexOf('/');
+      listFiles(i < 0 ? '.' : filesDir.slice(0, i));
+    });
+    files.querySelector('.files-refresh').addEventListener('click', function () { listFiles(filesDir); });
+    var input = files.querySelector('.files-input');
+    files.querySelector('.files-upload').addEventListener('click', function () { input.click(); });
+    input.addEventListener('change', function () {
+      upload(input.files);
+      input.value = '';
+    });
+    files.querySelectorAll('form').forEach(function (form) {
+      form.addEventListener('submit', function (e) {
+        e.preventDefault();
+        var q = new URLSearchParams(new FormData(form)).toString();
+        download(form.action + '?' + q);
+      });
+    });
+
+    // Drag and drop onto the terminal uploads into the folder shown.
+    var pane = document.querySelector('.pane-terminal');
+    var overlay = document.getElementById('drop-overlay');
+    var depth = 0;
+    var hasFiles = function (e) { return e.dataTransfer && Array.prototype.indexOf.call(e.dataTransfer.types || [], 'Files') >= 0; };
+    pane.addEventListener('dragenter', function (e) {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      depth++;
+      overlay.textContent = 'Drop to upload to ' + tilde(filesDir);
+      overlay.hidden = false;
+    });
+    pane.addEventListener('dragover', function (e) {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = 'copy';
+    });
+    pane.addEventListener('dragleave', function () {
+      if (--depth <= 0) { depth = 0; overlay.hidden = true; }
+    });
+    pane.addEventListener('drop', function (e) {
+      if (!hasFiles(e)) return;
+      e.preventDefault();
+      depth = 0;
+      overlay.hidden = true;
+      // The drop's file list is only valid during the event.
+      var dropped = Array.prototype.slice.call(e.dataTransfer.files);
+      // The listing tells the folder and the size limit first.
+      (files.hidden ? showFiles(true) : Promise.resolve()).then(function () { upload(dropped); });
+    });
+  }
 
   // ---- divider ---------------------------------------------------------
 

@@ -53,6 +53,10 @@ type BootstrapOptions struct {
 	Sources []string
 	// Mmdebstrap is the mmdebstrap binary; default: looked up in PATH.
 	Mmdebstrap string
+
+	// noNetwork runs mmdebstrap in a network namespace of its own with
+	// only lo (tests: a host without network).
+	noNetwork bool
 }
 
 // debianImage describes one image built by mmdebstrap.
@@ -168,7 +172,9 @@ func BootstrapSandbox(ctx context.Context, s *Store, opts BootstrapOptions) (dig
 
 // importHint tells an operator without network what to do instead.
 func importHint(tag string) string {
-	return fmt.Sprintf("To run without network: build or pull %s elsewhere, `docker save %s -o image.tar` there, and load it here with `labd images import image.tar`", tag, tag)
+	return fmt.Sprintf("Without network, import the image instead: on a machine with Docker, `docker pull %s` (or build it) and "+
+		"`docker save %s -o image.tar`, copy image.tar here and run `labd images import image.tar`; "+
+		"or, where both run, `docker save %s | labd images import -`", tag, tag, tag)
 }
 
 func bootstrapDebian(ctx context.Context, s *Store, opts BootstrapOptions, img debianImage) (digest.Digest, error) {
@@ -262,6 +268,18 @@ func bootstrapDebian(ctx context.Context, s *Store, opts BootstrapOptions, img d
 	// SIGTERM lets mmdebstrap unmount /proc, /sys and /dev of its chroot.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = time.Minute
+	if os.Geteuid() == 0 {
+		// The chroot's mounts (proc, sys, dev nodes) live in a mount
+		// namespace of mmdebstrap's own: however it ends, none stays on
+		// the host below tmp for RemoveAll to walk into. So a cancel can
+		// kill its whole process group at once (on SIGTERM mmdebstrap
+		// would finish downloading and installing first).
+		cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Setpgid: true}
+		if opts.noNetwork {
+			cmd.SysProcAttr.Unshareflags |= syscall.CLONE_NEWNET
+		}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", err
@@ -336,7 +354,7 @@ func bootstrapDebian(ctx context.Context, s *Store, opts BootstrapOptions, img d
 		return "", fmt.Errorf("bootstrap %s: %w", name, ctx.Err())
 	}
 	if waitErr != nil && !stopped {
-		return "", mmdebstrapError(name, sources, waitErr, tail.lines())
+		return "", mmdebstrapError(name, img.packages, sources, waitErr, tail.lines())
 	}
 	if putErr != nil {
 		return "", fmt.Errorf("bootstrap %s: import layer: %w", name, putErr)
@@ -401,7 +419,7 @@ func tagAll(v *View, id digest.Digest, tags []string) error {
 
 // mmdebstrapError explains a failed mmdebstrap run, naming what is
 // missing when the mirror could not be reached.
-func mmdebstrapError(name string, sources []string, err error, tail []string) error {
+func mmdebstrapError(name string, packages, sources []string, err error, tail []string) error {
 	all := strings.Join(tail, "\n")
 	// apt's errors ("E: ...", "Err:N ..." and their indented details)
 	// say what failed; the rest is progress.
@@ -418,8 +436,9 @@ func mmdebstrapError(name string, sources []string, err error, tail []string) er
 	}
 	out := strings.Join(errs, "\n")
 	if netFailure.MatchString(all) {
-		return fmt.Errorf("bootstrap %s: the Debian package mirror is not reachable (apt sources: %s): mmdebstrap: %w\n%s\n%s",
-			name, strings.Join(sources, "; "), err, out, importHint(name))
+		return fmt.Errorf("bootstrap %s: the Debian package mirror is not reachable, so the Debian %s packages it is built from "+
+			"(%s and what they depend on) cannot be downloaded (apt sources: %s): mmdebstrap: %w\n%s\n%s",
+			name, DebianSuite, strings.Join(packages, ", "), strings.Join(sources, "; "), err, out, importHint(name))
 	}
 	return fmt.Errorf("bootstrap %s: mmdebstrap: %w\n%s\n%s", name, err, out, importHint(name))
 }

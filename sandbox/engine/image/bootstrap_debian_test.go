@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -144,7 +146,7 @@ func TestBootstrapUnreachableMirror(t *testing.T) {
 	}
 	msg := err.Error()
 	t.Logf("error:\n%s", msg)
-	for _, want := range []string{"not reachable", "127.0.0.1:9", "labd images import"} {
+	for _, want := range []string{"not reachable", "127.0.0.1:9", "python3-flask", "labd images import image.tar", "docker save python:3.11-slim | labd images import -"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error lacks %q:\n%s", want, msg)
 		}
@@ -159,10 +161,180 @@ func TestBootstrapUnreachableMirror(t *testing.T) {
 	}
 }
 
-// debianBootstrap builds one stand-in into a fresh store, once per test
-// binary, so that several tests share the minute it takes.
+// A host without any network (mmdebstrap in a network namespace with
+// only lo, the host's own apt sources): the error names the mirror that
+// could not be reached and the packages, and says how to import instead.
+func TestBootstrapNoNetwork(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mmdebstrap's root mode needs root")
+	}
+	if _, err := exec.LookPath("mmdebstrap"); err != nil {
+		t.Fatalf("mmdebstrap missing: apt-get install mmdebstrap (%v)", err)
+	}
+	sources, err := hostSources(AptSources, DebianSuite)
+	if err != nil || len(sources) == 0 {
+		t.Fatalf("the host has no apt source for %s (%v): the test needs one to fail to reach", DebianSuite, err)
+	}
+	s := openStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	_, err = BootstrapPython(ctx, s, BootstrapOptions{noNetwork: true})
+	if err == nil {
+		t.Fatal("bootstrap without network succeeded")
+	}
+	msg := err.Error()
+	t.Logf("error:\n%s", msg)
+	uri := strings.Fields(strings.NewReplacer("[", " [", "]", "] ").Replace(sources[0]))
+	mirror := ""
+	for _, f := range uri {
+		if strings.Contains(f, "://") {
+			mirror = f
+			break
+		}
+	}
+	for _, want := range []string{"not reachable", mirror, "python3, python3-flask, python3-pip, python-is-python3", "labd images import"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q", want)
+		}
+	}
+	checkNoPartialImage(t, s)
+}
+
+// Cancelling a bootstrap while mmdebstrap runs stops it, leaves nothing
+// in the store (no tag, image, layer, blob or staging file) and no
+// process or temporary directory; a bootstrap into the same store then
+// succeeds (the one TestBootstrapPythonImage checks).
+func TestBootstrapCancel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds an image from Debian packages (about a minute); skipped with -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("mmdebstrap's root mode needs root")
+	}
+	dir, err := os.MkdirTemp("", "labd-bootstrap-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testDirsMu.Lock()
+	testDirs = append(testDirs, dir)
+	testDirsMu.Unlock()
+	s, err := Open(filepath.Join(dir, "engine"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// bootstrapDebian's temporary directory goes under TMPDIR.
+	tmp := t.TempDir()
+	for _, d := range []string{tmp, filepath.Dir(tmp)} { // as /tmp: apt downloads as _apt
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("TMPDIR", tmp)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Cancel once apt is at work inside the chroot.
+	var mu sync.Mutex
+	var lines []string
+	result := make(chan error, 1)
+	go func() {
+		_, err := BootstrapPython(ctx, s, BootstrapOptions{Progress: func(l string) {
+			mu.Lock()
+			lines = append(lines, l)
+			mu.Unlock()
+			if strings.Contains(l, "I: ") && (strings.Contains(l, "download") || strings.Contains(l, "extract") || strings.Contains(l, "install")) {
+				cancel()
+			}
+		}})
+		result <- err
+	}()
+	select {
+	case err = <-result:
+	case <-time.After(5 * time.Minute):
+		t.Fatal("bootstrap did not end within 5 minutes")
+	}
+	mu.Lock()
+	t.Logf("progress before the cancel:\n%s", strings.Join(lines, "\n"))
+	mu.Unlock()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("bootstrap error = %v; want context.Canceled", err)
+	}
+	checkNoPartialImage(t, s)
+	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+		t.Errorf("temporary files left in TMPDIR: %v", ents)
+	}
+	if kids := childProcesses(t); len(kids) != 0 {
+		t.Errorf("processes left after the cancel: %v", kids)
+	}
+	// Nothing runs in the chroot any more (not even a process that left
+	// mmdebstrap's process group).
+	links, _ := filepath.Glob("/proc/[0-9]*/root")
+	cwds, _ := filepath.Glob("/proc/[0-9]*/cwd")
+	for _, l := range append(links, cwds...) {
+		if dst, err := os.Readlink(l); err == nil && strings.HasPrefix(dst, tmp+"/") {
+			t.Errorf("%s -> %s after the cancel", l, dst)
+		}
+	}
+
+	// The same store then bootstraps fine.
+	pythonBuild.seed = s
+	if _, id := pythonBuild.get(t, BootstrapPython); id == "" {
+		t.Fatal("no image after the retry")
+	}
+	if _, err := view(t, s, BaseView).Resolve("python:3.11-slim"); err != nil {
+		t.Errorf("after the retry: %v", err)
+	}
+}
+
+// checkNoPartialImage fails unless the store holds nothing at all: no
+// tag or image in the base view, no layer, blob or staging file.
+func checkNoPartialImage(t *testing.T, s *Store) {
+	t.Helper()
+	base := view(t, s, BaseView)
+	if tags := base.Tags(); len(tags) != 0 {
+		t.Errorf("tags after a failed bootstrap: %v", tags)
+	}
+	if imgs := base.List(true); len(imgs) != 0 {
+		t.Errorf("images after a failed bootstrap: %v", imgs)
+	}
+	for _, d := range []string{"tmp", "layers", filepath.Join("blobs", "sha256")} {
+		if n := countFiles(t, s.path(d)); n != 0 {
+			ents, _ := os.ReadDir(s.path(d))
+			t.Errorf("%s holds %d entries after a failed bootstrap: %v", d, n, ents)
+		}
+	}
+}
+
+// childProcesses lists this process's children (pid and command).
+func childProcesses(t *testing.T) []string {
+	t.Helper()
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// "pid (comm) state ppid ...": comm may hold spaces.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(b[i+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(os.Getpid()) {
+			out = append(out, string(b[:i+1]))
+		}
+	}
+	return out
+}
+
+// debianBootstrap builds one stand-in into a fresh store (or seed), once
+// per test binary, so that several tests share the minute it takes.
 type debianBootstrap struct {
 	once     sync.Once
+	seed     *Store
 	store    *Store
 	id       digest.Digest
 	progress []string
@@ -180,6 +352,13 @@ func (b *debianBootstrap) get(t *testing.T, build func(context.Context, *Store, 
 		t.Skip("mmdebstrap's root mode and the runtime need root")
 	}
 	b.once.Do(func() {
+		if b.seed != nil {
+			b.store = b.seed
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			b.id, b.err = build(ctx, b.store, BootstrapOptions{Progress: func(l string) { b.progress = append(b.progress, l) }})
+			return
+		}
 		dir, err := os.MkdirTemp("", "labd-bootstrap-test-")
 		if err != nil {
 			b.err = err

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/labd/labd/sandbox"
+	"github.com/labd/labd/sandbox/engine/image"
+	"github.com/labd/labd/web"
+)
+
+// The base images `labd serve` makes in the background on first start,
+// and `labd images bootstrap` makes in the foreground.
+
+// bootstrapOrder is what `bootstrap all` builds, in order.
+var bootstrapOrder = []string{"busybox", "python", "sandbox"}
+
+func knownBootstrap(name string) bool {
+	return name == "all" || slices.Contains(bootstrapOrder, name)
+}
+
+// bootstrapTags are the tags each image gets in the base view; the first
+// one says whether it is present.
+func bootstrapTags(name string) []string {
+	switch name {
+	case "busybox":
+		return []string{"busybox:latest"}
+	case "python":
+		return image.PythonTags
+	case "sandbox":
+		return []string{image.SandboxTag}
+	}
+	return nil
+}
+
+// parseBootstrapList reads --bootstrap: "all", "none" or a comma list of
+// bootstrapOrder's names; the result is in bootstrapOrder's order.
+func parseBootstrapList(s string) ([]string, error) {
+	switch strings.TrimSpace(s) {
+	case "all", "":
+		return bootstrapOrder, nil
+	case "none":
+		return nil, nil
+	}
+	want := map[string]bool{}
+	for _, n := range strings.Split(s, ",") {
+		n = strings.TrimSpace(n)
+		if !slices.Contains(bootstrapOrder, n) {
+			return nil, fmt.Errorf("--bootstrap: unknown image %q (known: %s, or all, none)", n, strings.Join(bootstrapOrder, ", "))
+		}
+		want[n] = true
+	}
+	var out []string
+	for _, n := range bootstrapOrder {
+		if want[n] {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// addBootstrapFlag registers serve's --bootstrap.
+func addBootstrapFlag(fs *flag.FlagSet) *string {
+	return fs.String("bootstrap", envDefault("LABD_BOOTSTRAP", "all"),
+		"base images to make in the background when missing: all, none, or a comma list of "+strings.Join(bootstrapOrder, ", ")+" (env LABD_BOOTSTRAP)")
+}
+
+// lockImages takes the image store's lock for who, explaining a held one.
+func lockImages(data, who string) (func(), error) {
+	dir := filepath.Join(data, "engine")
+	release, err := image.LockStore(dir, who)
+	var le *image.LockedError
+	if errors.As(err, &le) {
+		if strings.Contains(le.Holder, "labd serve") {
+			return nil, fmt.Errorf("%w.\nlabd serve makes missing base images itself in the background (--bootstrap; its log and pages show progress): "+
+				"stop it first to bootstrap or import images by hand, or use another --data", err)
+		}
+		return nil, fmt.Errorf("%w: wait for it to finish, or stop it", err)
+	}
+	return release, err
+}
+
+// debianSources overrides the host's apt sources for the Debian-based
+// images (tests: an unreachable mirror); nil uses the host's.
+var debianSources []string
+
+// buildBaseImage makes one image into the base view unless a tag of it
+// is there already (force rebuilds), reporting progress lines.
+func buildBaseImage(ctx context.Context, s *image.Store, name string, force bool, progress func(string)) (digest.Digest, error) {
+	switch name {
+	case "busybox":
+		return bootstrapBusybox(ctx, s, force, progress)
+	case "python":
+		return image.BootstrapPython(ctx, s, image.BootstrapOptions{Force: force, Progress: progress, Sources: debianSources})
+	case "sandbox":
+		return image.BootstrapSandbox(ctx, s, image.BootstrapOptions{Force: force, Progress: progress, Sources: debianSources})
+	}
+	return "", fmt.Errorf("bootstrap: unknown image %q", name)
+}
+
+// serveImages is `labd serve`'s background bootstrap: it makes the missing
+// images one at a time, and tells the pages (web.BaseImages) and the log
+// how far it is. It also records which sandboxes got the fallback shell
+// because the sandbox image was not there yet.
+type serveImages struct {
+	store   *image.Store
+	runtime bool // container shells are possible (else the sandbox image changes nothing)
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	images []web.BootstrapImage
+	simple map[string]bool // sandbox ID -> started as the fallback shell
+
+	done chan struct{}
+}
+
+// newServeImages looks at which of names are present (synchronously: the
+// first page served knows whether to show the banner).
+func newServeImages(s *image.Store, names []string, runtime bool, log *slog.Logger) *serveImages {
+	b := &serveImages{
+		store: s, runtime: runtime, log: log,
+		simple: map[string]bool{},
+		done:   make(chan struct{}),
+	}
+	for _, n := range names {
+		img := web.BootstrapImage{Name: n, Tags: bootstrapTags(n), State: web.ImageWaiting, Shell: n == "sandbox" && runtime}
+		if b.HasImage(img.Tags[0]) {
+			img.State = web.ImagePresent
+		}
+		b.images = append(b.images, img)
+	}
+	return b
+}
+
+// start runs the bootstrap in the background until it is done or ctx
+// ends; stop cancels it and waits (bounded by shutdownTimeout) for
+// mmdebstrap to be gone and the store to be clean.
+func (b *serveImages) start(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		defer close(b.done)
+		b.run(ctx)
+	}()
+	return func() {
+		cancel()
+		select {
+		case <-b.done:
+		case <-time.After(shutdownTimeout):
+			b.log.Warn("base image bootstrap still stopping", "waited", shutdownTimeout)
+		}
+	}
+}
+
+func (b *serveImages) run(ctx context.Context) {
+	for i := range b.images {
+		b.mu.Lock()
+		img := b.images[i]
+		b.mu.Unlock()
+		if img.State != web.ImageWaiting {
+			continue
+		}
+		if ctx.Err() != nil {
+			b.set(i, func(im *web.BootstrapImage) { im.State = web.ImageCancelled })
+			continue
+		}
+		start := time.Now()
+		b.log.Info("base image: preparing", "image", img.Name, "tags", strings.Join(img.Tags, ","))
+		b.set(i, func(im *web.BootstrapImage) { im.State, im.Phase = web.ImageBuilding, "starting" })
+		id, err := buildBaseImage(ctx, b.store, img.Name, false, func(line string) {
+			phase := phaseOf(line)
+			if phase == "" {
+				return
+			}
+			b.log.Info("base image: phase", "image", img.Name, "phase", phase)
+			b.set(i, func(im *web.BootstrapImage) { im.Phase = phase })
+		})
+		elapsed := time.Since(start).Round(time.Millisecond)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			b.log.Warn("base image: cancelled", "image", img.Name, "elapsed", elapsed)
+			b.set(i, func(im *web.BootstrapImage) { im.State, im.Phase = web.ImageCancelled, "" })
+		case err != nil:
+			b.log.Error("base image: failed", "image", img.Name, "elapsed", elapsed, "err", err)
+			b.set(i, func(im *web.BootstrapImage) { im.State, im.Phase, im.Error = web.ImageFailed, "", err.Error() })
+		default:
+			attrs := []any{"image", img.Name, "id", id.Encoded()[:12], "elapsed", elapsed}
+			if base, err := b.store.View(image.BaseView); err == nil {
+				if info, err := base.Image(id); err == nil {
+					attrs = append(attrs, "size", fmt.Sprintf("%.1fMB", float64(info.Size)/1e6))
+				}
+			}
+			b.log.Info("base image: ready", attrs...)
+			b.set(i, func(im *web.BootstrapImage) { im.State, im.Phase = web.ImageReady, "" })
+		}
+	}
+}
+
+// phaseOf turns a progress line ("python:3.11-slim: I: downloading
+// packages with apt...") into a phase ("downloading packages with apt");
+// "" for lines that are no phase (mmdebstrap's paths and warnings).
+func phaseOf(line string) string {
+	if i := strings.Index(line, ": "); i >= 0 && !strings.HasPrefix(line, "I: ") && !strings.HasPrefix(line, "W: ") {
+		line = line[i+2:]
+	}
+	switch {
+	case strings.HasPrefix(line, "W: ") || strings.HasPrefix(line, "E: "):
+		return ""
+	case strings.HasPrefix(line, "I: "):
+		line = strings.TrimPrefix(line, "I: ")
+		// Temp dirs, hooks and modes tell a learner nothing.
+		for _, skip := range []string{"using ", "running --", "removing tempdir", "automatically chosen", "chroot architecture", "finding correct", "skipping "} {
+			if strings.HasPrefix(line, skip) {
+				return ""
+			}
+		}
+	}
+	line = strings.TrimRight(strings.TrimSpace(line), ".")
+	if len(line) > 120 {
+		line = line[:120] + "…"
+	}
+	return line
+}
+
+func (b *serveImages) set(i int, f func(*web.BootstrapImage)) {
+	b.mu.Lock()
+	f(&b.images[i])
+	b.mu.Unlock()
+}
+
+// BootstrapStatus implements web.BaseImages.
+func (b *serveImages) BootstrapStatus() web.BootstrapStatus {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := web.BootstrapStatus{Images: slices.Clone(b.images), SimpleShells: len(b.simple)}
+	for i := range st.Images {
+		st.Images[i].Tags = slices.Clone(st.Images[i].Tags)
+	}
+	return st
+}
+
+// HasImage implements web.BaseImages: the store's own word.
+func (b *serveImages) HasImage(ref string) bool {
+	base, err := b.store.View(image.BaseView)
+	if err != nil {
+		return false
+	}
+	_, err = base.Resolve(ref)
+	return err == nil
+}
+
+// SimpleShell implements web.BaseImages.
+func (b *serveImages) SimpleShell(sid string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.simple[sid]
+}
+
+// provider wraps the sandbox provider to note which sandboxes start
+// without the sandbox image (engine.Provider then falls back to nsbox);
+// watch forgets them when they end.
+func (b *serveImages) provider(p sandbox.Provider) sandbox.Provider {
+	return &shellRecorder{Provider: p, b: b}
+}
+
+func (b *serveImages) watch(m *sandbox.Manager) {
+	m.OnDestroy(func(id string, _ sandbox.Reason) {
+		b.mu.Lock()
+		delete(b.simple, id)
+		b.mu.Unlock()
+	})
+}
+
+type shellRecorder struct {
+	sandbox.Provider
+	b *serveImages
+}
+
+func (r *shellRecorder) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, error) {
+	before := r.b.HasImage(image.SandboxTag)
+	sb, err := r.Provider.Create(ctx, spec)
+	// The provider looked in between: present before means a container
+	// shell; missing after means the fallback; made meanwhile, unknown,
+	// and the note to start a new shell does no harm then.
+	if err == nil && r.b.runtime && !before {
+		r.b.mu.Lock()
+		r.b.simple[spec.ID] = true
+		r.b.mu.Unlock()
+	}
+	return sb, err
+}

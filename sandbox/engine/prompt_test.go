@@ -1,0 +1,45 @@
+package engine_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+
+	"github.com/labd/labd/sandbox"
+	"github.com/labd/labd/sandbox/engine"
+)
+
+// TestShellContainerPromptMarkers: the container shell marks its prompts
+// (OSC 133, sandbox.PromptCommandEnv) through the image's login files, in
+// order around a command, with the continuation marker on PS2, and a
+// learner's own PS1 keeps working.
+func TestShellContainerPromptMarkers(t *testing.T) {
+	data := sandboxImageData(t)
+	ctx := context.Background()
+	shared, err := engine.OpenShared(data, engine.SharedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := filepath.Join(t.TempDir(), "workspace")
+	if err := os.Mkdir(ws, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := (&engine.Provider{Shared: shared}).Create(ctx, sandbox.Spec{ID: "shell-marks", Hostname: "lab-marks", Workspace: ws})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Destroy(ctx)
+	scr := watch(sb.Terminal())
+	q := regexp.QuoteMeta
+	// readline switches bracketed paste on before a prompt.
+	const bp = `(?:\x1b\[\?2004h)?`
+	scr.waitFor(t, regexp.MustCompile(q("\x1b]133;A\a")+bp+`root@lab-marks:~# $`))
+	sb.Terminal().Write([]byte("PS1='mine[$?]> '; (exit 3)\n"))
+	scr.waitFor(t, regexp.MustCompile(q("\x1b]133;C\a\x1b]133;D;3\a\x1b]133;A\a")+bp+`mine\[3\]> $`))
+	sb.Terminal().Write([]byte("cat <<EOF\n"))
+	scr.waitFor(t, regexp.MustCompile(q("\x1b]133;A;k=s\a")+`> $`))
+	sb.Terminal().Write([]byte("body-$((2+2))\nEOF\n"))
+	scr.waitFor(t, regexp.MustCompile(q("\x1b]133;C\a")+`body-4\r\n`+q("\x1b]133;D;0\a\x1b]133;A\a")+bp+`mine\[0\]> $`))
+}
