@@ -132,19 +132,20 @@
   }
 
   // Ctrl+Shift+C copies the selection, Ctrl+Shift+V pastes; everything
-  // else goes to the shell (Ctrl+C stays an interrupt).
+  // else goes to the shell (Ctrl+C stays an interrupt). The paste is the
+  // browser's own (Ctrl+Shift+V is "paste as plain text", a paste event on
+  // xterm's textarea, which xterm.js sends to the shell): it needs no
+  // clipboard permission and works on plain http. Reading the clipboard
+  // here as well would paste twice.
   function clipboardKeys(e) {
-    if (e.type !== 'keydown' || !e.ctrlKey || !e.shiftKey) return true;
+    if (!e.ctrlKey || !e.shiftKey || e.altKey || e.metaKey) return true;
     if (e.code === 'KeyC') {
-      if (term.hasSelection()) copyText(term.getSelection());
+      // Not the browser's Ctrl+Shift+C (the element inspector).
+      e.preventDefault();
+      if (e.type === 'keydown' && term.hasSelection()) copyText(term.getSelection());
       return false;
     }
-    if (e.code === 'KeyV') {
-      if (navigator.clipboard && navigator.clipboard.readText) {
-        navigator.clipboard.readText().then(function (t) { if (t) term.paste(t); }, function () {});
-      }
-      return false;
-    }
+    if (e.code === 'KeyV') return false;
     return true;
   }
 
