@@ -48,9 +48,11 @@ lint-content: build
 test-unit: assets
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /web/e2e)
 
+# The Docker images lab's browser test keeps its base images (python
+# stand-in, sandbox image) in TESTDATA beside test-labs' (made once, kept).
 test-e2e: deps-test build
 	mkdir -p $(LABD_ARTIFACTS)
-	$(GO) test -count=1 -v ./web/e2e/
+	LABD_E2E_LABS_DATA=$(abspath $(TESTDATA)) $(GO) test -count=1 -v -timeout 20m ./web/e2e/
 
 # Every lab's solution.sh in a fresh sandbox: no check passes before,
 # each step's checks pass after its section (grader/labtest).
