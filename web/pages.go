@@ -37,6 +37,15 @@ func (s *server) labPage(w http.ResponseWriter, r *http.Request) {
 		s.labError(w, r, id, err)
 		return
 	}
+	if !startsSandbox(r) {
+		// Another site's script or <img> would otherwise make every
+		// visitor's browser start a sandbox here.
+		s.errorPage(w, r, http.StatusForbidden, errorData{
+			Title:   "Open the lab from its link",
+			Message: "Labs start a sandbox, so they open only as a page of their own, not from inside another site.",
+		})
+		return
+	}
 	learner := s.keys.ensureLearner(w, r)
 	sid := s.keys.sandboxID(learner, id)
 	user, box := s.learnerAccount(r.Context(), learner, id)
@@ -59,6 +68,19 @@ func (s *server) labPage(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "private, no-store")
 	}
 	s.render(w, r, http.StatusOK, "lab", labData{Lab: lab, SandboxID: sid, Registry: box})
+}
+
+// startsSandbox reports whether r may start a sandbox: a page load (a
+// link from anywhere, a typed address, a reload) or labd's own page, by
+// the browser's Fetch Metadata; clients that send none (curl, old
+// browsers) too. A cross-site fetch(), <img> or <iframe>, including from a
+// learner's app in the port preview (an opaque origin), may not.
+func startsSandbox(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+		return true
+	}
+	return r.Header.Get("Sec-Fetch-Mode") == "navigate" && r.Header.Get("Sec-Fetch-Dest") == "document"
 }
 
 // labFile serves a file of the lab's folder (images the instructions

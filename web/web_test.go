@@ -533,3 +533,56 @@ func BenchmarkLabPage(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
 }
+
+// Only page loads start sandboxes: another site's fetch or <img> (or a
+// learner's app in the preview) gets 403, and no learner is made.
+func TestLabPageCrossSite(t *testing.T) {
+	s := newTestServer(t, "")
+	tests := []struct {
+		name             string
+		site, mode, dest string
+		want             int
+	}{
+		{"no fetch metadata (curl)", "", "", "", 200},
+		{"typed address", "none", "navigate", "document", 200},
+		{"link from another site", "cross-site", "navigate", "document", 200},
+		{"labd's own page", "same-origin", "cors", "empty", 200},
+		{"fetch from another site", "cross-site", "cors", "empty", http.StatusForbidden},
+		{"img from another site", "cross-site", "no-cors", "image", http.StatusForbidden},
+		{"iframe from another site", "cross-site", "navigate", "iframe", http.StatusForbidden},
+		{"fetch from a sibling host", "same-site", "cors", "empty", http.StatusForbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := s.client(t)
+			req, _ := http.NewRequest("GET", s.URL+"/labs/hello-shell", nil)
+			for k, v := range map[string]string{"Sec-Fetch-Site": tt.site, "Sec-Fetch-Mode": tt.mode, "Sec-Fetch-Dest": tt.dest} {
+				if v != "" {
+					req.Header.Set(k, v)
+				}
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status = %d, want %d:\n%s", resp.StatusCode, tt.want, body)
+			}
+			m := regexp.MustCompile(`data-sandbox="([^"]+)"`).FindSubmatch(body)
+			if tt.want != 200 {
+				if m != nil || len(resp.Cookies()) != 0 {
+					t.Errorf("refused request made a learner (%v) or names a sandbox (%q)", resp.Cookies(), m)
+				}
+				return
+			}
+			if m == nil {
+				t.Fatalf("no sandbox on the page:\n%s", body)
+			}
+			if _, _, ok := s.mgr.Get(string(m[1])); !ok {
+				t.Errorf("sandbox %s not running", m[1])
+			}
+		})
+	}
+}
