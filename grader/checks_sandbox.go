@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"strconv"
@@ -41,6 +43,33 @@ func (c *capBuffer) Bytes() []byte {
 	return append([]byte(nil), c.buf.Bytes()...)
 }
 
+// scriptPrelude runs before a script check's own lines. It gives the
+// script a docker CLI config of the grader's own whose HttpHeaders mark
+// every engine request X-Labd-Grader: 1, so `docker image history` in a
+// check is never recorded as the learner's command (a command check would
+// pass without the learner running it) and never wakes the grader's wait
+// for the learner's commands (a check that re-ran itself once a second).
+// The directory name is random and mkdir fails on an existing one, so a
+// file the learner prepared cannot take its place; the learner is root in
+// the sandbox, though, and could still swap the docker binary: script
+// checks trust the sandbox (docs/authoring.md).
+const scriptPrelude = `mkdir -m 0700 "$DOCKER_CONFIG" 2>/dev/null &&
+printf '{"HttpHeaders":{"X-Labd-Grader":"1"}}\n' >"$DOCKER_CONFIG/config.json" ||
+{ echo "labd-grader: cannot prepare the check's docker config in $DOCKER_CONFIG"; exit 125; }
+trap 'rm -rf "$DOCKER_CONFIG"' EXIT
+`
+
+// scriptSetupFailed is the prelude's exit status when it cannot run.
+const scriptSetupFailed = 125
+
+// scriptDockerConfig returns a fresh, unguessable DOCKER_CONFIG path in the
+// sandbox's /tmp for one script run.
+func scriptDockerConfig() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "/tmp/.labd-grader-" + hex.EncodeToString(b[:])
+}
+
 func checkScript(ctx context.Context, p *probe, s spec) (outcome, error) {
 	if p.env.Sandbox == nil {
 		return failed(cannot("script checks need a running sandbox; open the lab to start one"))
@@ -50,7 +79,8 @@ func checkScript(ctx context.Context, p *probe, s spec) (outcome, error) {
 	defer cancel()
 	var out capBuffer
 	code, err := p.env.Sandbox.Exec(cctx, sandbox.ExecSpec{
-		Cmd:    []string{"bash", "-c", s.str("run")},
+		Cmd:    []string{"bash", "-c", scriptPrelude + s.str("run")},
+		Env:    []string{"DOCKER_CONFIG=" + scriptDockerConfig()},
 		Stdout: &out, Stderr: &out,
 	})
 	if cctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
@@ -64,6 +94,11 @@ func checkScript(ctx context.Context, p *probe, s spec) (outcome, error) {
 	}
 	if code == 0 {
 		return pass()
+	}
+	if code == scriptSetupFailed {
+		if msg, ok := bytes.CutPrefix(out.Bytes(), []byte("labd-grader: ")); ok {
+			return failed(cannot("%s", strings.TrimSpace(string(msg))))
+		}
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out.Bytes()))
 	for sc.Scan() {

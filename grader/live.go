@@ -2,6 +2,7 @@ package grader
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -17,9 +18,30 @@ import (
 // evaluates: a build emits a burst of events, a save several file events.
 const DefaultDebounce = 40 * time.Millisecond
 
-// recordsPoll is how often Live asks the engine for new API calls while a
-// command check waits: `docker container logs` publishes no event.
-const recordsPoll = time.Second
+// recordsWait is how long one long poll of the engine's records lasts
+// (GET /labd/v1/records?after=&wait=): `docker container logs` publishes
+// no engine event, so the engine's record count announces the learner's
+// commands.
+const recordsWait = 30 * time.Second
+
+// The grader's own commands in the sandbox (script and http checks) may
+// cause engine events (a script that runs a container) or file changes
+// (an app that logs to the workspace). Such events must not start the
+// next evaluation at once, or a failing check would re-run itself in a
+// loop. An event that arrives while a grader command runs, or within
+// selfGrace after one ended, or that concerns a container created then,
+// is a "self" event: it is evaluated only after a delay that doubles from
+// selfBackoffMin to selfBackoffMax while self events keep coming and goes
+// back to the minimum on any other trigger. A learner's action that
+// happens during a check is thus seen late, never lost; the learner's
+// engine commands are always seen at once (the record count, which the
+// grader's own requests never raise).
+const (
+	selfGrace      = 250 * time.Millisecond
+	selfBackoffMin = 2 * time.Second
+	selfBackoffMax = time.Minute
+	maxSelfCtrs    = 256
+)
 
 // Live re-evaluates the checks of live sandboxes when something happens
 // and keeps passes in the progress store.
@@ -128,6 +150,14 @@ type Watcher struct {
 	asked     map[int]time.Time    // steps whose Check button was pressed, and when
 	subs      map[chan LabResult]struct{}
 	evals     int
+
+	// Grader commands running in the sandbox, for telling their side
+	// effects from the learner's (see selfGrace).
+	selfMu      sync.Mutex
+	execs       int
+	execEnd     time.Time
+	selfCtrs    map[string]bool // containers created while a grader command ran
+	selfTrigger chan struct{}
 }
 
 func (l *Live) newWatcher(t Target) *Watcher {
@@ -136,8 +166,9 @@ func (l *Live) newWatcher(t Target) *Watcher {
 		l: l, t: t, trigger: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), passed: map[string]time.Time{}, subs: map[chan LabResult]struct{}{},
 		regressed: map[string]bool{}, asked: map[int]time.Time{},
+		selfCtrs: map[string]bool{}, selfTrigger: make(chan struct{}, 1),
 	}
-	w.env = &Env{Workspace: t.Sandbox.Workspace(), Sandbox: t.Sandbox, User: t.User}
+	w.env = &Env{Workspace: t.Sandbox.Workspace(), Sandbox: selfExecer{w: w, e: t.Sandbox}, User: t.User}
 	if t.Socket != "" {
 		if c, err := NewClient(t.Socket); err == nil {
 			w.env.Docker = c
@@ -264,16 +295,22 @@ func (w *Watcher) run() {
 	if w.env.Docker != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); w.watchEngine() }()
-		if w.needsPolling() {
+		if w.needsRecords() {
+			// The count is taken before the first evaluation, so no call
+			// falls between what it reads and what the long poll waits for.
+			r, err := fetchRecords(w.ctx, w.env.Docker, time.Now())
 			wg.Add(1)
-			go func() { defer wg.Done(); w.pollRecords() }()
+			go func() { defer wg.Done(); w.watchRecords(r, err) }()
 		}
 	}
 	wg.Add(1)
-	go func() { defer wg.Done(); watchFiles(w.ctx, w.env.Workspace, w.Trigger, w.l.log) }()
+	go func() { defer wg.Done(); watchFiles(w.ctx, w.env.Workspace, w.fileChanged, w.l.log) }()
 	w.evaluate()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	selfTimer := time.NewTimer(time.Hour)
+	selfTimer.Stop()
+	selfPending, backoff := false, selfBackoffMin
 	for {
 		select {
 		case <-w.ctx.Done():
@@ -281,16 +318,26 @@ func (w *Watcher) run() {
 		case <-w.t.Sandbox.Done():
 			return
 		case <-w.trigger:
+			backoff = selfBackoffMin
 			timer.Reset(w.l.debounce)
+		case <-w.selfTrigger:
+			if !selfPending {
+				selfPending = true
+				selfTimer.Reset(backoff)
+				backoff = min(backoff*2, selfBackoffMax)
+			}
 		case <-timer.C:
+			w.evaluate()
+		case <-selfTimer.C:
+			selfPending = false
 			w.evaluate()
 		}
 	}
 }
 
-// needsPolling reports whether a check depends on API calls, which no
+// needsRecords reports whether a check depends on API calls, which no
 // engine event announces.
-func (w *Watcher) needsPolling() bool {
+func (w *Watcher) needsRecords() bool {
 	for _, st := range w.t.Lab.Steps {
 		for _, c := range st.Checks {
 			if c.Kind == "command" || c.Kind == "clean" {
@@ -299,6 +346,77 @@ func (w *Watcher) needsPolling() bool {
 		}
 	}
 	return false
+}
+
+// selfExecer runs the grader's commands in the sandbox and notes when
+// they run (see selfGrace).
+type selfExecer struct {
+	w *Watcher
+	e Execer
+}
+
+func (s selfExecer) Exec(ctx context.Context, e sandbox.ExecSpec) (int, error) {
+	w := s.w
+	w.selfMu.Lock()
+	w.execs++
+	w.selfMu.Unlock()
+	defer func() {
+		w.selfMu.Lock()
+		w.execs--
+		w.execEnd = time.Now()
+		w.selfMu.Unlock()
+	}()
+	return s.e.Exec(ctx, e)
+}
+
+// selfBusyLocked reports whether a grader command runs or just ended;
+// w.selfMu is held.
+func (w *Watcher) selfBusyLocked() bool {
+	return w.execs > 0 || time.Since(w.execEnd) < selfGrace
+}
+
+// triggerSelf asks for a delayed evaluation (see selfGrace).
+func (w *Watcher) triggerSelf() {
+	select {
+	case w.selfTrigger <- struct{}{}:
+	default:
+	}
+}
+
+// fileChanged is the workspace watcher's callback.
+func (w *Watcher) fileChanged() {
+	w.selfMu.Lock()
+	self := w.selfBusyLocked()
+	w.selfMu.Unlock()
+	if self {
+		w.triggerSelf()
+		return
+	}
+	w.Trigger()
+}
+
+// engineEvent triggers an evaluation for m, late when the grader's own
+// commands may have caused it.
+func (w *Watcher) engineEvent(m events.Message) {
+	w.selfMu.Lock()
+	self := w.selfBusyLocked()
+	if m.Type == events.ContainerEventType && m.Actor.ID != "" {
+		switch {
+		case w.selfCtrs[m.Actor.ID]:
+			self = true
+			if m.Action == events.ActionDestroy {
+				delete(w.selfCtrs, m.Actor.ID)
+			}
+		case self && m.Action == events.ActionCreate && len(w.selfCtrs) < maxSelfCtrs:
+			w.selfCtrs[m.Actor.ID] = true
+		}
+	}
+	w.selfMu.Unlock()
+	if self {
+		w.triggerSelf()
+		return
+	}
+	w.Trigger()
 }
 
 func (w *Watcher) watchEngine() {
@@ -311,8 +429,8 @@ func (w *Watcher) watchEngine() {
 			select {
 			case <-w.ctx.Done():
 				return
-			case <-msgs:
-				w.Trigger()
+			case m := <-msgs:
+				w.engineEvent(m)
 			case err := <-errs:
 				if w.ctx.Err() == nil && !client.IsErrConnectionFailed(err) {
 					w.l.log.Debug("grader events", "sandbox", w.t.SandboxID, "err", err)
@@ -332,34 +450,45 @@ func (w *Watcher) watchEngine() {
 	}
 }
 
-func (w *Watcher) pollRecords() {
-	since := time.Now()
-	tick := time.NewTicker(recordsPoll)
-	defer tick.Stop()
+// watchRecords keeps a long poll of the engine's records open and
+// triggers an evaluation when the learner made API calls: only theirs are
+// recorded (the grader's requests, script checks' included, carry
+// X-Labd-Grader), so the grader never wakes itself up this way.
+// r and err are the answer read before the first evaluation.
+func (w *Watcher) watchRecords(r *Records, err error) {
+	var seq, calls uint64
+	known, missed := false, false
+	backoff := 200 * time.Millisecond
 	for {
-		select {
-		case <-w.ctx.Done():
+		switch {
+		case w.ctx.Err() != nil:
 			return
-		case <-tick.C:
+		case errors.Is(err, errNoRecords):
+			return // not labd's engine: there are no calls to wait for
+		case err != nil:
+			w.l.log.Debug("grader records", "sandbox", w.t.SandboxID, "err", err)
+			select {
+			case <-w.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			// An evaluation while the engine did not answer could not
+			// read the calls: evaluate again once it does.
+			known, missed = false, true
+		default:
+			backoff = 200 * time.Millisecond
+			if missed || known && r.CallSeq != calls {
+				w.Trigger()
+			}
+			seq, calls, known, missed = r.Seq, r.CallSeq, true, false
 		}
-		if w.allPassed() {
-			continue
-		}
-		r, err := fetchRecords(w.ctx, w.env.Docker, since)
-		if err != nil {
-			continue
-		}
-		since = r.Now
-		if len(r.Calls) > 0 {
-			w.Trigger()
+		if known {
+			r, err = awaitRecords(w.ctx, w.env.Docker, seq, recordsWait)
+		} else {
+			r, err = fetchRecords(w.ctx, w.env.Docker, time.Now())
 		}
 	}
-}
-
-func (w *Watcher) allPassed() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.cur.Total > 0 && w.cur.Passed == w.cur.Total
 }
 
 // evaluate checks everything not passed for good and publishes the result.

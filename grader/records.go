@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -19,6 +20,8 @@ type Records struct {
 	Engine     string           `json:"engine"`
 	View       string           `json:"view"`
 	Now        time.Time        `json:"now"`
+	Seq        uint64           `json:"seq"`      // records added since the engine started
+	CallSeq    uint64           `json:"call_seq"` // calls among them
 	Calls      []CallRecord     `json:"calls"`
 	Builds     []BuildRecord    `json:"builds"`
 	Transfers  []TransferRecord `json:"transfers"`
@@ -75,12 +78,31 @@ type TransferRecord struct {
 // fetchRecords asks the engine for its records through the Docker client's
 // own transport (the unix socket).
 func fetchRecords(ctx context.Context, c *client.Client, since time.Time) (*Records, error) {
+	q := url.Values{}
+	if !since.IsZero() {
+		q.Set("since", since.Format(time.RFC3339Nano))
+	}
+	return getRecords(ctx, c, q)
+}
+
+// awaitRecords long-polls the engine: it answers once the engine's record
+// count is no longer after, or when wait has passed. The answer carries
+// only records from now on; Seq and CallSeq are what the caller wants.
+func awaitRecords(ctx context.Context, c *client.Client, after uint64, wait time.Duration) (*Records, error) {
+	q := url.Values{}
+	q.Set("since", time.Now().Format(time.RFC3339Nano))
+	q.Set("after", strconv.FormatUint(after, 10))
+	q.Set("wait", wait.String())
+	return getRecords(ctx, c, q)
+}
+
+func getRecords(ctx context.Context, c *client.Client, q url.Values) (*Records, error) {
 	if c == nil {
 		return nil, cannot("the sandbox has no engine")
 	}
 	u := "http://docker/labd/v1/records"
-	if !since.IsZero() {
-		u += "?since=" + url.QueryEscape(since.Format(time.RFC3339Nano))
+	if len(q) > 0 {
+		u += "?" + q.Encode()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {

@@ -2,8 +2,11 @@ package engine
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -139,5 +142,93 @@ func BenchmarkRecordCall(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		r.add(kindCall, c)
+	}
+}
+
+// TestRecordsLongPoll: GET /labd/v1/records?after=SEQ&wait= answers once
+// the engine recorded something after SEQ (here the learner's call made
+// while the poll waits), counts calls apart from other records, answers at
+// once when the count is already past SEQ, and rejects bad parameters in
+// Docker's wording.
+func TestRecordsLongPoll(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r, err := openRecords(t.TempDir(), "v", quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Engine{events: newEventBus(), rec: r, name: "v", shared: &Shared{}}
+	e.events.onPublish = e.recordEvent
+	srv := httptest.NewServer(api.New(e, api.Options{Logger: quiet}))
+	t.Cleanup(srv.Close)
+	get := func(q string) (Records, int) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + api.RecordsPath + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out Records
+		if resp.StatusCode == http.StatusOK {
+			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return out, resp.StatusCode
+	}
+
+	first, _ := get("")
+	if first.Seq != 0 || first.CallSeq != 0 {
+		t.Fatalf("fresh engine: seq %d, call_seq %d", first.Seq, first.CallSeq)
+	}
+	// A container event is a record but not a call.
+	e.events.publish(events.ContainerEventType, events.ActionStart, "c1", nil)
+	got, _ := get("?after=0&wait=1h")
+	if got.Seq != 1 || got.CallSeq != 0 {
+		t.Fatalf("after a container event: seq %d, call_seq %d; want 1, 0", got.Seq, got.CallSeq)
+	}
+
+	e.rec.mu.Lock()
+	e.rec.grew = nil // set again when the next poll starts waiting
+	e.rec.mu.Unlock()
+	answered := make(chan Records, 1)
+	go func() {
+		out, _ := get("?after=1&wait=10m")
+		answered <- out
+	}()
+	// The poll must still be waiting: nothing new was recorded. Wait until
+	// the handler is blocked on the engine's channel, then record a
+	// learner's call as the API server does.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		e.rec.mu.Lock()
+		waiting := e.rec.grew != nil
+		e.rec.mu.Unlock()
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the long poll never waited for records")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case out := <-answered:
+		t.Fatalf("answered with nothing new: %+v", out)
+	default:
+	}
+	e.RecordCall(api.Call{Time: time.Now(), Method: "GET", Path: "/images/busybox/history", Status: 200})
+	select {
+	case out := <-answered:
+		if out.Seq != 2 || out.CallSeq != 1 || len(out.Calls) != 1 || out.Calls[0].Path != "/images/busybox/history" {
+			t.Fatalf("long poll answer: seq %d, call_seq %d, calls %+v", out.Seq, out.CallSeq, out.Calls)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the long poll did not answer after a recorded call")
+	}
+
+	for _, q := range []string{"?after=x&wait=1s", "?after=1&wait=soon", "?after=1&wait=-1s"} {
+		if _, code := get(q); code != http.StatusBadRequest {
+			t.Errorf("GET records%s: status %d, want 400", q, code)
+		}
 	}
 }

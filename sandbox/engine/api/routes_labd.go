@@ -42,6 +42,19 @@ type RecordsBackend interface {
 	Records(since time.Time) any
 }
 
+// RecordsWaiter is implemented by backends whose records can be waited
+// for: GET /labd/v1/records?after=SEQ&wait=DURATION answers once the
+// record count is no longer SEQ (or wait has passed), so a grader learns of a
+// learner's command at once without polling.
+type RecordsWaiter interface {
+	// RecordsSeq returns how many records were added so far and a
+	// channel closed once more are.
+	RecordsSeq() (uint64, <-chan struct{})
+}
+
+// maxRecordsWait bounds ?wait=, so a forgotten long poll ends.
+const maxRecordsWait = 5 * time.Minute
+
 func (s *server) labdRecords(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
 	rb, ok := s.b.(RecordsBackend)
 	if !ok {
@@ -55,9 +68,47 @@ func (s *server) labdRecords(ctx context.Context, w http.ResponseWriter, r *http
 		}
 		since = t
 	}
+	if v := r.FormValue("after"); v != "" {
+		after, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return InvalidParameterError(errors.New("after: want a record count (seq), got " + strconv.Quote(v)))
+		}
+		wait := time.Duration(0)
+		if v := r.FormValue("wait"); v != "" {
+			if wait, err = time.ParseDuration(v); err != nil || wait < 0 {
+				return InvalidParameterError(errors.New("wait: want a duration such as 30s, got " + strconv.Quote(v)))
+			}
+		}
+		if rw, ok := s.b.(RecordsWaiter); ok && wait > 0 {
+			if !waitRecords(ctx, rw, after, min(wait, maxRecordsWait)) {
+				return nil // the client went away
+			}
+		}
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	return json.NewEncoder(w).Encode(rb.Records(since))
+}
+
+// waitRecords blocks until rw's record count differs from after (more
+// records, or a new engine whose count started over), wait has passed
+// (true) or ctx ended (false).
+func waitRecords(ctx context.Context, rw RecordsWaiter, after uint64, wait time.Duration) bool {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		seq, grew := rw.RecordsSeq()
+		if seq != after {
+			return true
+		}
+		select {
+		case <-grew:
+		case <-timer.C:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // parseSince accepts RFC 3339 (with or without fraction) or Unix seconds
