@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/sandbox/engine/image"
 	"github.com/labd/labd/web"
@@ -90,30 +88,13 @@ func lockImages(data, who string) (func(), error) {
 	return release, err
 }
 
-// debianSources overrides the host's apt sources for the Debian-based
-// images (tests: an unreachable mirror); nil uses the host's.
-var debianSources []string
-
-// buildBaseImage makes one image into the base view unless a tag of it
-// is there already (force rebuilds), reporting progress lines.
-func buildBaseImage(ctx context.Context, s *image.Store, name string, force bool, progress func(string)) (digest.Digest, error) {
-	switch name {
-	case "busybox":
-		return bootstrapBusybox(ctx, s, force, progress)
-	case "python":
-		return image.BootstrapPython(ctx, s, image.BootstrapOptions{Force: force, Progress: progress, Sources: debianSources})
-	case "sandbox":
-		return image.BootstrapSandbox(ctx, s, image.BootstrapOptions{Force: force, Progress: progress, Sources: debianSources})
-	}
-	return "", fmt.Errorf("bootstrap: unknown image %q", name)
-}
-
 // serveImages is `labd serve`'s background bootstrap: it makes the missing
 // images one at a time, and tells the pages (web.BaseImages) and the log
 // how far it is. It also records which sandboxes got the fallback shell
 // because the sandbox image was not there yet.
 type serveImages struct {
 	store   *image.Store
+	maker   *baseImageMaker
 	runtime bool // container shells are possible (else the sandbox image changes nothing)
 	log     *slog.Logger
 
@@ -125,21 +106,42 @@ type serveImages struct {
 }
 
 // newServeImages looks at which of names are present (synchronously: the
-// first page served knows whether to show the banner).
-func newServeImages(s *image.Store, names []string, runtime bool, log *slog.Logger) *serveImages {
+// first page served knows whether to show the banner) and logs where
+// those came from. m pulls official images when it has an upstream.
+func newServeImages(m *baseImageMaker, names []string, runtime bool, log *slog.Logger) *serveImages {
 	b := &serveImages{
-		store: s, runtime: runtime, log: log,
+		store: m.store, maker: m, runtime: runtime, log: log,
 		simple: map[string]bool{},
 		done:   make(chan struct{}),
 	}
+	m.fallback = func(name, upstream string, err error) {
+		b.log.Warn("base image: official image not pulled, building the local stand-in instead", "image", name, "upstream", upstream, "err", err)
+	}
+	base, _ := m.store.View(image.BaseView)
 	for _, n := range names {
 		img := web.BootstrapImage{Name: n, Tags: bootstrapTags(n), State: web.ImageWaiting, Shell: n == "sandbox" && runtime}
-		if b.HasImage(img.Tags[0]) {
-			img.State = web.ImagePresent
+		if base != nil {
+			if id, err := base.Resolve(img.Tags[0]); err == nil {
+				o, rd := originOf(base, id, img.Tags[0])
+				// Present but of the other source than asked: made again.
+				if m.accepts(n, o) {
+					img.State = web.ImagePresent
+				}
+				b.log.Info("base image: present", append([]any{"image", n, "id", id.Encoded()[:12]}, originAttrs(o, rd)...)...)
+			}
 		}
 		b.images = append(b.images, img)
 	}
 	return b
+}
+
+// originAttrs are the log attributes of a base image's origin.
+func originAttrs(o imageOrigin, repoDigest string) []any {
+	attrs := []any{"source", string(o)}
+	if repoDigest != "" {
+		attrs = append(attrs, "digest", repoDigest)
+	}
+	return attrs
 }
 
 // start runs the bootstrap in the background until it is done or ctx
@@ -176,7 +178,7 @@ func (b *serveImages) run(ctx context.Context) {
 		start := time.Now()
 		b.log.Info("base image: preparing", "image", img.Name, "tags", strings.Join(img.Tags, ","))
 		b.set(i, func(im *web.BootstrapImage) { im.State, im.Phase = web.ImageBuilding, "starting" })
-		id, err := buildBaseImage(ctx, b.store, img.Name, false, func(line string) {
+		made, err := b.maker.make(ctx, img.Name, false, func(line string) {
 			phase := phaseOf(line)
 			if phase == "" {
 				return
@@ -193,12 +195,13 @@ func (b *serveImages) run(ctx context.Context) {
 			b.log.Error("base image: failed", "image", img.Name, "elapsed", elapsed, "err", err)
 			b.set(i, func(im *web.BootstrapImage) { im.State, im.Phase, im.Error = web.ImageFailed, "", err.Error() })
 		default:
-			attrs := []any{"image", img.Name, "id", id.Encoded()[:12], "elapsed", elapsed}
+			attrs := []any{"image", img.Name, "id", made.ID.Encoded()[:12], "elapsed", elapsed}
 			if base, err := b.store.View(image.BaseView); err == nil {
-				if info, err := base.Image(id); err == nil {
+				if info, err := base.Image(made.ID); err == nil {
 					attrs = append(attrs, "size", fmt.Sprintf("%.1fMB", float64(info.Size)/1e6))
 				}
 			}
+			attrs = append(attrs, originAttrs(made.Origin, made.RepoDigest)...)
 			b.log.Info("base image: ready", attrs...)
 			b.set(i, func(im *web.BootstrapImage) { im.State, im.Phase = web.ImageReady, "" })
 		}

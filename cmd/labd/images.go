@@ -13,8 +13,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/labd/labd/sandbox/engine"
+	"github.com/labd/labd/sandbox/engine/distribution"
 	"github.com/labd/labd/sandbox/engine/image"
-	"github.com/opencontainers/go-digest"
 )
 
 func init() {
@@ -29,11 +30,20 @@ const imagesUsage = `usage:
                                               e.g. docker save python:3.11-slim | labd images import -)
                                               into the base images
   labd images bootstrap busybox|python|sandbox|all [--force] [--data DIR]
-                                              build stand-in base images locally: busybox:latest from
-                                              Debian's busybox-static; python:3.11-slim (also python:3)
-                                              and labd/sandbox:latest from Debian packages (mmdebstrap);
-                                              images present are kept unless --force
-  labd images ls [--data DIR]                 list the base images' tags`
+        [--hub-upstream REGISTRY] [--insecure-registry HOST] [--source auto|pull|standin]
+                                              make the base images: with --hub-upstream (env
+                                              LABD_HUB_UPSTREAM, e.g. registry-1.docker.io or a mirror)
+                                              pull the official busybox:latest and python:3.11-slim;
+                                              without it, or when the pull fails, build stand-ins
+                                              locally: busybox:latest from Debian's busybox-static;
+                                              python:3.11-slim (also python:3) from Debian packages
+                                              (mmdebstrap); labd/sandbox:latest is always built
+                                              locally; --source pull|standin forces one way (env
+                                              LABD_BOOTSTRAP_SOURCE); images present are kept unless
+                                              --force
+  labd images ls [--data DIR]                 list the base images' tags and where each came from
+                                              (pulled official image with its digest, local stand-in,
+                                              imported)`
 
 func runImages(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -45,6 +55,15 @@ func runImages(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	data := fs.String("data", envDefault("LABD_DATA", defaultDataDir), "state directory (env LABD_DATA)")
 	force := fs.Bool("force", false, "bootstrap: rebuild images already present")
+	var upstream *engineRegistryFlags
+	var source *imageSource
+	if sub == "bootstrap" {
+		upstream = addEngineRegistryFlags(fs, nil)
+		var err error
+		if source, err = addSourceFlag(fs, "source"); err != nil {
+			return err
+		}
+	}
 	// Accept flags before and after the positional arguments.
 	pos, err := parseInterspersed(fs, rest)
 	if err != nil {
@@ -96,7 +115,15 @@ func runImages(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		return bootstrapImages(ctx, s, pos[0], *force, func(line string) { fmt.Fprintln(stdout, line) })
+		m := &baseImageMaker{store: s, source: *source}
+		if opts := upstream.options(); opts.HubUpstream != "" {
+			// Only Docker Hub's names are pulled: no stand-in registry.
+			if m.dist, err = distribution.New(s, opts, engine.Version); err != nil {
+				return err
+			}
+			defer m.dist.Close()
+		}
+		return bootstrapImages(ctx, m, pos[0], *force, func(line string) { fmt.Fprintln(stdout, line) })
 	case "ls":
 		if len(pos) != 0 {
 			fmt.Fprintln(stderr, imagesUsage)
@@ -125,7 +152,7 @@ func listImages(w io.Writer, v *image.View) error {
 	}
 	sort.Strings(names)
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(tw, "TAG\tIMAGE ID\tCREATED\tSIZE")
+	fmt.Fprintln(tw, "TAG\tIMAGE ID\tCREATED\tSIZE\tSOURCE")
 	for _, n := range names {
 		info, err := v.Image(tags[n])
 		if err != nil {
@@ -134,45 +161,29 @@ func listImages(w io.Writer, v *image.View) error {
 			}
 			return err
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1fMB\n", n, info.ID.Encoded()[:12], info.Created.Format(time.RFC3339), float64(info.Size)/1e6)
+		o, rd := originOf(v, tags[n], n)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1fMB\t%s\n", n, info.ID.Encoded()[:12], info.Created.Format(time.RFC3339), float64(info.Size)/1e6, describeOrigin(o, rd))
 	}
 	return tw.Flush()
 }
 
-// bootstrapImages builds the named stand-in (or all of them) into the
-// base view, reporting progress line by line.
-func bootstrapImages(ctx context.Context, s *image.Store, which string, force bool, progress func(string)) error {
+// bootstrapImages makes the named image (or all of them) into the base
+// view, reporting progress line by line.
+func bootstrapImages(ctx context.Context, m *baseImageMaker, which string, force bool, progress func(string)) error {
 	names := []string{which}
 	if which == "all" {
 		names = bootstrapOrder
 	}
 	for _, n := range names {
 		start := time.Now()
-		id, err := buildBaseImage(ctx, s, n, force, progress)
+		made, err := m.make(ctx, n, force, progress)
 		if err != nil {
 			return err
 		}
-		slog.Info("base image ready", "image", n, "id", id.Encoded()[:12], "elapsed", time.Since(start).Round(time.Millisecond))
-	}
-	return nil
-}
-
-func bootstrapBusybox(ctx context.Context, s *image.Store, force bool, progress func(string)) (digest.Digest, error) {
-	const tag = "busybox:latest"
-	base, err := s.View(image.BaseView)
-	if err != nil {
-		return "", err
-	}
-	if !force {
-		if id, err := base.Resolve(tag); err == nil {
-			progress(tag + ": present")
-			return id, nil
+		if !made.Present {
+			attrs := append([]any{"image", n, "id", made.ID.Encoded()[:12], "elapsed", time.Since(start).Round(time.Millisecond)}, originAttrs(made.Origin, made.RepoDigest)...)
+			slog.Info("base image ready", attrs...)
 		}
 	}
-	id, err := image.BootstrapBusybox(ctx, s)
-	if err != nil {
-		return "", err
-	}
-	progress(fmt.Sprintf("%s: done: %s", tag, id.Encoded()[:12]))
-	return id, nil
+	return nil
 }

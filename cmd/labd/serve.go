@@ -49,7 +49,8 @@ type serveConfig struct {
 	registry       *registryFlags
 	grading        gradingFlags
 	engineRegistry *engineRegistryFlags
-	bootstrap      []string // base images to make in the background (bootstrap.go)
+	bootstrap      []string     // base images to make in the background (bootstrap.go)
+	bootstrapFrom  *imageSource // --bootstrap-source (bootstrap_source.go)
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
@@ -88,6 +89,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	c.registry = addRegistryFlags(fs)
 	c.engineRegistry = addEngineRegistryFlags(fs, c.registry)
 	bootstrap := addBootstrapFlag(fs)
+	if c.bootstrapFrom, err = addSourceFlag(fs, "bootstrap-source"); err != nil {
+		return c, err
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -167,7 +171,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		},
 	}
 	// Missing base images are made in the background once serving.
-	images := newServeImages(shared.Store, cfg.bootstrap, shared.Runtime != nil, log)
+	// Official images are pulled through the engines' registry client.
+	images := newServeImages(&baseImageMaker{store: shared.Store, dist: shared.Registry(), source: *cfg.bootstrapFrom}, cfg.bootstrap, shared.Runtime != nil, log)
 	mgr := sandbox.NewManager(images.provider(provider), sandbox.ManagerOptions{
 		DataDir:     cfg.data,
 		IdleTimeout: idle,
