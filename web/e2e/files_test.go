@@ -50,9 +50,15 @@ func TestBrowserRunWaitsAndFiles(t *testing.T) {
 	get(t, ctx, srv, "prompt markers", chromedp.Poll[bool](`window.labd.shell().marks && window.labd.shell().state === 'prompt'`))
 
 	// Run during `sleep 3`: the block waits (and says so), the busy
-	// indicator shows, and the block is typed only at the next prompt: the
-	// line after `sleep 3` is that prompt with the command, not the
-	// command echoed into sleep's terminal input.
+	// indicator shows, and the block is typed only once the next prompt is
+	// drawn. Bash prints the A marker before it expands PS1 and readline
+	// takes the terminal; a line typed in between is echoed by the tty and
+	// again by readline. A slow PS1 (a git prompt, a loaded machine) widens
+	// that gap: with a one-second PS1 a block typed at A lands above the
+	// prompt every time.
+	typeCommand(t, ctx, srv, `PS1_SAVED=$PS1; PS1='$(sleep 1)'"$PS1"; echo "slow-ps1-$((2+3))"`)
+	waitTerminal(t, ctx, srv, "slow PS1 set", regexp.MustCompile(`(?m)^slow-ps1-5`))
+	waitPrompt(t, ctx, srv)
 	typeCommand(t, ctx, srv, `sleep 3`)
 	get(t, ctx, srv, "busy state", chromedp.Poll[bool](`window.labd.shell().state === 'busy'`))
 	clickRun(t, ctx, srv, 1, 0) // echo "labd-run-$((6*7))" | tee greeting.txt
@@ -60,12 +66,18 @@ func TestBrowserRunWaitsAndFiles(t *testing.T) {
 		const w = document.getElementById('run-wait');
 		return !w.hidden && w.textContent.includes('Waiting for the prompt') && !document.getElementById('term-busy').hidden;
 	})()`))
-	waitTerminal(t, ctx, srv, "Run output after the prompt", regexp.MustCompile(`(?m)^labd-run-42`))
-	after := afterLine(t, ctx, srv, "sleep 3", regexp.MustCompile(`(?m)^labd-run-42`))
-	if !regexp.MustCompile(`^ *\n[^\n]*@lab-[^\n]*[#$] echo "labd-run-\$\(\(6\*7\)\)"`).MatchString(after) || strings.Count(after, `echo "labd-run-`) != 1 {
-		t.Errorf("after `sleep 3` the terminal shows:\n%s\nwant the next prompt with the Run block typed once, after sleep ended", after)
+	// Not anchored: the output shows whether or not it starts a line.
+	runOut := regexp.MustCompile(`labd-run-42`)
+	waitTerminal(t, ctx, srv, "Run output", runOut)
+	waitPrompt(t, ctx, srv)
+	after := afterLine(t, ctx, srv, "sleep 3", runOut)
+	if !regexp.MustCompile(`^ *\n[^\n]*@lab-[^\n]*[#$] echo "labd-run-\$\(\(6\*7\)\)" \| tee greeting\.txt *\nlabd-run-42$`).MatchString(after) || strings.Count(after, `echo "labd-run-`) != 1 {
+		t.Errorf("after `sleep 3` the terminal shows:\n%s\nwant the next prompt with the Run block typed once, after sleep ended, then its output", after)
 	}
 	get(t, ctx, srv, "waiting bar gone", chromedp.Poll[bool](`document.getElementById('run-wait').hidden && document.getElementById('term-busy').hidden`))
+	typeCommand(t, ctx, srv, `PS1=$PS1_SAVED; echo "fast-ps1-$((3+4))"`)
+	waitTerminal(t, ctx, srv, "PS1 restored", regexp.MustCompile(`(?m)^fast-ps1-7`))
+	waitPrompt(t, ctx, srv)
 
 	// A multi-line block during a command: typed after the prompt, one
 	// line per (continuation) prompt, as a learner types it.
@@ -112,6 +124,7 @@ func TestBrowserRunWaitsAndFiles(t *testing.T) {
 		t.Errorf("upload message = %q", msg)
 	}
 	// Drag and drop onto the terminal, into a subfolder opened in the panel.
+	waitPrompt(t, ctx, srv)
 	typeCommand(t, ctx, srv, `mkdir -p drops && echo "made-$((4*4))"`)
 	waitTerminal(t, ctx, srv, "mkdir", regexp.MustCompile(`(?m)^made-16`))
 	do(t, ctx, srv, "open subfolder",
@@ -136,6 +149,7 @@ func TestBrowserRunWaitsAndFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The shell sees both files (the output differs from the typed text).
+	waitPrompt(t, ctx, srv)
 	typeCommand(t, ctx, srv, `cat upload-e2e.txt drops/dropped.txt | tr a-z A-Z`)
 	waitTerminal(t, ctx, srv, "uploaded files in the shell", regexp.MustCompile(`UPLOADED-THROUGH-THE-PAGE\s*\nDROPPED-ONTO-THE-TERMINAL`))
 
@@ -172,6 +186,15 @@ func TestBrowserRunWaitsAndFiles(t *testing.T) {
 	if loc := get(t, ctx, srv, "location", chromedp.Evaluate[string](`location.pathname`)); loc != "/labs/"+labID {
 		t.Errorf("after a failed download the page is %s, want the lab", loc)
 	}
+}
+
+// waitPrompt waits until the page sees the shell at a drawn prompt with
+// nothing queued, so keys typed next reach readline. Call it after output
+// of the last command showed: until then the state may still be the
+// previous prompt's.
+func waitPrompt(t *testing.T, ctx context.Context, srv *labd) {
+	t.Helper()
+	get(t, ctx, srv, "prompt", chromedp.Poll[bool](`window.labd.shell().state === 'prompt' && window.labd.shell().queued === 0`))
 }
 
 // afterLine returns the terminal text from the end of the first line

@@ -244,6 +244,7 @@
         stats.bytes += n;
         term.write(payload, function () {
           if (gen !== self.gen) return;
+          shell.parsed(payload);
           self.pending -= n;
           if (self.paused && self.pending < LOW_WATER) {
             self.paused = false;
@@ -336,6 +337,14 @@
   // A typed line that brings no marker at all (the shell stopped marking,
   // e.g. after `exec sh`): the rest is typed at once.
   var LINE_QUIET_MS = 4000;
+  // A (from PROMPT_COMMAND) comes before bash expands PS1, which may run
+  // commands, and before readline takes the terminal: a line typed then
+  // is echoed by the tty (in canonical mode) and again by readline, and
+  // lands on the screen before the prompt. Whatever bash prints after A
+  // comes from readline (its bracketed-paste switch, the prompt), so the
+  // shell reads once any output follows A; a prompt that prints nothing
+  // at all counts as drawn after PROMPT_DRAW_MS.
+  var PROMPT_DRAW_MS = 3000;
   // Delays before showing "running" and "waiting", so quick commands do
   // not make them flicker.
   var SHOW_BUSY_MS = 400;
@@ -343,14 +352,18 @@
 
   var shell = {
     marks: false,     // the shell sent markers on this connection
-    state: 'unknown', // prompt | continuation | busy | typed | unknown
+    state: 'unknown', // prompt | drawing | continuation | busy | typed | unknown
     replayLeft: 0,    // bytes of the replay still to come
     replaying: false, // markers parsed now are history, not news
-    blind: false      // no markers: type at once
+    blind: false,     // no markers: type at once
+    freshA: false,    // A was parsed in the chunk being parsed
+    drawTimer: null
   };
 
   shell.reset = function (scrollback) {
     this.state = 'unknown';
+    this.freshA = false;
+    clearTimeout(this.drawTimer);
     this.marks = false;
     this.blind = false;
     this.replayLeft = scrollback;
@@ -375,6 +388,7 @@
 
   shell.disconnected = function () {
     this.state = 'unknown';
+    clearTimeout(this.drawTimer);
     this.replaying = false;
     showBusy(false);
     runner.render();
@@ -392,11 +406,55 @@
     stats.marks++;
     this.marks = true;
     this.blind = false;
-    if (ev !== 'done') this.state = ev;
+    if (ev === 'prompt') {
+      // At the prompt once readline drew it (parsed, PROMPT_DRAW_MS).
+      ev = this.state = 'drawing';
+      this.freshA = true;
+      clearTimeout(this.drawTimer);
+      var self = this;
+      this.drawTimer = setTimeout(function () { self.drawn(); }, PROMPT_DRAW_MS);
+    } else if (ev !== 'done') {
+      clearTimeout(this.drawTimer);
+      this.state = ev;
+    }
     if (this.replaying) return;
     showBusy(this.state === 'busy');
     runner.onMark(ev, parts[1]);
   };
+
+  // parsed runs after xterm.js parsed each chunk of output, in order: after
+  // A, output in the same chunk past the marker or in any later chunk means
+  // readline is drawing its prompt.
+  shell.parsed = function (chunk) {
+    if (this.state !== 'drawing') return;
+    var fresh = this.freshA;
+    this.freshA = false;
+    if (chunk.length === 0 || (fresh && endsWithPromptMark(chunk))) return;
+    this.drawn();
+  };
+
+  shell.drawn = function () {
+    clearTimeout(this.drawTimer);
+    if (this.state !== 'drawing') return;
+    this.state = 'prompt';
+    if (!this.replaying) runner.step();
+  };
+
+  // endsWithPromptMark tells whether the chunk ends with (the end of) the
+  // marker ESC ] 133 ; A, ended by BEL or ST: nothing followed it yet.
+  var MARK_A = [0x1b, 0x5d, 0x31, 0x33, 0x33, 0x3b, 0x41];
+  function endsWithPromptMark(chunk) {
+    var end = chunk.length;
+    if (chunk[end - 1] === 0x07) end -= 1;
+    else if (end >= 2 && chunk[end - 2] === 0x1b && chunk[end - 1] === 0x5c) end -= 2;
+    else if (end === 1 && chunk[0] === 0x5c) end = 0; // ESC ended the chunk before
+    else return false;
+    // The marker may have started in an earlier chunk.
+    for (var i = MARK_A.length - 1, j = end - 1; i >= 0 && j >= 0; i--, j--) {
+      if (chunk[j] !== MARK_A[i]) return false;
+    }
+    return true;
+  }
 
   var busyEl = document.getElementById('term-busy');
   var busyTimer = null;
