@@ -239,22 +239,33 @@ type fileList struct {
 	MaxUpload int64       `json:"maxUpload"` // bytes one upload may hold
 }
 
-// filesList answers GET /sandboxes/{sid}/files?path=DIR with DIR's
-// entries as JSON (symlinks not followed).
-func (s *server) filesList(w http.ResponseWriter, r *http.Request) {
-	wsDir, _, ok := s.filesAccess(w, r)
+// openRequested checks who may use the sandbox's files (filesAccess),
+// reads the workspace-relative path from the query parameter param and
+// opens the workspace; on false it has answered.
+func (s *server) openRequested(w http.ResponseWriter, r *http.Request, param string) (ws *workspace, rel string, byCookie, ok bool) {
+	wsDir, byCookie, ok := s.filesAccess(w, r)
 	if !ok {
-		return
+		return nil, "", false, false
 	}
-	rel, err := cleanRel(r.URL.Query().Get("path"))
+	rel, err := cleanRel(r.URL.Query().Get(param))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+		return nil, "", false, false
 	}
-	ws, err := openWorkspace(wsDir)
+	ws, err = openWorkspace(wsDir)
 	if err != nil {
 		s.log.Error("files: open workspace", "dir", wsDir, "err", err)
 		http.Error(w, "cannot open the workspace", http.StatusInternalServerError)
+		return nil, "", false, false
+	}
+	return ws, rel, byCookie, true
+}
+
+// filesList answers GET /sandboxes/{sid}/files?path=DIR with DIR's
+// entries as JSON (symlinks not followed).
+func (s *server) filesList(w http.ResponseWriter, r *http.Request) {
+	ws, rel, _, ok := s.openRequested(w, r, "path")
+	if !ok {
 		return
 	}
 	defer ws.Close()
@@ -319,19 +330,8 @@ func readlinkAt(dirfd int, name string) string {
 // fileDownload answers GET /sandboxes/{sid}/files/download?path=FILE with
 // the file's bytes as an attachment (never rendered by labd's origin).
 func (s *server) fileDownload(w http.ResponseWriter, r *http.Request) {
-	wsDir, _, ok := s.filesAccess(w, r)
+	ws, rel, _, ok := s.openRequested(w, r, "path")
 	if !ok {
-		return
-	}
-	rel, err := cleanRel(r.URL.Query().Get("path"))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	ws, err := openWorkspace(wsDir)
-	if err != nil {
-		s.log.Error("files: open workspace", "dir", wsDir, "err", err)
-		http.Error(w, "cannot open the workspace", http.StatusInternalServerError)
 		return
 	}
 	defer ws.Close()
@@ -378,17 +378,7 @@ type archiveWriter interface {
 // tar.gz|zip with DIR (default: the whole workspace) as an archive whose
 // entries sit under one top directory named after DIR.
 func (s *server) filesArchive(w http.ResponseWriter, r *http.Request) {
-	wsDir, _, ok := s.filesAccess(w, r)
-	if !ok {
-		return
-	}
-	q := r.URL.Query()
-	rel, err := cleanRel(q.Get("path"))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	format := q.Get("format")
+	format := r.URL.Query().Get("format")
 	if format == "" {
 		format = "tar.gz"
 	}
@@ -396,10 +386,8 @@ func (s *server) filesArchive(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("unknown archive format %q: use tar.gz or zip", format), http.StatusBadRequest)
 		return
 	}
-	ws, err := openWorkspace(wsDir)
-	if err != nil {
-		s.log.Error("files: open workspace", "dir", wsDir, "err", err)
-		http.Error(w, "cannot open the workspace", http.StatusInternalServerError)
+	ws, rel, _, ok := s.openRequested(w, r, "path")
+	if !ok {
 		return
 	}
 	defer ws.Close()
@@ -635,10 +623,11 @@ func (s *server) maxUpload() int64 {
 // whole request has arrived, so a refused or broken upload leaves
 // nothing behind.
 func (s *server) filesUpload(w http.ResponseWriter, r *http.Request) {
-	wsDir, byCookie, ok := s.filesAccess(w, r)
+	ws, rel, byCookie, ok := s.openRequested(w, r, "dir")
 	if !ok {
 		return
 	}
+	defer ws.Close()
 	if byCookie && !formSameOrigin(r, s.opts.AllowedOrigins) {
 		http.Error(w, "upload refused: it does not come from labd's own page", http.StatusForbidden)
 		return
@@ -648,24 +637,12 @@ func (s *server) filesUpload(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, tooLarge(r.ContentLength, limit), http.StatusRequestEntityTooLarge)
 		return
 	}
-	rel, err := cleanRel(r.URL.Query().Get("dir"))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
 	r.Body = http.MaxBytesReader(w, r.Body, limit+multipartSlack)
 	mr, err := r.MultipartReader()
 	if err != nil {
 		http.Error(w, "upload: want a multipart/form-data body with file parts", http.StatusBadRequest)
 		return
 	}
-	ws, err := openWorkspace(wsDir)
-	if err != nil {
-		s.log.Error("files: open workspace", "dir", wsDir, "err", err)
-		http.Error(w, "cannot open the workspace", http.StatusInternalServerError)
-		return
-	}
-	defer ws.Close()
 	dirfd, err := mkdirAll(ws.fd, rel)
 	if err != nil {
 		fileError(w, rel, err)

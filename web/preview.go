@@ -81,6 +81,12 @@ func (s *server) dialPreview(ctx context.Context, _, addr string) (net.Conn, err
 	return d.DialPort(ctx, port)
 }
 
+// sandboxNotRunning is the page for a preview of a sandbox that is gone.
+var sandboxNotRunning = errorData{
+	Title:   "No such sandbox",
+	Message: "This sandbox is not running. Open the lab page to start it, then open the port again.",
+}
+
 var (
 	errSandboxGone  = errors.New("the sandbox has ended")
 	errNoPortDialer = errors.New("this sandbox has no network that labd can reach")
@@ -205,10 +211,7 @@ func (s *server) previewCapped(w http.ResponseWriter, r *http.Request) {
 	}
 	_, owner, ok := s.opts.Sandboxes.Get(sid)
 	if !ok {
-		s.errorPage(w, r, http.StatusNotFound, errorData{
-			Title:   "No such sandbox",
-			Message: "This sandbox is not running. Open the lab page to start it, then open the port again.",
-		})
+		s.errorPage(w, r, http.StatusNotFound, sandboxNotRunning)
 		return
 	}
 	prefix := capPrefix(sid, port, c)
@@ -271,10 +274,7 @@ func preflight(w http.ResponseWriter, r *http.Request) {
 func (s *server) ownerOf(w http.ResponseWriter, r *http.Request, sid string) (string, bool) {
 	_, owner, ok := s.opts.Sandboxes.Get(sid)
 	if !ok {
-		s.errorPage(w, r, http.StatusNotFound, errorData{
-			Title:   "No such sandbox",
-			Message: "This sandbox is not running. Open the lab page to start it, then open the port again.",
-		})
+		s.errorPage(w, r, http.StatusNotFound, sandboxNotRunning)
 		return "", false
 	}
 	if instr, _ := s.isInstructor(r); instr {

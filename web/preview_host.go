@@ -133,10 +133,7 @@ func (s *server) servePreviewHost(w http.ResponseWriter, r *http.Request, sid st
 	}
 	_, owner, ok := s.opts.Sandboxes.Get(sid)
 	if !ok {
-		hostErrorPage(w, http.StatusNotFound, errorData{
-			Title:   "No such sandbox",
-			Message: "This sandbox is not running. Open the lab page to start it, then open the port again.",
-		})
+		hostErrorPage(w, http.StatusNotFound, sandboxNotRunning)
 		return
 	}
 	if !s.signer.hostCookieOK(r, sid, port, owner) {
@@ -161,10 +158,7 @@ func (s *server) previewHostAuth(w http.ResponseWriter, r *http.Request, sid str
 	}
 	_, owner, ok := s.opts.Sandboxes.Get(sid)
 	if !ok {
-		hostErrorPage(w, http.StatusNotFound, errorData{
-			Title:   "No such sandbox",
-			Message: "This sandbox is not running. Open the lab page to start it, then open the port again.",
-		})
+		hostErrorPage(w, http.StatusNotFound, sandboxNotRunning)
 		return
 	}
 	if err := s.signer.useAuthToken(r.URL.Query().Get("token"), sid, port, owner); err != nil {

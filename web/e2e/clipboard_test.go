@@ -3,7 +3,6 @@ package e2e_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -18,14 +17,7 @@ import (
 // the selection in its textarea under the mouse, so the browser's own menu
 // has Copy and Paste). Each paste must reach the shell exactly once.
 func TestClipboard(t *testing.T) {
-	if os.Getenv("LABD_E2E") == "0" {
-		t.Skip("LABD_E2E=0")
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("the browser test needs root: sandboxes run in new namespaces (set LABD_E2E=0 to skip)")
-	}
-	chromium := findChromium(t)
-	root := moduleRoot(t)
+	root, chromium := prerequisites(t)
 	srv := startLabd(t, root)
 	ctx := newBrowser(t, chromium)
 	do(t, ctx, srv, "open lab",

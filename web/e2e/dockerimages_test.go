@@ -79,18 +79,8 @@ const recorderJS = `(() => {
 // else a fresh one (about two minutes of mmdebstrap). LABD_E2E_DEBUG=1
 // logs the sandbox's timeline around each step's green.
 func TestDockerImages(t *testing.T) {
-	if os.Getenv("LABD_E2E") == "0" {
-		t.Skip("LABD_E2E=0")
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("the browser test needs root: sandboxes run in new namespaces (set LABD_E2E=0 to skip)")
-	}
 	began := time.Now()
-	chromium := findChromium(t)
-	root := moduleRoot(t)
-	if _, err := os.Stat(filepath.Join(root, "web/static/vendor/xterm.js")); err != nil {
-		t.Fatal("web/static/vendor is empty: run make assets (npm ci + copy of xterm.js) before this test")
-	}
+	root, chromium := prerequisites(t)
 	artifacts := artifactsDir(t)
 	bin := buildLabd(t, root)
 

@@ -37,17 +37,7 @@ const waitTimeout = 30 * time.Second
 const labID = "hello-shell"
 
 func TestBrowser(t *testing.T) {
-	if os.Getenv("LABD_E2E") == "0" {
-		t.Skip("LABD_E2E=0")
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("the browser test needs root: sandboxes run in new namespaces (set LABD_E2E=0 to skip)")
-	}
-	chromium := findChromium(t)
-	root := moduleRoot(t)
-	if _, err := os.Stat(filepath.Join(root, "web/static/vendor/xterm.js")); err != nil {
-		t.Fatal("web/static/vendor is empty: run make assets (npm ci + copy of xterm.js) before this test")
-	}
+	root, chromium := prerequisites(t)
 	artifacts := artifactsDir(t)
 
 	srv := startLabd(t, root)
@@ -508,6 +498,24 @@ func newBrowser(t *testing.T, chromium string) context.Context {
 		t.Fatalf("start chromium %s: %v", chromium, err)
 	}
 	return ctx
+}
+
+// prerequisites skips the test under LABD_E2E=0 and fails it when
+// something it needs is missing; it returns the module root and Chromium.
+func prerequisites(t *testing.T) (root, chromium string) {
+	t.Helper()
+	if os.Getenv("LABD_E2E") == "0" {
+		t.Skip("LABD_E2E=0")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("the browser test needs root: sandboxes run in new namespaces (set LABD_E2E=0 to skip)")
+	}
+	chromium = findChromium(t)
+	root = moduleRoot(t)
+	if _, err := os.Stat(filepath.Join(root, "web/static/vendor/xterm.js")); err != nil {
+		t.Fatal("web/static/vendor is empty: run make assets (npm ci + copy of xterm.js) before this test")
+	}
+	return root, chromium
 }
 
 func findChromium(t *testing.T) string {

@@ -18,17 +18,7 @@ const red = "rgb(207, 34, 46)"
 // check"; pressing Check turns the unfinished step red "not yet" with what
 // is missing; doing the step turns it green "done".
 func TestStepStatusViews(t *testing.T) {
-	if os.Getenv("LABD_E2E") == "0" {
-		t.Skip("LABD_E2E=0")
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("the browser test needs root: sandboxes run in new namespaces (set LABD_E2E=0 to skip)")
-	}
-	chromium := findChromium(t)
-	root := moduleRoot(t)
-	if _, err := os.Stat(filepath.Join(root, "web/static/vendor/xterm.js")); err != nil {
-		t.Fatal("web/static/vendor is empty: run make assets (npm ci + copy of xterm.js) before this test")
-	}
+	root, chromium := prerequisites(t)
 	srv := startLabd(t, root)
 	ctx := newBrowser(t, chromium)
 	shot := func(name string) {
