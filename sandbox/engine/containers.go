@@ -791,6 +791,9 @@ func (e *Engine) remove(ctx context.Context, c *ctr, force, volumes bool) error 
 	e.containerEvent(c, events.ActionDestroy, nil)
 	c.notifyLocked()
 	c.mu.Unlock()
+	// A client attached to a container that never ran again has nothing
+	// more to wait for.
+	c.hub.endAll()
 	return nil
 }
 

@@ -41,26 +41,148 @@ func openLog(path string) (*os.File, error) {
 // attachHub is a container's attached clients; it lives as long as the
 // container, so a client attached before start (docker run) sees the
 // first byte.
+//
+// A client joins the hub before its connection is hijacked: the CLI starts
+// the container as soon as it has read the hijack's response header, so a
+// client that joined after writing it could miss the first output, or the
+// whole run of a short command (`docker run --rm busybox echo hi` printing
+// nothing), and then wait for an exit that had already happened. Until the
+// client is connected its output is queued.
 type attachHub struct {
 	mu      sync.Mutex
 	clients map[*attachClient]struct{}
 }
 
+// maxPending bounds what is queued for a client not yet connected; beyond
+// it the container's output waits for the client, as it waits for a slow
+// connected one.
+const maxPending = 1 << 20
+
 type attachClient struct {
-	stdout, stderr io.Writer
-	done           chan struct{}
-	once           sync.Once
+	done chan struct{}
+	once sync.Once
+
+	mu             sync.Mutex
+	stdout, stderr io.Writer     // set by connect
+	ready          chan struct{} // closed by connect or abandon
+	connected      bool
+	failed         bool // abandoned, or a write to the client failed
+	pending        []pendingOut
+	pendingSize    int
+}
+
+type pendingOut struct {
+	stderr bool
+	p      []byte
+}
+
+func newAttachClient() *attachClient {
+	return &attachClient{done: make(chan struct{}), ready: make(chan struct{})}
 }
 
 func (a *attachClient) end() { a.once.Do(func() { close(a.done) }) }
 
+// connect sends what was queued, then lets output go straight to stdout and
+// stderr (either may be nil: that stream is not wanted).
+func (a *attachClient) connect(stdout, stderr io.Writer) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stdout, a.stderr = stdout, stderr
+	for _, q := range a.pending {
+		if err := a.writeLocked(q.stderr, q.p); err != nil {
+			a.failed = true
+			a.end()
+			break
+		}
+	}
+	a.pending, a.pendingSize = nil, 0
+	a.connected = true
+	close(a.ready)
+}
+
+// abandon drops a client whose connection could not be taken over.
+func (a *attachClient) abandon() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.connected && !a.failed {
+		a.failed = true
+		a.pending = nil
+		close(a.ready)
+	}
+	a.end()
+}
+
+func (a *attachClient) writeLocked(stderr bool, p []byte) error {
+	w := a.stdout
+	if stderr {
+		w = a.stderr
+	}
+	if w == nil {
+		return nil
+	}
+	_, err := w.Write(p)
+	return err
+}
+
+// write sends p to the client, or queues it while the client is not yet
+// connected. An error means the client is gone.
+func (a *attachClient) write(stderr bool, p []byte) error {
+	a.mu.Lock()
+	if !a.connected && !a.failed && a.pendingSize+len(p) > maxPending {
+		a.mu.Unlock()
+		<-a.ready
+		a.mu.Lock()
+	}
+	defer a.mu.Unlock()
+	switch {
+	case a.failed:
+		return io.ErrClosedPipe
+	case !a.connected:
+		a.pending = append(a.pending, pendingOut{stderr: stderr, p: bytes.Clone(p)})
+		a.pendingSize += len(p)
+		return nil
+	}
+	if err := a.writeLocked(stderr, p); err != nil {
+		a.failed = true
+		return err
+	}
+	return nil
+}
+
 func (h *attachHub) add(a *attachClient) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.addLocked(a)
+}
+
+func (h *attachHub) addLocked(a *attachClient) {
 	if h.clients == nil {
 		h.clients = map[*attachClient]struct{}{}
 	}
 	h.clients[a] = struct{}{}
+}
+
+// addAfterLog adds a to the hub of a running container and returns how
+// many bytes of the log file hold the output a did not get: replaying
+// those, then a's own output, shows every byte once. The start of an
+// unfinished line went to the clients before a joined but is not in the
+// file yet; it is queued for a.
+func (h *attachHub) addAfterLog(a *attachClient, o *output) int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	o.mu.Lock()
+	size := o.size
+	if !o.closed {
+		for _, s := range []string{"stdout", "stderr"} {
+			if p := o.partial[s]; len(p) > 0 {
+				a.pending = append(a.pending, pendingOut{stderr: s == "stderr", p: bytes.Clone(p)})
+				a.pendingSize += len(p)
+			}
+		}
+	}
+	o.mu.Unlock()
+	h.addLocked(a)
+	return size
 }
 
 func (h *attachHub) remove(a *attachClient) {
@@ -69,25 +191,16 @@ func (h *attachHub) remove(a *attachClient) {
 	delete(h.clients, a)
 }
 
-func (h *attachHub) write(stream string, p []byte) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+func (h *attachHub) writeLocked(stream string, p []byte) {
 	for a := range h.clients {
-		w := a.stdout
-		if stream == "stderr" {
-			w = a.stderr
-		}
-		if w == nil {
-			continue
-		}
-		if _, err := w.Write(p); err != nil {
+		if err := a.write(stream == "stderr", p); err != nil {
 			delete(h.clients, a)
 			a.end()
 		}
 	}
 }
 
-// endAll ends every attachment: the container has exited.
+// endAll ends every attachment: the container has exited or is removed.
 func (h *attachHub) endAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -123,7 +236,11 @@ type streamWriter struct {
 }
 
 func (w streamWriter) Write(p []byte) (int, error) {
-	w.o.hub.write(w.stream, p)
+	// The hub's lock is held across the log write too, so a client joining
+	// with logs (addAfterLog) sees each byte in exactly one of the two.
+	w.o.hub.mu.Lock()
+	defer w.o.hub.mu.Unlock()
+	w.o.hub.writeLocked(w.stream, p)
 	w.o.mu.Lock()
 	defer w.o.mu.Unlock()
 	if w.o.closed {
@@ -357,12 +474,6 @@ func (e *Engine) ContainerAttach(ctx context.Context, name string, cfg api.Attac
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	tty := c.meta.Config.Tty
-	openStdin := c.meta.Config.OpenStdin
-	stdinOnce := c.meta.Config.StdinOnce
-	path := c.logPath()
-	c.mu.Unlock()
 	keys := []byte{16, 17} // ctrl-p,ctrl-q
 	if cfg.DetachKeys != "" {
 		k, err := term.ToBytes(cfg.DetachKeys)
@@ -371,13 +482,54 @@ func (e *Engine) ContainerAttach(ctx context.Context, name string, cfg api.Attac
 		}
 		keys = k
 	}
+	// Join the hub before the hijack's header tells the client to go on
+	// (see attachHub); with logs, at the point the replay stops.
+	c.mu.Lock()
+	if c.removed {
+		c.mu.Unlock()
+		return noSuchContainer(name)
+	}
+	tty := c.meta.Config.Tty
+	openStdin := c.meta.Config.OpenStdin
+	stdinOnce := c.meta.Config.StdinOnce
+	path := c.logPath()
+	var cl *attachClient
+	logSize := int64(-1)
+	if cfg.Stream {
+		cl = newAttachClient()
+		switch {
+		case cfg.Logs && c.out != nil:
+			logSize = c.hub.addAfterLog(cl, c.out)
+		case cfg.Logs:
+			// Not running: the file is complete until the next start,
+			// whose output cl gets.
+			logSize = 0
+			if fi, err := os.Stat(path); err == nil {
+				logSize = fi.Size()
+			}
+			c.hub.add(cl)
+		default:
+			c.hub.add(cl)
+		}
+		e.containerEvent(c, events.ActionAttach, nil)
+	}
+	c.mu.Unlock()
+	if cl != nil {
+		defer c.hub.remove(cl)
+	}
 	st, err := cfg.Hijack(tty)
 	if err != nil {
+		if cl != nil {
+			cl.abandon()
+		}
 		return err
 	}
 	defer st.Close()
 	if cfg.Logs {
-		recs, _ := readLog(path, 1<<62)
+		if logSize < 0 {
+			logSize = 1 << 62
+		}
+		recs, _ := readLog(path, logSize)
 		for _, r := range recs {
 			switch {
 			case r.Stream == "stdout" && st.Stdout != nil:
@@ -387,15 +539,10 @@ func (e *Engine) ContainerAttach(ctx context.Context, name string, cfg api.Attac
 			}
 		}
 	}
-	if !cfg.Stream {
+	if cl == nil {
 		return nil
 	}
-	cl := &attachClient{stdout: st.Stdout, stderr: st.Stderr, done: make(chan struct{})}
-	c.mu.Lock()
-	c.hub.add(cl)
-	e.containerEvent(c, events.ActionAttach, nil)
-	c.mu.Unlock()
-	defer c.hub.remove(cl)
+	cl.connect(st.Stdout, st.Stderr)
 
 	detached := make(chan struct{})
 	if st.Stdin != nil && openStdin {
