@@ -384,7 +384,7 @@ func TestServeBootstrapPull(t *testing.T) {
 	img := pushTinyImage(t, up.Addr, "library/busybox", "latest")
 	data := t.TempDir()
 
-	waitBootstrap := func(url string, logs *bootLog) {
+	waitBootstrap := func(url string, logs *syncBuffer) {
 		t.Helper()
 		deadline := time.Now().Add(2 * time.Minute)
 		for bootStatus(t, url+"/bootstrap/status").Poll {
@@ -394,7 +394,7 @@ func TestServeBootstrapPull(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	checkLog := func(logs *bootLog, res ...string) {
+	checkLog := func(logs *syncBuffer, res ...string) {
 		t.Helper()
 		for _, re := range res {
 			if !regexp.MustCompile(re).MatchString(logs.String()) {

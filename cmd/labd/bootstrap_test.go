@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -61,30 +60,12 @@ func TestPhaseOf(t *testing.T) {
 	}
 }
 
-// bootLog collects a log written from several goroutines.
-type bootLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *bootLog) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *bootLog) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 var bootServingRE = regexp.MustCompile(`msg="labd serving" addr=(http://\S+)`)
 
 // bootServe runs `labd serve` in this process over a content folder
 // with one lab needing the python stand-in, and returns its URL, its log
 // and a stop function returning runServe's error.
-func bootServe(t *testing.T, data string, args ...string) (string, *bootLog, func() error) {
+func bootServe(t *testing.T, data string, args ...string) (string, *syncBuffer, func() error) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("labd serve's engine needs root (namespaces, overlay mounts)")
@@ -99,7 +80,7 @@ func bootServe(t *testing.T, data string, args ...string) (string, *bootLog, fun
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &bootLog{}
+	logs := &syncBuffer{}
 	done := make(chan error, 1)
 	args = append([]string{"--addr", "127.0.0.1:0", "--content", content, "--data", data, "--registry-addr", "off"}, args...)
 	go func() { done <- runServe(ctx, args, io.Discard, logs) }()

@@ -34,7 +34,8 @@ func TestMain(m *testing.M) {
 // waitTimeout bounds every wait; generous for a loaded 2-core machine.
 const waitTimeout = 60 * time.Second
 
-// syncBuffer collects labd serve's log while the test reads it.
+// syncBuffer collects a log written from several goroutines (labd
+// serve's) while the test reads it.
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -91,24 +90,6 @@ func TestStartRegistryAddrBusy(t *testing.T) {
 	}
 }
 
-// lockedLog collects a log written from several goroutines.
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 var (
 	registryServingRE = regexp.MustCompile(`msg="registry serving" addr=http://(\S+)`)
 	hubStandInRE      = regexp.MustCompile(`msg="engine registry" hub_stand_in=(\S+)`)
@@ -131,9 +112,9 @@ func TestServeRegistryAddrBusy(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(content, "hello", "lab.md"), []byte(md), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	serve := func(extra ...string) (*lockedLog, chan error, context.CancelFunc) {
+	serve := func(extra ...string) (*syncBuffer, chan error, context.CancelFunc) {
 		ctx, cancel := context.WithCancel(context.Background())
-		logs := &lockedLog{}
+		logs := &syncBuffer{}
 		done := make(chan error, 1)
 		args := append([]string{"--addr", "127.0.0.1:0", "--content", content, "--data", t.TempDir(),
 			"--bootstrap", "none", "--registry-gc-interval", "0"}, extra...)
