@@ -2,6 +2,7 @@ package grader
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -59,6 +60,12 @@ func checkImage(ctx context.Context, p *probe, s spec) (outcome, error) {
 	}
 	if s.boolean("built", false) || s.str("dockerfile") != "" {
 		recs, rerr := p.records(ctx)
+		if errors.Is(rerr, errNoRecords) {
+			if o, err := p.builtOnDocker(ctx, s, name, img); err != nil || !o.ok {
+				return o, err
+			}
+			return p.imageHistory(ctx, s, name, img)
+		}
 		built := false
 		var byBuild *BuildRecord
 		if rerr == nil {
@@ -97,6 +104,11 @@ func checkImage(ctx context.Context, p *probe, s spec) (outcome, error) {
 			}
 		}
 	}
+	return p.imageHistory(ctx, s, name, img)
+}
+
+// imageHistory checks the image's history constraints.
+func (p *probe) imageHistory(ctx context.Context, s spec, name string, img image.InspectResponse) (outcome, error) {
 	if hist := s.strs("history"); len(hist) > 0 {
 		c, _ := p.docker()
 		items, err := c.ImageHistory(ctx, img.ID)
