@@ -74,16 +74,23 @@ func addBootstrapFlag(fs *flag.FlagSet) *string {
 }
 
 // lockImages takes the image store's lock for who, explaining a held one.
+// Every command that opens DATA/engine with image.Open (or the engine's
+// Open/OpenShared) takes it first: opening removes the staging files of
+// whoever else has the store open.
 func lockImages(data, who string) (func(), error) {
 	dir := filepath.Join(data, "engine")
 	release, err := image.LockStore(dir, who)
 	var le *image.LockedError
 	if errors.As(err, &le) {
-		if strings.Contains(le.Holder, "labd serve") {
+		switch {
+		case strings.Contains(le.Holder, "labd serve") && strings.HasPrefix(who, "labd images"):
 			return nil, fmt.Errorf("%w.\nlabd serve makes missing base images itself in the background (--bootstrap; its log and pages show progress): "+
 				"stop it first to bootstrap or import images by hand, or use another --data", err)
+		case strings.Contains(le.Holder, "labd images"):
+			return nil, fmt.Errorf("%w: wait for it to finish, or stop it", err)
+		default:
+			return nil, fmt.Errorf("%w: stop it first, or use another --data", err)
 		}
-		return nil, fmt.Errorf("%w: wait for it to finish, or stop it", err)
 	}
 	return release, err
 }

@@ -37,6 +37,13 @@ func runEngine(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	log := slog.Default()
+	// Before anything in DATA is touched: opening the store sweeps its
+	// staging files, which are another process's while that one runs.
+	unlockImages, err := lockImages(*data, "labd engine")
+	if err != nil {
+		return err
+	}
+	defer unlockImages()
 	// The registry first: the engine's Hub stand-in needs its actual address.
 	_, _, stopRegistry, err := startRegistry(*data, regFlags, log)
 	if err != nil {

@@ -129,7 +129,9 @@ func runImages(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			fmt.Fprintln(stderr, imagesUsage)
 			return exitError{code: 2}
 		}
-		s, err := openStore()
+		// Read-only and unlocked: it works beside labd serve and leaves
+		// serve's staging files alone.
+		s, err := image.OpenReadOnly(filepath.Join(*data, "engine"))
 		if err != nil {
 			return err
 		}

@@ -33,7 +33,7 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	labID := fs.String("lab", "", "test only this lab")
 	junit := fs.String("junit", "", "also write a JUnit XML report to this file")
-	data := fs.String("data", "", "take the base images from this state directory (default: bootstrap busybox)")
+	data := fs.String("data", "", "copy the base images from this state directory, read-only: it may be in use by labd serve (default: bootstrap busybox)")
 	verbose := fs.Bool("v", false, "show the solution's output")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: labd test [--lab LAB] [--junit FILE] [--data DIR] CONTENT_DIR")
@@ -151,7 +151,9 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // baseImages fills the test store's base images: a copy of those in
 // from's store when given, else busybox bootstrapped from Debian's
-// busybox-static.
+// busybox-static. from's store is opened read-only and unlocked: labd
+// serve may be running on it, and the copy must neither wait for serve
+// nor sweep its staging files (image.Open would).
 func baseImages(ctx context.Context, st *image.Store, from string, stderr io.Writer) error {
 	dst, err := st.View(image.BaseView)
 	if err != nil {
@@ -163,7 +165,7 @@ func baseImages(ctx context.Context, st *image.Store, from string, stderr io.Wri
 		}
 		return nil
 	}
-	src, err := image.Open(filepath.Join(from, "engine"))
+	src, err := image.OpenReadOnly(filepath.Join(from, "engine"))
 	if err != nil {
 		return fmt.Errorf("base images of %s: %w", from, err)
 	}

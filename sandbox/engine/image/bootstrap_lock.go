@@ -10,11 +10,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// LockFile is the file in a store's directory whose lock the process
-// writing the store's base images holds: `labd serve` for its whole life
-// (it bootstraps in the background, and a Store must not be shared by
-// two processes), `labd images bootstrap` and `labd images import` while
-// they run.
+// LockFile is the file in a store's directory whose lock every process
+// that opens the store with Open holds: a Store must not be shared by two
+// processes, and Open removes staging files (tmp/) it takes for a killed
+// process's leftovers. `labd serve` and `labd engine` hold it for their
+// whole life, `labd images bootstrap|import` while they run. Readers of
+// another process's store (labd test --data) use OpenReadOnly instead,
+// which needs no lock.
 const LockFile = "images.lock"
 
 // ErrLocked reports a store held by another process.

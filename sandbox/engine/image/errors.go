@@ -11,6 +11,8 @@ var (
 	ErrNotFound         = errors.New("not found")
 	ErrInvalidReference = errors.New("invalid reference")
 	ErrConflict         = errors.New("conflict")
+	// ErrReadOnly: a write to a store opened with OpenReadOnly.
+	ErrReadOnly = errors.New("image store opened read-only")
 )
 
 // notFoundError carries Docker's wording ("No such image: busybox:latest").

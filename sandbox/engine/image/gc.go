@@ -24,6 +24,10 @@ func (s *Store) GC(ctx context.Context) (GCReport, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var rep GCReport
+	if s.readOnly {
+		// It would remove the writer's blobs not yet in a view.
+		return rep, fmt.Errorf("gc: %w", s.errReadOnly())
+	}
 	keep := map[digest.Digest]bool{}
 	for d := range s.fresh {
 		keep[d] = true

@@ -164,7 +164,7 @@ func (v *View) Load(ctx context.Context, r io.Reader, out func(string)) error {
 		out = func(string) {}
 	}
 	done := v.s.begin()
-	dir, err := os.MkdirTemp(v.s.path("tmp"), "load-")
+	dir, err := v.s.stageDir("load-")
 	if err != nil {
 		done()
 		return fmt.Errorf("load: %w", err)

@@ -38,6 +38,9 @@ type Store struct {
 	// active counts staging operations running outside mu; GC empties
 	// tmp/ only when there are none.
 	active int
+	// readOnly: opened by OpenReadOnly, in a directory another process
+	// may be writing; nothing may be staged, written or removed.
+	readOnly bool
 }
 
 // LayerInfo describes a stored layer.
@@ -72,6 +75,37 @@ func Open(dir string) (*Store, error) {
 	return s, nil
 }
 
+// OpenReadOnly opens the existing store in dir for reading only (labd
+// test --data copies base images out of it) without its lock: it removes
+// nothing (tmp/ may hold the staging files of the process writing the
+// store, e.g. labd serve), creates nothing, and every write, Load or GC
+// fails with ErrReadOnly. What it reads was committed by rename (blobs
+// are content-addressed, view files replaced whole), so a concurrent
+// writer never shows it a partial file; an image the writer deletes
+// meanwhile makes the read fail, not the store.
+func OpenReadOnly(dir string) (*Store, error) {
+	for _, d := range []string{"blobs/sha256", "layers", "views"} {
+		fi, err := os.Stat(filepath.Join(dir, d))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no image store in %s (no %s): %w", dir, d, fs.ErrNotExist)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open image store %s: %w", dir, err)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("open image store %s: %s is not a directory", dir, d)
+		}
+	}
+	return &Store{
+		root:     dir,
+		views:    map[string]*View{},
+		configs:  map[digest.Digest]*Config{},
+		layers:   map[digest.Digest]int64{},
+		fresh:    map[digest.Digest]struct{}{},
+		readOnly: true,
+	}, nil
+}
+
 // Dir returns the store's directory.
 func (s *Store) Dir() string { return s.root }
 
@@ -91,10 +125,24 @@ func validDigest(d digest.Digest) error {
 	return nil
 }
 
-// tempFile creates a staging file in tmp/.
+// tempFile creates a staging file in tmp/. Every write to the store
+// stages through it or stageDir, so those two refuse a read-only store.
 func (s *Store) tempFile() (*os.File, error) {
+	if s.readOnly {
+		return nil, s.errReadOnly()
+	}
 	return os.CreateTemp(s.path("tmp"), "blob-")
 }
+
+// stageDir creates a staging directory in tmp/.
+func (s *Store) stageDir(prefix string) (string, error) {
+	if s.readOnly {
+		return "", s.errReadOnly()
+	}
+	return os.MkdirTemp(s.path("tmp"), prefix)
+}
+
+func (s *Store) errReadOnly() error { return fmt.Errorf("%s: %w", s.root, ErrReadOnly) }
 
 // begin marks a staging operation; call the returned func when done.
 func (s *Store) begin() func() {
@@ -230,7 +278,7 @@ func (s *Store) PutLayer(ctx context.Context, r io.Reader) (LayerInfo, error) {
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	dir, err := os.MkdirTemp(s.path("tmp"), "layer-")
+	dir, err := s.stageDir("layer-")
 	if err != nil {
 		return LayerInfo{}, fmt.Errorf("put layer: %w", err)
 	}
@@ -269,7 +317,7 @@ func (s *Store) CommitLayer(ctx context.Context, upperDir string) (LayerInfo, er
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return LayerInfo{}, fmt.Errorf("commit layer: %w", err)
 	}
-	dir, err := os.MkdirTemp(s.path("tmp"), "layer-")
+	dir, err := s.stageDir("layer-")
 	if err != nil {
 		return LayerInfo{}, fmt.Errorf("commit layer: %w", err)
 	}
