@@ -30,10 +30,13 @@ const recordsWait = 30 * time.Second
 // next evaluation at once, or a failing check would re-run itself in a
 // loop. An event that arrives while a grader command runs, or within
 // selfGrace after one ended, or that concerns a container created then,
-// is a "self" event: it is evaluated only after a delay that doubles from
-// selfBackoffMin to selfBackoffMax while self events keep coming and goes
-// back to the minimum on any other trigger. A learner's action that
-// happens during a check is thus seen late, never lost; the learner's
+// is a "self" event. The first one after an evaluation that something
+// else caused is evaluated at once (it may be the learner's: a file saved
+// while a script ran); a chain of them is evaluated only after a delay
+// that doubles from selfBackoffMin to selfBackoffMax while self events
+// keep coming and goes back to the minimum on any other trigger. A
+// learner's action during such a chain is seen late, never lost; the
+// learner's
 // engine commands are always seen at once (the record count, which the
 // grader's own requests never raise).
 const (
@@ -311,6 +314,9 @@ func (w *Watcher) run() {
 	selfTimer := time.NewTimer(time.Hour)
 	selfTimer.Stop()
 	selfPending, backoff := false, selfBackoffMin
+	// armed: an evaluation is due at timer; armedBySelf: only self events
+	// asked for it; lastBySelf: the latest evaluation was one of those.
+	armed, armedBySelf, lastBySelf := false, false, false
 	for {
 		select {
 		case <-w.ctx.Done():
@@ -319,17 +325,31 @@ func (w *Watcher) run() {
 			return
 		case <-w.trigger:
 			backoff = selfBackoffMin
+			armed, armedBySelf = true, false
 			timer.Reset(w.l.debounce)
 		case <-w.selfTrigger:
-			if !selfPending {
+			switch {
+			case armed:
+				// An evaluation is due anyway.
+			case !lastBySelf && !selfPending:
+				// The first self event after an evaluation something
+				// else caused is taken at the usual pace: it may be the
+				// learner's (a file saved while a script ran). Only a
+				// chain of self events backs off.
+				armed, armedBySelf = true, true
+				timer.Reset(w.l.debounce)
+			case !selfPending:
 				selfPending = true
 				selfTimer.Reset(backoff)
 				backoff = min(backoff*2, selfBackoffMax)
 			}
 		case <-timer.C:
+			lastBySelf = armedBySelf
+			armed, armedBySelf = false, false
 			w.evaluate()
 		case <-selfTimer.C:
 			selfPending = false
+			lastBySelf = true
 			w.evaluate()
 		}
 	}
