@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/labd/labd/grader"
 	"github.com/labd/labd/labs"
 	"github.com/labd/labd/sandbox/engine/enginetest"
@@ -112,11 +110,7 @@ func (r *ref) importBusybox(dir string) {
 // learner's shell would, and fails the test unless it exits 0.
 func (r *ref) sh(script string) string {
 	r.t.Helper()
-	out, code := r.try(script)
-	if code != 0 {
-		r.t.Fatalf("%s: exit %d\n%s", script, code, out)
-	}
-	return out
+	return mustSucceed(r.t, script, r.try)
 }
 
 func (r *ref) try(script string) (string, int) {
@@ -141,23 +135,9 @@ func (r *ref) try(script string) (string, int) {
 	return out.String(), 0
 }
 
-// check parses a YAML check as lab.md would hold it and grades it.
-func (r *ref) check(y string) grader.CheckResult {
-	r.t.Helper()
-	var spec map[string]any
-	if err := yaml.Unmarshal([]byte(y), &spec); err != nil {
-		r.t.Fatal(err)
-	}
-	c := labs.Check{ID: "c", Kind: spec["kind"].(string), Title: "t", Spec: spec}
-	return grader.Check(context.Background(), r.env, 1, c)
-}
-
 func (r *ref) want(y string, st grader.State, msgPart string) {
 	r.t.Helper()
-	res := r.check(y)
-	if res.State != st || !strings.Contains(res.Message, msgPart) {
-		r.t.Fatalf("on dockerd, check\n%s\n= %s %q, want %s with message containing %q", y, res.State, res.Message, st, msgPart)
-	}
+	wantState(r.t, r.env, "on dockerd, ", y, st, msgPart)
 }
 
 // dockerdLab is a lab whose checks cover every kind; the "records" step

@@ -79,9 +79,15 @@ func newBox(t testing.TB) *box {
 // unless it exits 0.
 func (b *box) sh(script string) string {
 	b.t.Helper()
-	out, code := b.try(script)
+	return mustSucceed(b.t, script, b.try)
+}
+
+// mustSucceed runs script with try and fails the test unless it exits 0.
+func mustSucceed(t testing.TB, script string, try func(string) (string, int)) string {
+	t.Helper()
+	out, code := try(script)
 	if code != 0 {
-		b.t.Fatalf("%s: exit %d\n%s", script, code, out)
+		t.Fatalf("%s: exit %d\n%s", script, code, out)
 	}
 	return out
 }
@@ -101,22 +107,36 @@ func (b *box) try(script string) (string, int) {
 // check parses a YAML check as lab.md would hold it and grades it.
 func (b *box) check(y string) grader.CheckResult {
 	b.t.Helper()
+	return gradeYAML(b.t, b.env, y)
+}
+
+func (b *box) want(y string, st grader.State, msgPart string) {
+	b.t.Helper()
+	wantState(b.t, b.env, "", y, st, msgPart)
+}
+
+// gradeYAML parses a YAML check as lab.md would hold it and grades it in
+// env.
+func gradeYAML(t testing.TB, env *grader.Env, y string) grader.CheckResult {
+	t.Helper()
 	var spec map[string]any
 	if err := yaml.Unmarshal([]byte(y), &spec); err != nil {
-		b.t.Fatal(err)
+		t.Fatal(err)
 	}
 	c := labs.Check{ID: "c", Kind: spec["kind"].(string), Title: "t", Spec: spec}
 	if h, ok := spec["hint"].(string); ok {
 		c.Hint = h
 	}
-	return grader.Check(context.Background(), b.env, 1, c)
+	return grader.Check(context.Background(), env, 1, c)
 }
 
-func (b *box) want(y string, st grader.State, msgPart string) {
-	b.t.Helper()
-	r := b.check(y)
+// wantState fails the test unless the check y, graded in env, is in state
+// st with msgPart in its message; where prefixes the failure.
+func wantState(t testing.TB, env *grader.Env, where, y string, st grader.State, msgPart string) {
+	t.Helper()
+	r := gradeYAML(t, env, y)
 	if r.State != st || !strings.Contains(r.Message, msgPart) {
-		b.t.Fatalf("check\n%s\n= %s %q, want %s with message containing %q", y, r.State, r.Message, st, msgPart)
+		t.Fatalf("%scheck\n%s\n= %s %q, want %s with message containing %q", where, y, r.State, r.Message, st, msgPart)
 	}
 }
 
