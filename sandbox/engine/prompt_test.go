@@ -1,14 +1,8 @@
 package engine_test
 
 import (
-	"context"
-	"os"
-	"path/filepath"
 	"regexp"
 	"testing"
-
-	"github.com/labd/labd/sandbox"
-	"github.com/labd/labd/sandbox/engine"
 )
 
 // TestShellContainerPromptMarkers: the container shell marks its prompts
@@ -16,21 +10,7 @@ import (
 // order around a command, with the continuation marker on PS2, and a
 // learner's own PS1 keeps working.
 func TestShellContainerPromptMarkers(t *testing.T) {
-	data := sandboxImageData(t)
-	ctx := context.Background()
-	shared, err := engine.OpenShared(data, engine.SharedOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ws := filepath.Join(t.TempDir(), "workspace")
-	if err := os.Mkdir(ws, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	sb, err := (&engine.Provider{Shared: shared}).Create(ctx, sandbox.Spec{ID: "shell-marks", Hostname: "lab-marks", Workspace: ws})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Destroy(ctx)
+	sb := shellSandbox(t, "shell-marks", "lab-marks")
 	scr := watch(sb.Terminal())
 	q := regexp.QuoteMeta
 	// readline switches bracketed paste on before a prompt.

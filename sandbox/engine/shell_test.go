@@ -329,11 +329,11 @@ func TestShellContainerSandbox(t *testing.T) {
 	}
 }
 
-// TestShellContainerExit ends the sandbox when the learner types exit.
-func TestShellContainerExit(t *testing.T) {
-	data := sandboxImageData(t)
-	ctx := context.Background()
-	shared, err := engine.OpenShared(data, engine.SharedOptions{})
+// shellSandbox creates a container-shell sandbox over a fresh workspace
+// (from sandboxImageData), destroyed when the test ends.
+func shellSandbox(t *testing.T, id, hostname string) sandbox.Sandbox {
+	t.Helper()
+	shared, err := engine.OpenShared(sandboxImageData(t), engine.SharedOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,12 +341,18 @@ func TestShellContainerExit(t *testing.T) {
 	if err := os.Mkdir(ws, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	p := &engine.Provider{Shared: shared}
-	sb, err := p.Create(ctx, sandbox.Spec{ID: "shell-exit", Hostname: "lab-exit", Workspace: ws})
+	sb, err := (&engine.Provider{Shared: shared}).Create(context.Background(), sandbox.Spec{ID: id, Hostname: hostname, Workspace: ws})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sb.Destroy(ctx)
+	t.Cleanup(func() { sb.Destroy(context.Background()) })
+	return sb
+}
+
+// TestShellContainerExit ends the sandbox when the learner types exit.
+func TestShellContainerExit(t *testing.T) {
+	ctx := context.Background()
+	sb := shellSandbox(t, "shell-exit", "lab-exit")
 	scr := watch(sb.Terminal())
 	scr.waitFor(t, regexp.MustCompile(`root@lab-exit:~# $`))
 	if err := sb.Terminal().Resize(100, 30); err != nil {
