@@ -105,12 +105,10 @@ func (e *testEnv) stop() {
 func (e *testEnv) url(path string) string { return "http://" + e.opts.Addr + path }
 
 // token asks the token endpoint for scopes; user "" is anonymous.
-func (e *testEnv) token(user, pw string, scopes ...string) (status int, claims map[string]any) {
+// getToken asks the token endpoint with query q, as user (basic auth) when
+// user is not empty.
+func (e *testEnv) getToken(q url.Values, user, pw string) *http.Response {
 	e.t.Helper()
-	q := url.Values{"service": {DefaultService}, "scope": scopes}
-	if user != "" {
-		q.Set("account", user)
-	}
 	req, _ := http.NewRequest(http.MethodGet, e.url(TokenPath+"?"+q.Encode()), nil)
 	if user != "" {
 		req.SetBasicAuth(user, pw)
@@ -119,6 +117,16 @@ func (e *testEnv) token(user, pw string, scopes ...string) (status int, claims m
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	return resp
+}
+
+func (e *testEnv) token(user, pw string, scopes ...string) (status int, claims map[string]any) {
+	e.t.Helper()
+	q := url.Values{"service": {DefaultService}, "scope": scopes}
+	if user != "" {
+		q.Set("account", user)
+	}
+	resp := e.getToken(q, user, pw)
 	defer resp.Body.Close()
 	var body struct {
 		Token       string `json:"token"`

@@ -22,14 +22,7 @@ func (e *testEnv) loginToken(user, pw string, offline bool) (int, string) {
 	if offline {
 		q.Set("offline_token", "true")
 	}
-	req, _ := http.NewRequest(http.MethodGet, e.url(TokenPath+"?"+q.Encode()), nil)
-	if user != "" {
-		req.SetBasicAuth(user, pw)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	resp := e.getToken(q, user, pw)
 	defer resp.Body.Close()
 	var body struct {
 		Token        string `json:"token"`
