@@ -81,7 +81,6 @@ const recorderJS = `(() => {
 func TestDockerImages(t *testing.T) {
 	began := time.Now()
 	root, chromium := prerequisites(t)
-	artifacts := artifactsDir(t)
 	bin := buildLabd(t, root)
 
 	data := os.Getenv("LABD_E2E_LABS_DATA")
@@ -111,15 +110,7 @@ func TestDockerImages(t *testing.T) {
 	}
 	lr := &learner{t: t, ctx: ctx, srv: srv}
 
-	shot := func(name string) {
-		t.Helper()
-		png := get(t, ctx, srv, "screenshot "+name, chromedp.CaptureScreenshot())
-		p := filepath.Join(artifacts, name+".png")
-		if err := os.WriteFile(p, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot %s", p)
-	}
+	shot := func(name string) { t.Helper(); screenshot(t, ctx, srv, name) }
 
 	// Open the lab from the catalogue, as a learner does.
 	do(t, ctx, srv, "open catalogue",

@@ -38,20 +38,11 @@ const labID = "hello-shell"
 
 func TestBrowser(t *testing.T) {
 	root, chromium := prerequisites(t)
-	artifacts := artifactsDir(t)
 
 	srv := startLabd(t, root)
 	ctx := newBrowser(t, chromium)
 
-	shot := func(name string) {
-		t.Helper()
-		png := get(t, ctx, srv, "screenshot "+name, chromedp.CaptureScreenshot())
-		p := filepath.Join(artifacts, name+".png")
-		if err := os.WriteFile(p, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot %s", p)
-	}
+	shot := func(name string) { t.Helper(); screenshot(t, ctx, srv, name) }
 
 	// Catalogue: the good lab is a link, the broken one is marked broken.
 	do(t, ctx, srv, "open catalogue",
@@ -516,6 +507,17 @@ func prerequisites(t *testing.T) (root, chromium string) {
 		t.Fatal("web/static/vendor is empty: run make assets (npm ci + copy of xterm.js) before this test")
 	}
 	return root, chromium
+}
+
+// screenshot saves the page as name.png among the artifacts.
+func screenshot(t *testing.T, ctx context.Context, srv *labd, name string) {
+	t.Helper()
+	png := get(t, ctx, srv, "screenshot "+name, chromedp.CaptureScreenshot())
+	p := filepath.Join(artifactsDir(t), name+".png")
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot %s", p)
 }
 
 func findChromium(t *testing.T) string {

@@ -25,7 +25,6 @@ import (
 // downloads files and archives of the workspace.
 func TestBrowserRunWaitsAndFiles(t *testing.T) {
 	root, chromium := prerequisites(t)
-	artifacts := artifactsDir(t)
 	srv := startLabd(t, root)
 	ctx := newBrowser(t, chromium)
 
@@ -134,10 +133,7 @@ func TestBrowserRunWaitsAndFiles(t *testing.T) {
 	if where := get(t, ctx, srv, "folder shown", chromedp.Text(chromedp.CSS(`#files .files-where`))); where != "~/drops" {
 		t.Errorf("folder shown = %q, want ~/drops", where)
 	}
-	png := get(t, ctx, srv, "screenshot", chromedp.CaptureScreenshot())
-	if err := os.WriteFile(filepath.Join(artifacts, "lab-files-panel.png"), png, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	screenshot(t, ctx, srv, "lab-files-panel")
 	// The shell sees both files (the output differs from the typed text).
 	waitPrompt(t, ctx, srv)
 	typeCommand(t, ctx, srv, `cat upload-e2e.txt drops/dropped.txt | tr a-z A-Z`)

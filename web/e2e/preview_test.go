@@ -79,7 +79,6 @@ type previewPage struct {
 //   - another learner's browser gets 403 on both URLs.
 func TestPreviewBrowser(t *testing.T) {
 	root, chromium := prerequisites(t)
-	artifacts := artifactsDir(t)
 
 	bin := buildLabd(t, root)
 	data := os.Getenv("LABD_E2E_DATA")
@@ -101,15 +100,7 @@ func TestPreviewBrowser(t *testing.T) {
 		"--data", data, "--idle-timeout", "10m", "--preview-domain", "localhost:"+port)
 	ctx := newBrowser(t, chromium)
 
-	shot := func(name string) {
-		t.Helper()
-		png := get(t, ctx, srv, "screenshot "+name, chromedp.CaptureScreenshot())
-		p := filepath.Join(artifacts, name+".png")
-		if err := os.WriteFile(p, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot %s", p)
-	}
+	shot := func(name string) { t.Helper(); screenshot(t, ctx, srv, name) }
 
 	do(t, ctx, srv, "open lab",
 		chromedp.EmulateViewport(1280, 800),

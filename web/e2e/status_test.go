@@ -1,8 +1,6 @@
 package e2e_test
 
 import (
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -21,15 +19,7 @@ func TestStepStatusViews(t *testing.T) {
 	root, chromium := prerequisites(t)
 	srv := startLabd(t, root)
 	ctx := newBrowser(t, chromium)
-	shot := func(name string) {
-		t.Helper()
-		png := get(t, ctx, srv, "screenshot "+name, chromedp.CaptureScreenshot())
-		p := filepath.Join(artifactsDir(t), name+".png")
-		if err := os.WriteFile(p, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot %s", p)
-	}
+	shot := func(name string) { t.Helper(); screenshot(t, ctx, srv, name) }
 
 	do(t, ctx, srv, "open lab",
 		chromedp.EmulateViewport(1280, 800),
