@@ -43,16 +43,20 @@ vet: assets
 lint-content: build
 	./$(BIN) lint $(CONTENT)
 
+# go test through internal/testreport: besides failures, a skip not listed
+# in .ci/skips.txt and a package that ran no test fail the run.
+GOTEST := $(GO) run ./internal/testreport -allow .ci/skips.txt
+
 # Unit and integration tests with the race detector; the browser tests
 # run in their own step so their output is easy to find.
 test-unit: assets
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /web/e2e)
+	$(GOTEST) -- $(GO) test -json -race -count=1 $$($(GO) list ./... | grep -v /web/e2e)
 
 # The Docker images lab's browser test keeps its base images (python
 # stand-in, sandbox image) in TESTDATA beside test-labs' (made once, kept).
 test-e2e: deps-test build
 	mkdir -p $(LABD_ARTIFACTS)
-	LABD_E2E_LABS_DATA=$(abspath $(TESTDATA)) $(GO) test -count=1 -v -timeout 20m ./web/e2e/
+	LABD_E2E_LABS_DATA=$(abspath $(TESTDATA)) $(GOTEST) -v -- $(GO) test -json -count=1 -timeout 20m ./web/e2e/
 
 # Every lab's solution.sh in a fresh sandbox: no check passes before,
 # each step's checks pass after its section (grader/labtest).

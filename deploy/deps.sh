@@ -39,8 +39,26 @@ if [ "${1:-run}" = test ]; then
 	need docker-registry docker-registry
 fi
 
+if [ "${1:-run}" = test ]; then
+	# The differential tests also drive docker CLI 28 (what learners
+	# meet in current tutorials). Debian has only 20.10 and no package
+	# repository here offers 28; this machine kind carries it at
+	# /usr/local/bin/docker. Without it the tests cannot run: say so.
+	cli28=/usr/local/bin/docker
+	v=$("$cli28" --version 2>/dev/null | sed -n 's/^Docker version \([0-9][0-9.]*\).*/\1/p' || true)
+	case "$v" in
+	28.*) ;;
+	*)
+		echo "deps.sh: the tests need docker CLI 28 at $cli28 (found: ${v:-nothing})." >&2
+		echo "  Debian ships only 20.10 (docker.io). Put a docker 28.x client binary at $cli28" >&2
+		echo "  (the static build from download.docker.com, or the one this machine kind carries)." >&2
+		cli28_missing=1
+		;;
+	esac
+fi
+
 if [ ${#want[@]} -eq 0 ]; then
-	exit 0
+	exit "${cli28_missing:-0}"
 fi
 if [ "$(id -u)" != 0 ]; then
 	echo "labd needs these Debian packages: ${want[*]}" >&2
@@ -51,3 +69,4 @@ echo "installing: ${want[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+exit "${cli28_missing:-0}"

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labd/labd/internal/testenv"
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/sandbox/nsbox"
 )
@@ -43,9 +44,7 @@ type event struct {
 
 func newManager(t *testing.T, idle time.Duration) (*sandbox.Manager, *counting, chan event) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("namespaces need root")
-	}
+	testenv.Root(t, "namespaces")
 	p := &counting{Provider: nsbox.New(nsbox.Options{})}
 	m := sandbox.NewManager(p, sandbox.ManagerOptions{DataDir: t.TempDir(), IdleTimeout: idle, Logger: quiet})
 	events := make(chan event, 16)

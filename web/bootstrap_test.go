@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/labd/labd/internal/testenv"
 )
 
 // fixedImages is a BaseImages whose state the test sets (cmd/labd's
@@ -239,7 +240,7 @@ func TestBootstrapBannerNone(t *testing.T) {
 // every 2 s and goes away when there is nothing left to say.
 func TestBootstrapBannerBrowser(t *testing.T) {
 	if os.Getenv("LABD_E2E") == "0" {
-		t.Skip("LABD_E2E=0")
+		testenv.Missing(t, "LABD_E2E=0: browser tests switched off")
 	}
 	chromium := ""
 	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser"} {

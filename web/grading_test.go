@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/labd/labd/grader"
 	"github.com/labd/labd/grader/progress"
+	"github.com/labd/labd/internal/testenv"
 	"github.com/labd/labd/labs"
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/sandbox/nsbox"
@@ -29,9 +30,7 @@ type gradingServer struct {
 
 func newGradingServer(t *testing.T) *gradingServer {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("sandboxes need root (namespaces)")
-	}
+	testenv.Root(t, "sandboxes (namespaces)")
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	data := t.TempDir()
 	store, err := progress.Open(context.Background(), filepath.Join(data, "labd.db"))

@@ -10,8 +10,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/labd/labd/internal/testenv"
 	"github.com/labd/labd/labs"
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/sandbox/engine"
@@ -85,9 +84,7 @@ var closedAddr = func() string {
 // opts adjust the Options; they get the server's address (host:port).
 func newPreviewServer(t *testing.T, opts ...func(o *Options, addr string)) (*testServer, *portsProvider) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("sandboxes need root (namespaces)")
-	}
+	testenv.Root(t, "sandboxes (namespaces)")
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pp := &portsProvider{inner: nsbox.New(nsbox.Options{}), ports: map[int]string{}}
 	mgr := sandbox.NewManager(pp, sandbox.ManagerOptions{DataDir: t.TempDir(), Logger: quiet})
@@ -493,12 +490,8 @@ func TestParsePort(t *testing.T) {
 // published with -p 5001:5000 in the learner's sandbox answers on the
 // preview, which dials it in the sandbox's network namespace.
 func TestPreviewEngine(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("sandboxes need root (namespaces, containers)")
-	}
-	if _, err := exec.LookPath("docker"); err != nil {
-		t.Skip("the docker CLI is missing")
-	}
+	testenv.Root(t, "sandboxes (namespaces, containers)")
+	testenv.Command(t, "docker", "docker.io")
 	ctx := context.Background()
 	data := t.TempDir()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/labd/labd/internal/testenv"
 	"github.com/labd/labd/labs"
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/sandbox/nsbox"
@@ -50,9 +51,7 @@ func newTestServer(t testing.TB, content string) *testServer {
 // opts, if given, adjust the Options before New (e.g. Accounts).
 func newTestServerIdle(t testing.TB, content string, idle, touch time.Duration, opts ...func(*Options)) *testServer {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("sandboxes need root (namespaces)")
-	}
+	testenv.Root(t, "sandboxes (namespaces)")
 	if content == "" {
 		content = "testdata/content"
 	}

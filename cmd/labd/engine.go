@@ -28,6 +28,7 @@ func runEngine(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	data := fs.String("data", envDefault("LABD_DATA", defaultDataDir), "state directory (env LABD_DATA)")
 	maxContext := fs.Int64("max-context", api.DefaultMaxContextSize, "largest build context accepted, in bytes")
 	noRuntime := fs.Bool("no-runtime", false, "run without a container runtime (RUN steps fail)")
+	cgroupParent := fs.String("cgroup-parent", envDefault("LABD_CGROUP_PARENT", "labd"), "parent cgroup of every container, as dockerd's --cgroup-parent (env LABD_CGROUP_PARENT)")
 	regFlags := addRegistryFlags(fs)
 	engRegFlags := addEngineRegistryFlags(fs, regFlags)
 	if err := fs.Parse(args); err != nil {
@@ -56,7 +57,7 @@ func runEngine(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			log.Warn("registry shutdown", "err", err)
 		}
 	}()
-	eng, err := engine.Open(*data, engine.SharedOptions{NoRuntime: *noRuntime, Logger: log, Registry: engRegFlags.options()})
+	eng, err := engine.Open(*data, engine.SharedOptions{NoRuntime: *noRuntime, CgroupParent: *cgroupParent, Logger: log, Registry: engRegFlags.options()})
 	if err != nil {
 		return err
 	}

@@ -46,6 +46,7 @@ type serveConfig struct {
 	allowedOrigins []string
 	previewDomain  string
 	maxUploadMiB   int64 // web.Options.MaxUpload in MiB; 0: its default
+	cgroupParent   string
 	registry       *registryFlags
 	grading        gradingFlags
 	engineRegistry *engineRegistryFlags
@@ -85,6 +86,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		c.previewDomain = d
 	}
 	fs.Int64Var(&c.maxUploadMiB, "max-upload-mib", 100, "largest upload into a learner's workspace from the lab page's Files panel, in MiB (all files of one upload together)")
+	fs.StringVar(&c.cgroupParent, "cgroup-parent", envDefault("LABD_CGROUP_PARENT", "labd"), "parent cgroup of every shell, container and build step, as dockerd's --cgroup-parent (env LABD_CGROUP_PARENT)")
 	c.grading.add(fs)
 	c.registry = addRegistryFlags(fs)
 	c.engineRegistry = addEngineRegistryFlags(fs, c.registry)
@@ -154,7 +156,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}()
 	engineRegistry := cfg.engineRegistry.options()
 	log.Info("engine registry", "hub_stand_in", engineRegistry.HubStandIn, "hub_upstream", engineRegistry.HubUpstream)
-	shared, err := engine.OpenShared(cfg.data, engine.SharedOptions{Logger: log, Registry: engineRegistry})
+	shared, err := engine.OpenShared(cfg.data, engine.SharedOptions{CgroupParent: cfg.cgroupParent, Logger: log, Registry: engineRegistry})
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}

@@ -1046,12 +1046,23 @@ func apiMounts(ms []mountPoint) []container.MountPoint {
 	return out
 }
 
+// dirSize is dockerd's measure of a rw layer or a volume (its
+// directory.Size): everything but directories, symlinks by their own
+// length, and a file with several hard links once.
 func dirSize(dir string) int64 {
 	var n int64
+	seen := map[uint64]bool{}
 	_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && !fi.IsDir() {
-			n += fi.Size()
+		if err != nil || fi.IsDir() {
+			return nil
 		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			if seen[st.Ino] {
+				return nil
+			}
+			seen[st.Ino] = true
+		}
+		n += fi.Size()
 		return nil
 	})
 	return n

@@ -32,7 +32,12 @@ type SharedOptions struct {
 	// NoRuntime leaves RUN steps without a container runtime (for
 	// environments without root); they then fail with a clear error.
 	NoRuntime bool
-	Logger    *slog.Logger
+	// CgroupParent is the cgroup every container of this process goes
+	// under, as dockerd's --cgroup-parent; default "labd". Two engines on
+	// one host (or two test binaries) with different parents never see
+	// each other's cgroups.
+	CgroupParent string
+	Logger       *slog.Logger
 	// Registry says where Docker Hub's names go (the classroom registry or
 	// an upstream) and which registries may be reached over HTTP.
 	Registry distribution.Options
@@ -77,7 +82,7 @@ func OpenShared(dataDir string, opts SharedOptions) (*Shared, error) {
 		return nil, fmt.Errorf("clean build scratch: %w", err)
 	}
 	if !opts.NoRuntime {
-		ro := runtime.Options{Root: filepath.Join(dir, "runtime"), Logger: opts.Logger}
+		ro := runtime.Options{Root: filepath.Join(dir, "runtime"), CgroupParent: opts.CgroupParent, Logger: opts.Logger}
 		// Docker's default seccomp profile on every container, as dockerd
 		// does, when this binary was built with it (make builds with
 		// -tags seccomp); without it, say so once.
@@ -292,8 +297,12 @@ func (a storeAdapter) Tag(ctx context.Context, id, ref string) error {
 type runtimeRunner struct{ rt *runtime.Runtime }
 
 func (r runtimeRunner) Run(ctx context.Context, s build.RunSpec) (int, error) {
+	var mounts []runtime.Mount
+	for _, v := range s.Volumes {
+		mounts = append(mounts, runtime.Mount{Source: v.Source, Destination: v.Destination})
+	}
 	return r.rt.Run(ctx, runtime.Spec{
-		ID: s.ID, Lowers: s.Lowers, Upper: s.Upper, Work: s.Work,
+		ID: s.ID, Lowers: s.Lowers, Upper: s.Upper, Work: s.Work, Mounts: mounts,
 		Args: s.Args, Env: s.Env, Cwd: s.Cwd, User: s.User, Hostname: s.Hostname,
 		Stdout: s.Stdout, Stderr: s.Stderr,
 	})

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -136,15 +137,27 @@ func (e *Engine) resolve(name string) (image.ImageInfo, error) {
 }
 
 // ImageInspect implements api.Backend.
-func (e *Engine) ImageInspect(ctx context.Context, name string) (*imagetypes.InspectResponse, error) {
+func (e *Engine) ImageInspect(ctx context.Context, name string) (*api.ImageInspect, error) {
 	info, err := e.resolve(name)
 	if err != nil {
+		if errors.Is(err, image.ErrNotFound) {
+			// dockerd 20.10's LookupImage wraps the lookup's error with the
+			// name as given: "no such image: x: No such image: x:latest".
+			return nil, api.NotFoundError(fmt.Errorf("no such image: %s: %w", name, err))
+		}
 		return nil, err
 	}
 	c := info.Config
 	var layers []string
 	for _, d := range c.DiffIDs() {
 		layers = append(layers, d.String())
+	}
+	// dockerd keeps the container config as a value, so an image without
+	// one (imported, or from a builder that omits it) still shows an
+	// empty object.
+	cc := c.ContainerConfig
+	if cc == nil {
+		cc = &container.Config{}
 	}
 	resp := &imagetypes.InspectResponse{
 		ID:              info.ID.String(),
@@ -154,7 +167,7 @@ func (e *Engine) ImageInspect(ctx context.Context, name string) (*imagetypes.Ins
 		Comment:         c.Comment,
 		Created:         c.Created.Format(time.RFC3339Nano),
 		Container:       c.Container,
-		ContainerConfig: c.ContainerConfig,
+		ContainerConfig: cc,
 		DockerVersion:   c.DockerVersion,
 		Author:          c.Author,
 		Config:          ociConfig(c.Config),
@@ -165,11 +178,12 @@ func (e *Engine) ImageInspect(ctx context.Context, name string) (*imagetypes.Ins
 		Size:            info.Size,
 		GraphDriver:     graphDriver(e.shared.Store, c.DiffIDs()),
 		RootFS:          imagetypes.RootFS{Type: "layers", Layers: layers},
+		Metadata:        imagetypes.Metadata{LastTagTime: info.LastTagTime},
 	}
 	if c.Created.IsZero() {
 		resp.Created = ""
 	}
-	return resp, nil
+	return &api.ImageInspect{Response: resp, StoredConfig: c.Config}, nil
 }
 
 func graphDriver(s *image.Store, diffIDs []digest.Digest) storage.DriverData {

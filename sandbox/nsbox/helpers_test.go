@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labd/labd/internal/testenv"
 	"github.com/labd/labd/sandbox"
 )
 
@@ -24,9 +25,7 @@ const wait = 20 * time.Second
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("namespaces need root")
-	}
+	testenv.Root(t, "namespaces")
 }
 
 func newBox(t testing.TB, hostname string) (*Box, *screen) {

@@ -29,6 +29,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/gorilla/websocket"
+	"github.com/labd/labd/internal/testenv"
 )
 
 // waitTimeout bounds every single wait; generous for a loaded 2-core box.
@@ -491,16 +492,14 @@ func newBrowser(t *testing.T, chromium string) context.Context {
 	return ctx
 }
 
-// prerequisites skips the test under LABD_E2E=0 and fails it when
-// something it needs is missing; it returns the module root and Chromium.
+// prerequisites stops the test under LABD_E2E=0 (a skip, a failure in CI)
+// and fails it when something it needs is missing; it returns the module root and Chromium.
 func prerequisites(t *testing.T) (root, chromium string) {
 	t.Helper()
 	if os.Getenv("LABD_E2E") == "0" {
-		t.Skip("LABD_E2E=0")
+		testenv.Missing(t, "LABD_E2E=0: browser tests switched off")
 	}
-	if os.Geteuid() != 0 {
-		t.Fatal("the browser test needs root: sandboxes run in new namespaces (set LABD_E2E=0 to skip)")
-	}
+	testenv.Root(t, "the browser test's sandboxes run in new namespaces")
 	chromium = findChromium(t)
 	root = moduleRoot(t)
 	if _, err := os.Stat(filepath.Join(root, "web/static/vendor/xterm.js")); err != nil {

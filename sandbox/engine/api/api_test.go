@@ -39,7 +39,7 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/v1.99/version", 200, "application/json", `"ApiVersion":"1.51"`}, // never too new
 		{"GET", "/v1.12/version", 400, "application/json", `{"message":"client version 1.12 is too old. Minimum supported API version is 1.24, please upgrade your client to a newer version"}`},
 		{"GET", "/v1.41/images/json", 200, "application/json", "[]"},
-		{"GET", "/images/no/such:tag/json", 404, "application/json", `{"message":"No such image: no/such:tag"}`},
+		{"GET", "/images/no/such:tag/json", 404, "application/json", `{"message":"no such image: no/such:tag: No such image: no/such:tag"}`},
 		{"GET", "/v1.51/images/user/app/history", 404, "application/json", `No such image: user/app`},
 		{"DELETE", "/images/nosuch", 404, "application/json", `No such image: nosuch`},
 		{"POST", "/images/nosuch/tag?repo=x", 404, "application/json", `No such image: nosuch`},

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 )
 
 // Error classes, recognised by method like github.com/docker/docker/errdefs
@@ -76,9 +77,16 @@ func writeError(w http.ResponseWriter, err error) {
 		w.WriteHeader(code)
 		return
 	}
+	msg := err.Error()
+	if code == http.StatusBadRequest && strings.HasPrefix(msg, "invalid filter '") {
+		// The filters package of dockerd 20.10 capitalised its errors
+		// ("Invalid filter 'x'"); the newer one labd links does not, and
+		// every Validate and GetBoolOrDefault of the engine ends here.
+		msg = "I" + msg[1:]
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(struct {
 		Message string `json:"message"`
-	}{err.Error()})
+	}{msg})
 }

@@ -9,8 +9,11 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/storage"
 	"github.com/docker/docker/api/types/versions"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 func (s *server) imagesList(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
@@ -60,10 +63,11 @@ func (s *server) imagesList(ctx context.Context, w http.ResponseWriter, r *http.
 }
 
 func (s *server) imageInspect(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {
-	resp, err := s.b.ImageInspect(ctx, vars["name"])
+	ii, err := s.b.ImageInspect(ctx, vars["name"])
 	if err != nil {
 		return err
 	}
+	resp := ii.Response
 	if resp.RepoTags == nil {
 		resp.RepoTags = []string{}
 	}
@@ -84,7 +88,58 @@ func (s *server) imageInspect(ctx context.Context, w http.ResponseWriter, r *htt
 	if versions.LessThan(version, "1.48") {
 		resp.Descriptor = nil
 	}
+	if versions.LessThan(version, "1.50") {
+		return writeJSON(w, http.StatusOK, legacyInspect(resp, ii.StoredConfig, version))
+	}
 	return writeJSON(w, http.StatusOK, resp)
+}
+
+// legacyImageInspect is the inspect document of dockerd before moby 28
+// (types.ImageInspect), for clients before API 1.50: Config is the
+// image's stored run config whole (Hostname, Image, the Attach and stdin
+// flags, ...) where newer engines send its OCI subset. Container is sent
+// even when empty, as dockerd 20.10 does, until API 1.45 drops it.
+type legacyImageInspect struct {
+	ID              string `json:"Id"`
+	RepoTags        []string
+	RepoDigests     []string
+	Parent          string
+	Comment         string
+	Created         string            `json:",omitempty"`
+	Container       *string           `json:",omitempty"`
+	ContainerConfig *container.Config `json:",omitempty"`
+	DockerVersion   string
+	Author          string
+	Config          *container.Config
+	Architecture    string
+	Variant         string `json:",omitempty"`
+	Os              string
+	OsVersion       string `json:",omitempty"`
+	Size            int64
+	VirtualSize     int64 `json:"VirtualSize,omitempty"`
+	GraphDriver     storage.DriverData
+	RootFS          image.RootFS
+	Metadata        image.Metadata
+	Descriptor      *ocispec.Descriptor     `json:"Descriptor,omitempty"`
+	Manifests       []image.ManifestSummary `json:"Manifests,omitempty"`
+}
+
+func legacyInspect(resp *image.InspectResponse, stored *container.Config, version string) *legacyImageInspect {
+	out := &legacyImageInspect{
+		ID: resp.ID, RepoTags: resp.RepoTags, RepoDigests: resp.RepoDigests, Parent: resp.Parent,
+		Comment: resp.Comment, Created: resp.Created,
+		ContainerConfig: resp.ContainerConfig, //nolint:staticcheck // still sent to old clients, as dockerd does
+		DockerVersion:   resp.DockerVersion, Author: resp.Author, Config: stored,
+		Architecture: resp.Architecture, Variant: resp.Variant, Os: resp.Os, OsVersion: resp.OsVersion,
+		Size: resp.Size, VirtualSize: resp.VirtualSize, //nolint:staticcheck // still sent to old clients, as dockerd does
+		GraphDriver: resp.GraphDriver, RootFS: resp.RootFS, Metadata: resp.Metadata,
+		Descriptor: resp.Descriptor, Manifests: resp.Manifests,
+	}
+	if versions.LessThan(version, "1.45") {
+		c := resp.Container //nolint:staticcheck // still sent to old clients, as dockerd does
+		out.Container = &c
+	}
+	return out
 }
 
 func (s *server) imageHistory(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/versions"
 )
 
 // DiskUsageBackend is `docker system df`.
@@ -31,6 +32,12 @@ func (s *server) systemDF(ctx context.Context, w http.ResponseWriter, r *http.Re
 	du, err := s.b.SystemDiskUsage(ctx, kinds)
 	if err != nil {
 		return err
+	}
+	if versions.LessThan(apiVersion(ctx), "1.44") {
+		// Older CLIs take UNIQUE SIZE as VirtualSize - SharedSize.
+		for _, im := range du.Images {
+			im.VirtualSize = im.Size //nolint:staticcheck // still sent to old clients, as dockerd does
+		}
 	}
 	return writeJSON(w, http.StatusOK, du)
 }

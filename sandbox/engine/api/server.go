@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
@@ -33,7 +34,7 @@ const (
 type Backend interface {
 	Info(ctx context.Context) (*system.Info, error)
 	Images(ctx context.Context, opts image.ListOptions) ([]image.Summary, error)
-	ImageInspect(ctx context.Context, name string) (*image.InspectResponse, error)
+	ImageInspect(ctx context.Context, name string) (*ImageInspect, error)
 	ImageHistory(ctx context.Context, name string) ([]image.HistoryResponseItem, error)
 	// ImageTag gives the image named source the reference ref (already
 	// normalised, e.g. "docker.io/library/app:latest").
@@ -58,6 +59,14 @@ type Backend interface {
 	VolumeBackend
 	NetworkBackend
 	DiskUsageBackend
+}
+
+// ImageInspect is one image for GET /images/{name}/json.
+type ImageInspect struct {
+	Response *image.InspectResponse
+	// StoredConfig is the run config in the image's config, which
+	// clients before API 1.50 get whole as Config.
+	StoredConfig *container.Config
 }
 
 // BuildConfig is one /build request after the context has been read whole.

@@ -59,13 +59,23 @@ type Runner interface {
 // RunSpec describes a RUN container: an overlay of Lowers (top first)
 // with Upper/Work, and the process.
 type RunSpec struct {
-	ID             string
-	Lowers         []string
-	Upper, Work    string
+	ID          string
+	Lowers      []string
+	Upper, Work string
+	// Volumes are bind mounts of scratch directories over the image's
+	// VOLUME paths: what RUN writes there never reaches the layer, while
+	// the mount points do, as with dockerd's anonymous volumes.
+	Volumes        []VolumeMount
 	Args, Env      []string
 	Cwd, User      string
 	Hostname       string
 	Stdout, Stderr io.Writer
+}
+
+// VolumeMount is one of RunSpec.Volumes: Source (a host directory) on
+// Destination (an absolute path in the container).
+type VolumeMount struct {
+	Source, Destination string
 }
 
 // Config configures a Builder.
@@ -165,7 +175,8 @@ func (b *Builder) Build(ctx context.Context, req Request) (string, error) {
 	return id, nil
 }
 
-// sanitizeTags is dockerd's sanitizeRepoAndTags.
+// sanitizeTags is dockerd's sanitizeRepoAndTags. Its errors are plain
+// ones, so 500s, as dockerd 20.10 answers them.
 func sanitizeTags(names []string) ([]reference.Named, error) {
 	var out []reference.Named
 	seen := map[string]bool{}
@@ -175,10 +186,15 @@ func sanitizeTags(names []string) ([]reference.Named, error) {
 		}
 		ref, err := reference.ParseNormalizedNamed(n)
 		if err != nil {
-			return nil, invalidParam{err}
+			if strings.HasSuffix(err.Error(), ") must be lowercase") {
+				// dockerd 20.10's wording, without the name newer
+				// reference parsers add.
+				return nil, fmt.Errorf("%w: %w", reference.ErrReferenceInvalidFormat, reference.ErrNameContainsUppercase)
+			}
+			return nil, err
 		}
 		if _, ok := ref.(reference.Digested); ok {
-			return nil, invalidParam{errors.New("build tag cannot contain a digest")}
+			return nil, errors.New("build tag cannot contain a digest")
 		}
 		ref = reference.TagNameOnly(ref)
 		if !seen[ref.String()] {

@@ -196,7 +196,9 @@ func (c *buildContext) readDockerfile(name string) (*parser.Result, error) {
 					return c.readDockerfile("dockerfile")
 				}
 			}
-			return nil, invalidParam{fmt.Errorf("Cannot locate specified Dockerfile: %s", name)}
+			// A plain error, so a 500 as dockerd 20.10 answers (an empty
+			// Dockerfile, below, is its 400).
+			return nil, fmt.Errorf("Cannot locate specified Dockerfile: %s", name)
 		}
 		return nil, err
 	}

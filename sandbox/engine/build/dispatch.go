@@ -347,14 +347,16 @@ func (st *stageState) dispatchEnv(c *instructions.EnvCommand) error {
 	return st.commit(msg.String())
 }
 
+// resolveCmdLine is dockerd's for Linux: the parsed command line as is,
+// so "ENTRYPOINT []" (which the parser gives as nil) clears the
+// entrypoint to null while "CMD []" leaves an empty list, and ArgsEscaped
+// is never set (it is Windows-only).
 func (st *stageState) resolveCmdLine(cmd instructions.ShellDependantCmdLine) ([]string, bool) {
-	if len(cmd.CmdLine) == 0 {
-		return []string{}, st.runConfig.ArgsEscaped
+	result := cmd.CmdLine
+	if cmd.PrependShell && result != nil {
+		result = append(getShell(st.runConfig), result...)
 	}
-	if cmd.PrependShell {
-		return append(getShell(st.runConfig), cmd.CmdLine...), false
-	}
-	return cmd.CmdLine, false
+	return result, false
 }
 
 func getShell(c *container.Config) []string {
@@ -407,8 +409,127 @@ func (st *stageState) commit(comment string) error {
 	if hit, err := st.probeCache(probe); err != nil || hit {
 		return err
 	}
-	id := st.create()
+	id := st.createWith(probe)
 	return st.commitContainer(id, probe, "")
+}
+
+// createWith is create for a step whose container is created from cfg.
+// dockerd's container create changes that very config, and metadata and
+// WORKDIR steps then commit it as their container_config: the current
+// image's config fills what cfg leaves empty (fillFromImage), and
+// the host is named after the container (generateHostname). cfg shares
+// its Healthcheck with the stage's run config, as in dockerd, so a
+// "HEALTHCHECK NONE" after a HEALTHCHECK keeps the old intervals from
+// then on. COPY and ADD create no container.
+func (st *stageState) createWith(cfg *container.Config) string {
+	id := st.create()
+	if st.config != nil && st.config.Config != nil {
+		fillFromImage(cfg, imageRunConfig(st.config.Config))
+	}
+	if len(cfg.Entrypoint) == 1 && cfg.Entrypoint[0] == "" {
+		cfg.Entrypoint = nil
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = id[:12]
+	}
+	return id
+}
+
+// imageRunConfig copies an image's run config deep enough that merging
+// it into a container config never ties the two together: dockerd reads
+// the image from its store afresh for every container.
+func imageRunConfig(c *container.Config) *container.Config {
+	cp := copyRunConfig(c)
+	if c.Healthcheck != nil {
+		h := *c.Healthcheck
+		h.Test = cloneStrings(c.Healthcheck.Test)
+		cp.Healthcheck = &h
+	}
+	return cp
+}
+
+// fillFromImage gives a step container's config the image's values
+// wherever it has none, in place, as dockerd's container create does:
+// scalars and the working directory when empty; ports, volumes, labels
+// and environment variables the config lacks, added; the command only
+// when neither entrypoint nor command is set; the health check field by
+// field.
+func fillFromImage(cfg, img *container.Config) {
+	orImage := func(v *string, iv string) {
+		if *v == "" {
+			*v = iv
+		}
+	}
+	orImage(&cfg.User, img.User)
+	orImage(&cfg.WorkingDir, img.WorkingDir)
+	orImage(&cfg.StopSignal, img.StopSignal)
+
+	if len(cfg.ExposedPorts) == 0 {
+		cfg.ExposedPorts = img.ExposedPorts
+	} else {
+		for p := range img.ExposedPorts {
+			cfg.ExposedPorts[p] = struct{}{}
+		}
+	}
+	if len(cfg.Volumes) == 0 {
+		cfg.Volumes = img.Volumes
+	} else {
+		for v := range img.Volumes {
+			cfg.Volumes[v] = struct{}{}
+		}
+	}
+	if cfg.Labels == nil {
+		cfg.Labels = map[string]string{}
+	}
+	for k, v := range img.Labels {
+		if _, set := cfg.Labels[k]; !set {
+			cfg.Labels[k] = v
+		}
+	}
+	if len(cfg.Env) == 0 {
+		cfg.Env = img.Env
+	} else {
+		have := map[string]bool{}
+		for _, kv := range cfg.Env {
+			k, _, _ := strings.Cut(kv, "=")
+			have[k] = true
+		}
+		for _, kv := range img.Env {
+			if k, _, _ := strings.Cut(kv, "="); !have[k] {
+				cfg.Env = append(cfg.Env, kv)
+			}
+		}
+	}
+	// An explicit empty entrypoint (not nil) keeps the image's away.
+	if len(cfg.Entrypoint) == 0 {
+		if len(cfg.Cmd) == 0 {
+			cfg.Cmd = img.Cmd
+		}
+		if cfg.Entrypoint == nil {
+			cfg.Entrypoint = img.Entrypoint
+		}
+	}
+	switch h := cfg.Healthcheck; {
+	case img.Healthcheck == nil:
+	case h == nil:
+		cfg.Healthcheck = img.Healthcheck
+	default:
+		ih := img.Healthcheck
+		if len(h.Test) == 0 {
+			h.Test = ih.Test
+		}
+		for _, d := range []struct{ v, iv *time.Duration }{
+			{&h.Interval, &ih.Interval}, {&h.Timeout, &ih.Timeout},
+			{&h.StartPeriod, &ih.StartPeriod}, {&h.StartInterval, &ih.StartInterval},
+		} {
+			if *d.v == 0 {
+				*d.v = *d.iv
+			}
+		}
+		if h.Retries == 0 {
+			h.Retries = ih.Retries
+		}
+	}
 }
 
 // create registers a build-step container and prints its ID.
@@ -618,7 +739,7 @@ func (st *stageState) dispatchWorkdir(c *instructions.WorkdirCommand) error {
 	if hit, err := st.probeCache(probe); err != nil || hit {
 		return err
 	}
-	id := st.create()
+	id := st.createWith(probe)
 	rw, err := st.newRWLayer()
 	if err != nil {
 		return err
@@ -652,11 +773,18 @@ func (st *stageState) dispatchRun(c *instructions.RunCommand) error {
 	if hit, err := st.probeCache(probe); err != nil || hit {
 		return err
 	}
+	// dockerd's RUN container config: its own health check, so the
+	// create-time merge cannot touch the stage's, and an entrypoint that
+	// the merge leaves alone and create then drops.
 	runCfg := copyRunConfig(st.runConfig)
 	runCfg.Cmd = cmdLine
 	runCfg.Env = append(cloneStrings(st.runConfig.Env), argEnv...)
+	runCfg.Healthcheck = &container.HealthConfig{Test: []string{"NONE"}}
+	if len(saveCmd) > 0 {
+		runCfg.Entrypoint = []string{""}
+	}
 
-	id := st.create()
+	id := st.createWith(runCfg)
 	rw, err := st.newRWDirs()
 	if err != nil {
 		return err
@@ -665,19 +793,23 @@ func (st *stageState) dispatchRun(c *instructions.RunCommand) error {
 	if st.bs.b.cfg.Runner == nil {
 		return errors.New("RUN is not available: this engine has no container runtime")
 	}
+	volumes, err := rw.volumes(runCfg.Volumes)
+	if err != nil {
+		return err
+	}
 	env := []string{}
 	if !hasEnv(runCfg.Env, "PATH") {
 		env = append(env, "PATH="+defaultPathEnv)
 	}
-	env = append(env, "HOSTNAME="+id[:12])
+	env = append(env, "HOSTNAME="+runCfg.Hostname)
 	env = replaceOrAppendEnv(env, runCfg.Env)
 	cwd := runCfg.WorkingDir
 	if cwd == "" {
 		cwd = "/"
 	}
 	code, err := st.bs.b.cfg.Runner.Run(st.bs.ctx, RunSpec{
-		ID: id, Lowers: rw.lowers, Upper: rw.upper, Work: rw.work,
-		Args: cmdLine, Env: env, Cwd: cwd, User: runCfg.User, Hostname: id[:12],
+		ID: id, Lowers: rw.lowers, Upper: rw.upper, Work: rw.work, Volumes: volumes,
+		Args: cmdLine, Env: env, Cwd: cwd, User: runCfg.User, Hostname: runCfg.Hostname,
 		Stdout: st.bs.stdout, Stderr: st.bs.stderr,
 	})
 	if err != nil {

@@ -3,10 +3,17 @@ package build
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/moby/go-archive/chrootarchive"
+	"github.com/moby/sys/user"
 	"golang.org/x/sys/unix"
 )
 
@@ -126,4 +133,64 @@ func (bs *buildState) mountImage(id string) (string, func(), error) {
 		return "", nil, err
 	}
 	return rw.root, rw.release, nil
+}
+
+// volumes makes a RUN container's anonymous volumes: one scratch
+// directory per VOLUME path, filled with what the image has there
+// (dockerd's populateVolumes: contents, then the directory's owner and
+// mode), so RUN sees the image's files but its changes are discarded with
+// the volume.
+func (rw *rwLayer) volumes(paths map[string]struct{}) ([]VolumeMount, error) {
+	if len(paths) == 0 {
+		return nil, nil
+	}
+	dests := make([]string, 0, len(paths))
+	for p := range paths {
+		dests = append(dests, path.Clean(p))
+	}
+	sort.Strings(dests)
+	// The image's files are read through an overlay of the step's own
+	// (still empty) upper directory; the runtime mounts its own later.
+	if err := rw.mount(); err != nil {
+		return nil, err
+	}
+	defer rw.unmount()
+	var out []VolumeMount
+	for i, dest := range dests {
+		if !path.IsAbs(dest) {
+			return nil, fmt.Errorf("volume %q: not an absolute path", dest)
+		}
+		src := filepath.Join(rw.dir, "volumes", strconv.Itoa(i))
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			return nil, fmt.Errorf("volume %s: %w", dest, err)
+		}
+		inImage, err := securejoin.SecureJoin(rw.root, dest)
+		if err != nil {
+			return nil, fmt.Errorf("volume %s: %w", dest, err)
+		}
+		fi, err := os.Stat(inImage)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return nil, fmt.Errorf("volume %s: %w", dest, err)
+		case !fi.IsDir():
+			return nil, fmt.Errorf("cannot mount volume over existing file, file exists %s", inImage)
+		default:
+			if err := chrootarchive.NewArchiver(user.IdentityMapping{}).CopyWithTar(inImage, src); err != nil {
+				return nil, fmt.Errorf("volume %s: copy the image's contents: %w", dest, err)
+			}
+			var st unix.Stat_t
+			if err := unix.Stat(inImage, &st); err != nil {
+				return nil, fmt.Errorf("volume %s: %w", dest, err)
+			}
+			if err := os.Lchown(src, int(st.Uid), int(st.Gid)); err != nil {
+				return nil, fmt.Errorf("volume %s: %w", dest, err)
+			}
+			if err := os.Chmod(src, fi.Mode()); err != nil {
+				return nil, fmt.Errorf("volume %s: %w", dest, err)
+			}
+		}
+		out = append(out, VolumeMount{Source: src, Destination: dest})
+	}
+	return out, nil
 }

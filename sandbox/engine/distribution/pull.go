@@ -131,7 +131,7 @@ func (c *Client) pull(ctx context.Context, o *out, req PullRequest, repo Repo, t
 	if t, ok := ref.(reference.Tagged); ok {
 		if old, err := req.View.Resolve(ref.String()); err == nil && old == id {
 			updated = false
-		} else if err := req.View.Tag(id, ref.String()); err != nil {
+		} else if err := req.View.AddTag(id, ref.String()); err != nil {
 			return "", err
 		}
 		_ = t

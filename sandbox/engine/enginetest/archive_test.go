@@ -3,15 +3,18 @@ package enginetest
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
@@ -242,13 +245,191 @@ func TestNetworksCLI(t *testing.T) {
 	}
 }
 
-var dfNums = regexp.MustCompile(`\s{2,}`)
+// dfCols splits a row of `docker system df`'s table: the CLI pads
+// columns with at least two spaces, and "Local Volumes" has one inside.
+var dfCols = regexp.MustCompile(`\s{2,}`)
 
+// dfCounts is TOTAL and ACTIVE per TYPE of `docker system df`.
+func dfCounts(t *testing.T, e *Engine) map[string][2]int {
+	t.Helper()
+	out := e.Must(t, DockerCLI20, "", "system", "df")
+	counts := map[string][2]int{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+		f := dfCols.Split(strings.TrimSpace(l), -1)
+		if len(f) != 5 {
+			t.Fatalf("%s: system df row %q: %d columns", e.Name, l, len(f))
+		}
+		total, err1 := strconv.Atoi(f[1])
+		active, err2 := strconv.Atoi(f[2])
+		if err1 != nil || err2 != nil {
+			t.Fatalf("%s: system df row %q: TOTAL and ACTIVE are not numbers", e.Name, l)
+		}
+		counts[f[0]] = [2]int{total, active}
+	}
+	return counts
+}
+
+// dfBytes is what `docker system df` adds up, from the API's exact sizes
+// rather than the table's rounded ones.
+type dfBytes struct {
+	layers                     int64
+	containers, containersFree int64 // SizeRw of all, of those not active (running, paused, restarting)
+	volumes, volumesFree       int64 // sizes of all, of those no container references
+}
+
+func diskUsage(t *testing.T, e *Engine) (types.DiskUsage, dfBytes) {
+	t.Helper()
+	c, err := client.NewClientWithOpts(client.WithHost(e.Host()), client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	du, err := c.DiskUsage(ctx2m(t), types.DiskUsageOptions{})
+	if err != nil {
+		t.Fatalf("%s: system df: %v", e.Name, err)
+	}
+	sum := dfBytes{layers: du.LayersSize}
+	for _, ctr := range du.Containers {
+		sum.containers += ctr.SizeRw
+		if ctr.State != "running" && ctr.State != "paused" && ctr.State != "restarting" {
+			sum.containersFree += ctr.SizeRw
+		}
+	}
+	for _, v := range du.Volumes {
+		if v.UsageData == nil {
+			t.Fatalf("%s: system df: volume %s without usage data", e.Name, v.Name)
+		}
+		if v.UsageData.Size == -1 { // not measured: the CLI skips it too
+			continue
+		}
+		sum.volumes += v.UsageData.Size
+		if v.UsageData.RefCount == 0 {
+			sum.volumesFree += v.UsageData.Size
+		}
+	}
+	return du, sum
+}
+
+// TestSystemDF makes an image, three containers and three volumes of
+// known sizes on each engine and checks what `docker system df` reports
+// for them: the same on both engines, and what the test wrote. Other
+// tests leave objects behind (some on labd only), so totals are compared
+// as the change the test made.
 func TestSystemDF(t *testing.T) {
-	rmf(t, "df-c")
+	t.Cleanup(func() {
+		for _, e := range both(t) {
+			ctx := context.Background()
+			e.Docker(ctx, DockerCLI20, "", nil, "rm", "-f", "df-run", "df-created", "df-exited")
+			e.Docker(ctx, DockerCLI20, "", nil, "volume", "rm", "-f", "df-used", "df-kept", "df-unused")
+			e.Docker(ctx, DockerCLI20, "", nil, "rmi", "-f", "df-img")
+		}
+	})
+	// Hard links count once in dockerd's sizes (layers, rw layers and
+	// volumes alike); the second name of each file checks that.
+	src := WriteContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 2000 /dev/zero > /x && ln /x /x2\n"})
 	sameOnBoth(t, "system df", func(e *Engine) string {
-		run(t, e, "create", "--name", "df-c", "busybox", "true")
 		var b strings.Builder
+		info := func() []int {
+			var n [5]int
+			out := e.Must(t, DockerCLI20, "", "info", "--format", "{{.Images}} {{.Containers}} {{.ContainersRunning}} {{.ContainersPaused}} {{.ContainersStopped}}")
+			if _, err := fmt.Sscan(out, &n[0], &n[1], &n[2], &n[3], &n[4]); err != nil {
+				t.Fatalf("%s: info %q: %v", e.Name, out, err)
+			}
+			return n[:]
+		}
+		infoBefore, countsBefore := info(), dfCounts(t, e)
+		_, bytesBefore := diskUsage(t, e)
+
+		e.Must(t, DockerCLI20, src, "build", "--no-cache", "-q", "-t", "df-img", ".")
+		e.Must(t, DockerCLI20, "", "run", "-d", "--name", "df-run", "-v", "df-used:/data", "df-img", "sh", "-c",
+			"head -c 3000 /dev/zero > /data/f && ln /data/f /data/f2 && head -c 1000 /dev/zero > /r && ln /r /r2 && touch /ready && exec sleep 300")
+		waitFor(t, "df-run's files", func() bool { return run(t, e, "exec", "df-run", "test", "-e", "/ready").Code == 0 })
+		e.Must(t, DockerCLI20, "", "create", "--name", "df-created", "-v", "df-kept:/k", "df-img", "true")
+		e.Must(t, DockerCLI20, "", "run", "--name", "df-exited", "df-img", "sh", "-c", "head -c 4000 /dev/zero > /e")
+		e.Must(t, DockerCLI20, "", "run", "--rm", "-v", "df-unused:/u", "df-img", "sh", "-c", "head -c 5000 /dev/zero > /u/f")
+
+		// The table's counts: one image (used by three containers), three
+		// containers (one running), three volumes (two referenced, by a
+		// running and by a created container), no build cache.
+		countsAfter := dfCounts(t, e)
+		var changes []string
+		for _, typ := range []string{"Images", "Containers", "Local Volumes", "Build Cache"} {
+			a, bf := countsAfter[typ], countsBefore[typ]
+			changes = append(changes, fmt.Sprintf("%s %+d/%+d", typ, a[0]-bf[0], a[1]-bf[1]))
+		}
+		got := strings.Join(changes, ", ")
+		if want := "Images +1/+1, Containers +3/+1, Local Volumes +3/+2, Build Cache +0/+0"; got != want {
+			t.Errorf("%s: system df TOTAL/ACTIVE changed by %s, want %s", e.Name, got, want)
+		}
+		fmt.Fprintf(&b, "table TOTAL/ACTIVE: %s\n", got)
+
+		// RECLAIMABLE and SIZE as the CLI adds them up. Images' RECLAIMABLE
+		// is left out: it subtracts the unique size of every used image,
+		// and the busybox layer df-img shares may or may not have been
+		// shared (and busybox used) before, depending on the tests that ran.
+		du, bytesAfter := diskUsage(t, e)
+		got = fmt.Sprintf("layers %+d, containers %+d (reclaimable %+d), volumes %+d (reclaimable %+d)",
+			bytesAfter.layers-bytesBefore.layers,
+			bytesAfter.containers-bytesBefore.containers, bytesAfter.containersFree-bytesBefore.containersFree,
+			bytesAfter.volumes-bytesBefore.volumes, bytesAfter.volumesFree-bytesBefore.volumesFree)
+		if want := "layers +2000, containers +5000 (reclaimable +4000), volumes +8000 (reclaimable +5000)"; got != want {
+			t.Errorf("%s: system df sizes changed by %s, want %s", e.Name, got, want)
+		}
+		fmt.Fprintf(&b, "bytes: %s\n", got)
+
+		// The objects themselves, exactly.
+		var objs []string
+		var busybox int64 = -1
+		for _, im := range du.Images {
+			for _, tag := range im.RepoTags {
+				if tag == "busybox:latest" {
+					busybox = im.Size
+				}
+			}
+		}
+		for _, im := range du.Images {
+			if len(im.RepoTags) == 1 && im.RepoTags[0] == "df-img:latest" {
+				objs = append(objs, fmt.Sprintf("image df-img: busybox%+d, shared busybox%+d, containers %d", im.Size-busybox, im.SharedSize-busybox, im.Containers))
+			}
+		}
+		for _, c := range du.Containers {
+			if len(c.Names) == 1 && strings.HasPrefix(c.Names[0], "/df-") {
+				objs = append(objs, fmt.Sprintf("container %s: %s %s rw %d", c.Names[0], c.Image, c.State, c.SizeRw))
+			}
+		}
+		for _, v := range du.Volumes {
+			if strings.HasPrefix(v.Name, "df-") {
+				objs = append(objs, fmt.Sprintf("volume %s: %d bytes, %d refs", v.Name, v.UsageData.Size, v.UsageData.RefCount))
+			}
+		}
+		sort.Strings(objs)
+		got = strings.Join(objs, "\n")
+		if want := `container /df-created: df-img created rw 0
+container /df-exited: df-img exited rw 4000
+container /df-run: df-img running rw 1000
+image df-img: busybox+2000, shared busybox+0, containers 3
+volume df-kept: 0 bytes, 1 refs
+volume df-unused: 5000 bytes, 0 refs
+volume df-used: 3000 bytes, 1 refs`; got != want {
+			t.Errorf("%s: system df objects:\n%s\nwant:\n%s", e.Name, got, want)
+		}
+		fmt.Fprintf(&b, "objects:\n%s\nbusybox: %d bytes\n", got, busybox)
+
+		// docker info counts the same containers (a created one is
+		// stopped) and the image.
+		infoAfter := info()
+		var delta []string
+		for i := range infoAfter {
+			delta = append(delta, fmt.Sprintf("%+d", infoAfter[i]-infoBefore[i]))
+		}
+		got = strings.Join(delta, " ")
+		if want := "+1 +3 +1 +0 +2"; got != want {
+			t.Errorf("%s: info images/containers/running/paused/stopped changed by %s, want %s", e.Name, got, want)
+		}
+		fmt.Fprintf(&b, "info: %s\n", got)
+
+		// How the CLI shows it: types, headers, and the rows of this
+		// test's objects (times left out: they differ by the run).
 		r := run(t, e, "system", "df", "--format", "{{.Type}}")
 		fmt.Fprintf(&b, "types: %d %q\n", r.Code, r.Stdout)
 		r = run(t, e, "system", "df")
@@ -262,10 +443,14 @@ func TestSystemDF(t *testing.T) {
 			}
 		}
 		fmt.Fprintf(&b, "-v: %d %q\n", r.Code, heads)
-		r = run(t, e, "system", "df", "-v", "--format", "{{range .Images}}{{if eq .Repository \"busybox\"}}{{.Repository}} {{.Tag}} {{.Size}}{{end}}{{end}}")
-		fmt.Fprintf(&b, "busybox: %q\n", r.Stdout)
-		r = run(t, e, "info", "--format", "{{.Containers}} {{.ContainersRunning}} {{.ContainersPaused}}")
-		fmt.Fprintf(&b, "info ok: %v\n", r.Code == 0 && r.Stdout != "0 0 0\n")
+		r = run(t, e, "system", "df", "-v", "--format",
+			`{{range .Images}}{{if eq .Repository "busybox" "df-img"}}{{.Repository}} {{.Tag}} {{.Size}}{{if eq .Repository "df-img"}} shared {{.SharedSize}} unique {{.UniqueSize}} containers {{.Containers}}{{end}}
+{{end}}{{end}}{{range .Containers}}{{if eq .Names "df-run" "df-created" "df-exited"}}{{.Names}} {{.Image}} {{.Command}} {{.LocalVolumes}} {{.Size}} {{.State}}
+{{end}}{{end}}{{range .Volumes}}{{if eq .Name "df-used" "df-kept" "df-unused"}}{{.Name}} {{.Links}} {{.Size}}
+{{end}}{{end}}`)
+		rows := strings.Split(strings.TrimSpace(r.Stdout), "\n")
+		sort.Strings(rows)
+		fmt.Fprintf(&b, "-v rows: %d\n%s\n", r.Code, strings.Join(rows, "\n"))
 		return b.String()
 	})
 }

@@ -9,24 +9,22 @@ import (
 	"time"
 )
 
-func clis(t *testing.T) []string {
-	out := []string{DockerCLI20}
-	if _, err := os.Stat(DockerCLI28); err == nil {
-		out = append(out, DockerCLI28)
-	}
-	return out
-}
+// clis are the docker CLIs every lifecycle test drives labd with.
+var clis = []string{DockerCLI20, DockerCLI28}
 
 // TestCLIImageLifecycle drives build, images, history, tag, rmi, prune,
 // save and load with each docker CLI against labd, and checks what the
 // CLI prints against the reference where one runs.
 func TestCLIImageLifecycle(t *testing.T) {
-	for _, cli := range clis(t) {
+	for _, cli := range clis {
 		name := "cli20"
 		if cli == DockerCLI28 {
 			name = "cli28"
 		}
 		t.Run(name, func(t *testing.T) {
+			if cli == DockerCLI28 {
+				needCLI28(t)
+			}
 			for _, e := range both(t) {
 				testLifecycle(t, e, cli)
 			}
@@ -106,9 +104,7 @@ func testLifecycle(t *testing.T, e *Engine, cli string) {
 
 // TestCLIOutputsMatch compares the text of read-only commands.
 func TestCLIOutputsMatch(t *testing.T) {
-	if pair.Dockerd == nil {
-		t.Skip("no reference engine")
-	}
+	needDockerd(t)
 	for _, args := range [][]string{
 		{"history", "--no-trunc", "--format", "{{.ID}} {{.CreatedBy}} {{.Size}}", "busybox"},
 		{"images", "--format", "{{.Repository}} {{.Tag}} {{.ID}} {{.Size}}", "busybox"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,25 +13,19 @@ import (
 )
 
 // leaks counts what a build step may leave behind: mounts under the
-// engine's state, build scratch directories and labd cgroups.
+// engine's state, build scratch directories and the cgroups under the
+// engine's own cgroup parent (not labd's default, which every other test
+// binary of `go test ./...` uses at the same time).
 type leaks struct {
 	mounts, scratch, cgroups int
 }
 
-func countLeaks(dataDir string) leaks {
+func countLeaks(e *Engine, dataDir string) leaks {
 	var l leaks
 	l.mounts = len(mountinfo.Under(dataDir))
 	ents, _ := os.ReadDir(filepath.Join(dataDir, "engine", "build"))
 	l.scratch = len(ents)
-	for _, root := range []string{"/sys/fs/cgroup/memory/labd", "/sys/fs/cgroup/pids/labd", "/sys/fs/cgroup/unified/labd", "/sys/fs/cgroup/labd"} {
-		if ents, err := os.ReadDir(root); err == nil {
-			for _, e := range ents {
-				if e.IsDir() {
-					l.cgroups++
-				}
-			}
-		}
-	}
+	l.cgroups = len(CgroupDirs(e.CgroupParent))
 	return l
 }
 
@@ -50,17 +45,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // the container is killed and no mount, scratch dir or cgroup remains.
 func TestCancelledBuildLeavesNothing(t *testing.T) {
 	dataDir := filepath.Join(pair.Dir, "labd-data")
-	before := countLeaks(dataDir)
+	before := countLeaks(pair.Labd, dataDir)
 	dir := WriteContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo started && sleep 30\n"})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan Result, 1)
 	go func() {
 		done <- pair.Labd.Docker(ctx, DockerCLI20, dir, nil, "build", "--no-cache", "-t", "cancelled", ".")
 	}()
-	waitFor(t, "RUN step to start", func() bool { return countLeaks(dataDir).mounts > before.mounts })
+	waitFor(t, "RUN step to start", func() bool { return countLeaks(pair.Labd, dataDir).mounts > before.mounts })
 	cancel()
 	<-done
-	waitFor(t, "cleanup after cancel", func() bool { return countLeaks(dataDir) == before })
+	waitFor(t, "cleanup after cancel", func() bool { return countLeaks(pair.Labd, dataDir) == before })
 	r := pair.Labd.Docker(context.Background(), DockerCLI20, "", nil, "image", "inspect", "cancelled")
 	if r.Code == 0 {
 		t.Error("a cancelled build tagged its image")
@@ -91,7 +86,7 @@ func TestKillDuringBuild(t *testing.T) {
 	}
 	// The killed RUN's mounts and scratch are gone after the restart.
 	waitFor(t, "restart cleanup", func() bool {
-		l := countLeaks(dataDir)
+		l := countLeaks(pair.Labd, dataDir)
 		// The standalone engine's network keeps its netns mounts under
 		// engine/run while it runs.
 		return l.scratch == 0 && l.mounts == len(mountinfo.Under(filepath.Join(dataDir, "engine", "run")))
@@ -100,11 +95,20 @@ func TestKillDuringBuild(t *testing.T) {
 	if strings.Contains(imgs, "killed") {
 		t.Errorf("half-built image tagged:\n%s", imgs)
 	}
-	// Every listed image can be inspected and its history read.
-	for _, id := range strings.Fields(pair.Labd.Must(t, DockerCLI20, "", "images", "-a", "-q", "--no-trunc")) {
+	// Every image from before the kill is still there, and every listed
+	// image can be inspected and its history read.
+	after := strings.Fields(pair.Labd.Must(t, DockerCLI20, "", "images", "-a", "-q", "--no-trunc"))
+	for _, id := range strings.Fields(before) {
+		if !slices.Contains(after, id) {
+			t.Errorf("image %s existed before the kill and is gone after the restart", id)
+		}
+	}
+	if len(strings.Fields(before)) == 0 {
+		t.Error("no image before the kill: the test checks nothing about keeping them")
+	}
+	for _, id := range after {
 		pair.Labd.Must(t, DockerCLI20, "", "history", id)
 	}
-	_ = before
 	dir2 := WriteContext(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo after > /a\n"})
 	out := pair.Labd.Must(t, DockerCLI20, dir2, "build", "-t", "after-crash", ".")
 	if !strings.Contains(out, "Successfully tagged after-crash:latest") {

@@ -6,6 +6,10 @@
 // dockerd), so image IDs of the base agree. Clients are the real docker
 // CLIs with DOCKER_BUILDKIT=0.
 //
-// A missing dockerd fails the tests, unless LABD_NO_DOCKERD=1 (then the
-// differential parts are skipped).
+// A missing dockerd fails the tests. With LABD_NO_DOCKERD=1 every test that
+// compares with dockerd is skipped (on a laptop) or fails (under CI=true):
+// a comparison with one engine compares nothing and never passes. Each
+// labd engine puts its containers under a cgroup parent of its own
+// (NewCgroupParent), so its leak counts see only its own work while other
+// test binaries run at the same time.
 package enginetest

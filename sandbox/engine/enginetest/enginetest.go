@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -31,10 +32,14 @@ var (
 type Engine struct {
 	Name   string // "labd" or "dockerd"
 	Socket string
-	cmd    *exec.Cmd
-	done   chan struct{}
-	args   []string
-	logf   string
+	// CgroupParent is where labd puts this engine's containers: a parent
+	// of its own, so that what it holds can be counted while other test
+	// binaries run containers at the same time.
+	CgroupParent string
+	cmd          *exec.Cmd
+	done         chan struct{}
+	args         []string
+	logf         string
 }
 
 // Host is the DOCKER_HOST value for the engine.
@@ -142,8 +147,17 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// StartLabd starts `labd engine` with its state in dataDir; the busybox
-// base image is bootstrapped first.
+var cgroupParents atomic.Int64
+
+// NewCgroupParent names a cgroup parent no other engine uses: this test
+// binary's pid and a counter.
+func NewCgroupParent() string {
+	return fmt.Sprintf("labd-test-%d-%d", os.Getpid(), cgroupParents.Add(1))
+}
+
+// StartLabd starts `labd engine` with its state in dataDir and its
+// containers under a cgroup parent of its own; the busybox base image is
+// bootstrapped first.
 func StartLabd(dataDir, socket string, extra ...string) (*Engine, error) {
 	bin, err := LabdBinary()
 	if err != nil {
@@ -152,9 +166,41 @@ func StartLabd(dataDir, socket string, extra ...string) (*Engine, error) {
 	if out, err := exec.Command(bin, "images", "bootstrap", "busybox", "--data", dataDir).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("bootstrap busybox: %v\n%s", err, out)
 	}
-	args := append([]string{"engine", "--socket", socket, "--data", dataDir}, extra...)
-	e := &Engine{Name: "labd", Socket: socket, args: args, logf: filepath.Join(filepath.Dir(socket), "labd.log")}
+	parent := NewCgroupParent()
+	args := append([]string{"engine", "--socket", socket, "--data", dataDir, "--cgroup-parent", parent}, extra...)
+	e := &Engine{Name: "labd", Socket: socket, CgroupParent: parent, args: args, logf: filepath.Join(filepath.Dir(socket), "labd.log")}
 	return e, e.start(bin)
+}
+
+// CgroupDirs lists the container cgroups under parent in every hierarchy
+// (v1, hybrid and v2 layouts): one entry per container and controller.
+func CgroupDirs(parent string) []string {
+	var out []string
+	for _, root := range cgroupRoots(parent) {
+		ents, _ := os.ReadDir(root)
+		for _, e := range ents {
+			if e.IsDir() {
+				out = append(out, filepath.Join(root, e.Name()))
+			}
+		}
+	}
+	return out
+}
+
+func cgroupRoots(parent string) []string {
+	roots, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
+	if st, err := os.Stat(filepath.Join("/sys/fs/cgroup", parent)); err == nil && st.IsDir() {
+		roots = append(roots, filepath.Join("/sys/fs/cgroup", parent))
+	}
+	return roots
+}
+
+// RemoveCgroupParent removes parent's (empty) directories once its
+// engine has stopped.
+func RemoveCgroupParent(parent string) {
+	for _, root := range cgroupRoots(parent) {
+		_ = os.Remove(root)
+	}
 }
 
 func (e *Engine) start(bin string) error {
@@ -203,6 +249,9 @@ func (e *Engine) Stop() {
 	case <-e.done:
 	case <-time.After(30 * time.Second):
 		e.Kill()
+	}
+	if e.CgroupParent != "" {
+		RemoveCgroupParent(e.CgroupParent)
 	}
 }
 

@@ -88,7 +88,7 @@ func BootstrapBusybox(ctx context.Context, s *Store) (digest.Digest, error) {
 	if err := base.Add(id, "", false); err != nil {
 		return "", fmt.Errorf("bootstrap busybox: %w", err)
 	}
-	if err := base.Tag(id, "busybox:latest"); err != nil {
+	if err := base.AddTag(id, "busybox:latest"); err != nil {
 		return "", fmt.Errorf("bootstrap busybox: %w", err)
 	}
 	return id, nil

@@ -410,7 +410,7 @@ func tagAll(v *View, id digest.Digest, tags []string) error {
 		if cur, err := v.Resolve(t); err == nil && cur == id {
 			continue
 		}
-		if err := v.Tag(id, t); err != nil {
+		if err := v.AddTag(id, t); err != nil {
 			return err
 		}
 	}

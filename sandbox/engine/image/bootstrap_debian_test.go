@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labd/labd/internal/testenv"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/labd/labd/sandbox/engine/runtime"
@@ -126,9 +127,7 @@ func TestBootstrapWithoutMmdebstrap(t *testing.T) {
 // An unreachable mirror (a closed port on loopback) must give a message
 // saying so and how to import instead, and leave no image.
 func TestBootstrapUnreachableMirror(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mmdebstrap's root mode needs root")
-	}
+	testenv.Root(t, "mmdebstrap's root mode")
 	if _, err := exec.LookPath("mmdebstrap"); err != nil {
 		t.Fatalf("mmdebstrap missing: apt-get install mmdebstrap (%v)", err)
 	}
@@ -165,9 +164,7 @@ func TestBootstrapUnreachableMirror(t *testing.T) {
 // only lo, the host's own apt sources): the error names the mirror that
 // could not be reached and the packages, and says how to import instead.
 func TestBootstrapNoNetwork(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mmdebstrap's root mode needs root")
-	}
+	testenv.Root(t, "mmdebstrap's root mode")
 	if _, err := exec.LookPath("mmdebstrap"); err != nil {
 		t.Fatalf("mmdebstrap missing: apt-get install mmdebstrap (%v)", err)
 	}
@@ -208,9 +205,7 @@ func TestBootstrapCancel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds an image from Debian packages (about a minute); skipped with -short")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("mmdebstrap's root mode needs root")
-	}
+	testenv.Root(t, "mmdebstrap's root mode")
 	dir, err := os.MkdirTemp("", "labd-bootstrap-test-")
 	if err != nil {
 		t.Fatal(err)
@@ -348,9 +343,7 @@ func (b *debianBootstrap) get(t *testing.T, build func(context.Context, *Store, 
 	if testing.Short() {
 		t.Skip("builds an image from Debian packages (about a minute); skipped with -short")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("mmdebstrap's root mode and the runtime need root")
-	}
+	testenv.Root(t, "mmdebstrap's root mode and the runtime")
 	b.once.Do(func() {
 		if b.seed != nil {
 			b.store = b.seed

@@ -199,6 +199,7 @@ func (v *View) deleteHelper(id digest.Digest, recs *[]DeleteRecord, sizes map[st
 		*recs = append(*recs, DeleteRecord{Untagged: reference.FamiliarString(r)})
 	}
 	delete(v.st.Images, id)
+	delete(v.st.LastTagTime, id)
 	if b := v.baseLocked(); b != nil {
 		if _, ok := b.Images[id]; ok {
 			v.st.Hidden[id] = true

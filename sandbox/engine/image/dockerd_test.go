@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labd/labd/internal/testenv"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/labd/labd/sandbox/engine/layer"
@@ -43,7 +44,7 @@ func startDockerd(t *testing.T) (*refDockerd, string) {
 	cli := findBinary("/usr/bin/docker", "/usr/local/bin/docker")
 	if dockerd == "" || cli == "" {
 		if os.Getenv("LABD_NO_DOCKERD") == "1" {
-			t.Skip("dockerd not installed and LABD_NO_DOCKERD=1")
+			testenv.Missing(t, "dockerd not installed and LABD_NO_DOCKERD=1")
 		}
 		t.Fatal("dockerd or docker CLI missing (apt-get install docker.io), or set LABD_NO_DOCKERD=1")
 	}

@@ -321,6 +321,11 @@ func (v *View) saveSelection(names []string) ([]*saveImage, error) {
 				}
 			}
 			id, err := v.Resolve(name)
+			if errors.Is(err, ErrNotFound) && isNamed {
+				// dockerd 20.10 searches image IDs for the name as
+				// given, and says so without a tag.
+				return nil, noSuchImage(name)
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -330,6 +335,11 @@ func (v *View) saveSelection(names []string) ([]*saveImage, error) {
 			continue
 		}
 		id, err := v.Resolve(name)
+		if errors.Is(err, ErrNotFound) {
+			// dockerd 20.10's reference store answers a tag or digest it
+			// does not hold so.
+			return nil, &notFoundError{msg: "reference does not exist"}
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -33,6 +33,9 @@ type viewState struct {
 	// Hidden base images and references, removed in this view only.
 	Hidden     map[digest.Digest]bool `json:"hidden,omitempty"`
 	HiddenRefs map[string]bool        `json:"hidden_refs,omitempty"`
+	// LastTagTime is when Tag last named each image: dockerd's image
+	// metadata "lastUpdated", shown by inspect as Metadata.LastTagTime.
+	LastTagTime map[digest.Digest]time.Time `json:"last_tag_time,omitempty"`
 }
 
 // ImageMeta is what the store keeps about an image beside its config.
@@ -108,6 +111,9 @@ func readViewFile(path string) (viewState, error) {
 	}
 	if st.HiddenRefs == nil {
 		st.HiddenRefs = map[string]bool{}
+	}
+	if st.LastTagTime == nil {
+		st.LastTagTime = map[digest.Digest]time.Time{}
 	}
 	return st, nil
 }
@@ -206,8 +212,21 @@ func (v *View) addLocked(id digest.Digest, m ImageMeta) {
 }
 
 // Tag points ref (name[:tag], normalised; tag "latest" by default) at an
-// image visible in the view, moving the tag if it exists.
+// image visible in the view, moving the tag if it exists, and records the
+// image's LastTagTime: dockerd's TagImageWithReference, behind `docker
+// tag` and `docker build -t`.
 func (v *View) Tag(id digest.Digest, ref string) error {
+	return v.tag(id, ref, true)
+}
+
+// AddTag is Tag without the LastTagTime: dockerd's pull and load add to
+// the reference store only, so their images inspect with a zero
+// Metadata.LastTagTime.
+func (v *View) AddTag(id digest.Digest, ref string) error {
+	return v.tag(id, ref, false)
+}
+
+func (v *View) tag(id digest.Digest, ref string, stamp bool) error {
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
 		return &invalidRefError{err: fmt.Errorf("invalid reference format: %w", stripRefPrefix(err))}
@@ -215,7 +234,7 @@ func (v *View) Tag(id digest.Digest, ref string) error {
 	if _, ok := named.(reference.Canonical); ok {
 		return &invalidRefError{err: errors.New("refusing to create a tag with a digest reference")}
 	}
-	return v.addRef(id, reference.TagNameOnly(named))
+	return v.addRef(id, reference.TagNameOnly(named), stamp)
 }
 
 // AddRepoDigest records name@sha256:… for an image (after a push or pull).
@@ -228,10 +247,10 @@ func (v *View) AddRepoDigest(id digest.Digest, ref string) error {
 	if !ok {
 		return &invalidRefError{err: fmt.Errorf("%s: not a digest reference", ref)}
 	}
-	return v.addRef(id, c)
+	return v.addRef(id, c, false)
 }
 
-func (v *View) addRef(id digest.Digest, named reference.Named) error {
+func (v *View) addRef(id digest.Digest, named reference.Named, stamp bool) error {
 	v.s.mu.Lock()
 	defer v.s.mu.Unlock()
 	if _, ok := v.imagesLocked()[id]; !ok {
@@ -239,6 +258,9 @@ func (v *View) addRef(id digest.Digest, named reference.Named) error {
 	}
 	v.st.Refs[named.String()] = id
 	delete(v.st.HiddenRefs, named.String())
+	if stamp {
+		v.st.LastTagTime[id] = time.Now().UTC()
+	}
 	return v.saveLocked()
 }
 
@@ -362,9 +384,10 @@ type ImageInfo struct {
 	Parent       digest.Digest
 	BuiltLocally bool
 	Created      time.Time
-	Size         int64    // sum of layer sizes
-	RepoTags     []string // familiar, sorted
-	RepoDigests  []string // familiar, sorted
+	Size         int64     // sum of layer sizes
+	RepoTags     []string  // familiar, sorted
+	RepoDigests  []string  // familiar, sorted
+	LastTagTime  time.Time // last Tag of the image (zero if never)
 }
 
 // Image returns an image visible in the view.
@@ -377,15 +400,20 @@ func (v *View) Image(id digest.Digest) (ImageInfo, error) {
 	images := v.imagesLocked()
 	m, ok := images[id]
 	var tags, digests []string
+	var tagged time.Time
 	if ok {
 		tags, digests = refsOf(v.refsLocked(images), id)
+		tagged = v.st.LastTagTime[id]
+		if b := v.baseLocked(); tagged.IsZero() && b != nil {
+			tagged = b.LastTagTime[id]
+		}
 	}
 	v.s.mu.Unlock()
 	if !ok {
 		return ImageInfo{}, noSuchImage(id.String())
 	}
 	return ImageInfo{ID: id, Config: c, Parent: m.Parent, BuiltLocally: m.BuiltLocally, Created: c.Created,
-		Size: v.s.imageSize(c), RepoTags: tags, RepoDigests: digests}, nil
+		Size: v.s.imageSize(c), RepoTags: tags, RepoDigests: digests, LastTagTime: tagged}, nil
 }
 
 // refsOf returns an image's tags and repo digests, familiar and sorted.

@@ -15,15 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labd/labd/internal/testenv"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces)")
-	}
+	testenv.Root(t, "network namespaces")
 }
 
 // outsideNetNS makes a network namespace standing in for a sandbox's, with
@@ -171,7 +170,7 @@ func get(ctx context.Context, dial func(ctx context.Context, network, addr strin
 func busyboxHTTPD(t testing.TB, path string, port int, body string) {
 	t.Helper()
 	if _, err := os.Stat("/bin/busybox"); err != nil {
-		t.Skip("no /bin/busybox (busybox-static)")
+		testenv.Missing(t, "no /bin/busybox (Debian package busybox-static)")
 	}
 	www := t.TempDir()
 	if err := os.WriteFile(filepath.Join(www, "index.html"), []byte(body), 0o644); err != nil {

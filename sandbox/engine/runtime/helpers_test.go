@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/labd/labd/internal/testenv"
 )
 
 // testCgroupParent keeps this test binary's cgroups apart from labd's and
@@ -18,17 +20,23 @@ import (
 var testCgroupParent = fmt.Sprintf("labd-test-%d", os.Getpid())
 
 // busyboxLower is a layer directory with /bin/busybox, its applet links and
-// a small /etc, built once per test binary (empty when it cannot be built).
-var busyboxLower string
+// a small /etc, built once per test binary; busyboxErr says why it could
+// not be built, and every test that needs it then fails with that reason.
+var (
+	busyboxLower string
+	busyboxErr   error
+)
 
 func TestMain(m *testing.M) {
 	code := func() int {
 		if os.Geteuid() == 0 {
 			dir, err := os.MkdirTemp("", "runtime-busybox-")
-			if err == nil {
+			if err != nil {
+				busyboxErr = err
+			} else {
 				defer os.RemoveAll(dir)
 				if err := makeBusyboxLayer(dir); err != nil {
-					fmt.Fprintln(os.Stderr, "busybox layer:", err)
+					busyboxErr = fmt.Errorf("busybox layer (Debian's busybox-static): %w", err)
 				} else {
 					busyboxLower = dir
 				}
@@ -95,14 +103,15 @@ func makeBusyboxLayer(dir string) error {
 	return os.Chmod(filepath.Join(dir, "tmp"), 0o1777)
 }
 
-// needRoot skips tests that start real containers where they cannot run.
+// needRoot stops tests that start real containers where they cannot run
+// (testenv: a skip on a laptop, a failure in CI). A busybox layer that
+// could not be built is a failure everywhere: the machine has root, so
+// the tests could have run.
 func needRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("containers need root")
-	}
-	if busyboxLower == "" {
-		t.Skip("no busybox (Debian's busybox-static) to build a root filesystem")
+	testenv.Root(t, "containers")
+	if busyboxErr != nil {
+		t.Fatal(busyboxErr)
 	}
 }
 

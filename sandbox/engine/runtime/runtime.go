@@ -113,6 +113,18 @@ type Spec struct {
 
 var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
+// ValidCgroupParent checks a cgroup parent: a relative path of plain
+// names, so that it stays below each hierarchy's root (sweeps remove
+// directories under it).
+func ValidCgroupParent(p string) error {
+	for _, el := range strings.Split(strings.Trim(p, "/"), "/") {
+		if el == "" || el == "." || el == ".." || !validID.MatchString(el) {
+			return fmt.Errorf("invalid cgroup parent %q: want names of letters, digits, _ . - separated by /", p)
+		}
+	}
+	return nil
+}
+
 // ErrExists is returned by Start when a container with the same ID runs.
 var ErrExists = errors.New("container already running")
 
@@ -127,6 +139,9 @@ func New(opts Options) (*Runtime, error) {
 	}
 	if opts.CgroupParent == "" {
 		opts.CgroupParent = "labd"
+	}
+	if err := ValidCgroupParent(opts.CgroupParent); err != nil {
+		return nil, err
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

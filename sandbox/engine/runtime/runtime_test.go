@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/labd/labd/internal/testenv"
 )
 
 // run runs s and returns its stdout, stderr and exit code.
@@ -518,7 +520,7 @@ func TestSeccomp(t *testing.T) {
 		if _, err := New(Options{Root: t.TempDir(), Seccomp: profile}); err == nil {
 			t.Error("New with a seccomp profile succeeded in a binary without seccomp support")
 		}
-		t.Skip("built without -tags seccomp")
+		testenv.Missing(t, "built without -tags seccomp (make builds with it)")
 	}
 	needRoot(t)
 	r, err := New(Options{Root: t.TempDir(), CgroupParent: testCgroupParent, Seccomp: profile})
