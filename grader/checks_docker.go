@@ -59,6 +59,9 @@ func (p *probe) builtOnDocker(ctx context.Context, s spec, name string, img imag
 		if df == "" {
 			return undecided("there is no Dockerfile in the workspace to compare it with")
 		}
+		if o, ok := unreadable(df, err); ok && !isFolder(err) {
+			return o, nil
+		}
 		return fail("There is no %s in your workspace to compare %s with", df, name)
 	}
 	ins, err := parseDockerfile(b)

@@ -93,6 +93,9 @@ func checkImage(ctx context.Context, p *probe, s spec) (outcome, error) {
 			}
 			b, ferr := readWorkspaceFile(p.env.Workspace, df)
 			if ferr != nil {
+				if o, ok := unreadable(df, ferr); ok && !isFolder(ferr) {
+					return o, nil
+				}
 				return fail("There is no %s in your workspace to compare %s with", df, name)
 			}
 			ins, perr := parseDockerfile(b)

@@ -5,60 +5,93 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
 	"regexp"
 	"strings"
+	"syscall"
 
+	"github.com/labd/labd/internal/safefile"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 )
 
-// maxFileRead bounds how much of a workspace file a check reads.
+// maxFileRead bounds how much of a workspace file a check reads; a larger
+// file fails the check (docs/authoring.md).
 const maxFileRead = 1 << 20
 
-// readWorkspaceFile reads rel inside the workspace without following
-// anything out of it (os.Root refuses symlinks and ".." that escape).
-func readWorkspaceFile(ws, rel string) ([]byte, error) {
+// openWorkspaceFile opens the regular file rel in the workspace. The
+// workspace is the learner's (root in the sandbox): nothing that leads
+// out of it is followed, and a FIFO, device or socket is refused without
+// being opened (safefile), so the grader neither blocks nor reads the
+// host's devices. rel is cleaned lexically first: an author's "../x"
+// stays in the workspace.
+func openWorkspaceFile(ws, rel string) (*os.File, error) {
 	if ws == "" {
 		return nil, cannot("no workspace")
 	}
-	root, err := os.OpenRoot(ws)
-	if err != nil {
-		return nil, cannot("open workspace: %v", err)
-	}
-	defer root.Close()
 	clean := path.Clean("/" + rel)[1:]
 	if clean == "" {
 		clean = "."
 	}
-	f, err := root.Open(clean)
+	f, err := safefile.Open(ws, clean, safefile.Beneath)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) && pe.Path == clean {
+			pe.Path = rel // the name the learner knows
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+// readWorkspaceFile reads the regular file rel in the workspace, at most
+// maxFileRead bytes.
+func readWorkspaceFile(ws, rel string) ([]byte, error) {
+	f, err := openWorkspaceFile(ws, rel)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.IsDir() {
-		return nil, errIsDir
-	}
-	return io.ReadAll(io.LimitReader(f, maxFileRead))
+	return safefile.ReadAll(f, rel, maxFileRead)
 }
 
-var errIsDir = errors.New("is a folder")
-
+// missing: nothing (or a folder, or a way out of the workspace) at the
+// path, as far as a check for a file is concerned.
 func missing(err error) bool {
-	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, errIsDir) || strings.Contains(fmt.Sprint(err), "path escapes")
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, safefile.ErrOutside) ||
+		errors.Is(err, syscall.ENOTDIR) || isFolder(err)
+}
+
+func isFolder(err error) bool {
+	var nr *safefile.NotRegularError
+	return errors.As(err, &nr) && nr.Type == "directory"
+}
+
+// unreadable is the failure for a workspace file that exists but cannot
+// be graded: a folder, something that is not a regular file, too large.
+// ok is false for other errors.
+func unreadable(rel string, err error) (o outcome, ok bool) {
+	var nr *safefile.NotRegularError
+	switch {
+	case isFolder(err):
+		return outcome{msg: fmt.Sprintf("%s is a folder, not a file", rel)}, true
+	case errors.As(err, &nr):
+		return outcome{msg: fmt.Sprintf("%s is not a regular file (it is a %s): the grader reads only regular files; remove it with rm %s and write the file again", rel, nr.Type, rel)}, true
+	case errors.Is(err, safefile.ErrTooLarge):
+		return outcome{msg: fmt.Sprintf("%s is larger than %s, more than the grader reads", rel, safefile.Size(maxFileRead))}, true
+	}
+	return outcome{}, false
 }
 
 func checkFile(ctx context.Context, p *probe, s spec) (outcome, error) {
 	rel := s.str("path")
-	b, err := readWorkspaceFile(p.env.Workspace, rel)
+	f, err := openWorkspaceFile(p.env.Workspace, rel)
+	if err == nil {
+		defer f.Close()
+	}
 	if !s.boolean("exists", true) {
-		if err == nil {
+		if err == nil || errors.Is(err, safefile.ErrNotRegular) && !isFolder(err) {
 			return fail("%s should not exist: remove it with rm %s", rel, rel)
 		}
 		if missing(err) {
@@ -67,8 +100,8 @@ func checkFile(ctx context.Context, p *probe, s spec) (outcome, error) {
 		return failed(cannot("read %s: %v", rel, err))
 	}
 	if err != nil {
-		if errors.Is(err, errIsDir) {
-			return fail("%s is a folder, not a file", rel)
+		if o, ok := unreadable(rel, err); ok {
+			return o, nil
 		}
 		if missing(err) {
 			return fail("There is no file %s in your workspace yet", rel)
@@ -79,10 +112,21 @@ func checkFile(ctx context.Context, p *probe, s spec) (outcome, error) {
 		}
 		return failed(cannot("read %s: %v", rel, err))
 	}
-	if want := s.str("contains"); want != "" && !bytes.Contains(b, []byte(want)) {
+	want, expr := s.str("contains"), s.str("matches")
+	if want == "" && expr == "" {
+		return pass()
+	}
+	b, err := safefile.ReadAll(f, rel, maxFileRead)
+	if err != nil {
+		if o, ok := unreadable(rel, err); ok {
+			return o, nil
+		}
+		return failed(cannot("read %s: %v", rel, err))
+	}
+	if want != "" && !bytes.Contains(b, []byte(want)) {
 		return fail("%s does not contain %q", rel, want)
 	}
-	if expr := s.str("matches"); expr != "" {
+	if expr != "" {
 		re, err := regexp.Compile("(?m)" + expr)
 		if err != nil {
 			return failed(cannot("bad regular expression %q: %v", expr, err))
@@ -141,6 +185,9 @@ func checkDockerfile(ctx context.Context, p *probe, s spec) (outcome, error) {
 	}
 	b, err := readWorkspaceFile(p.env.Workspace, rel)
 	if err != nil {
+		if o, ok := unreadable(rel, err); ok && !isFolder(err) {
+			return o, nil
+		}
 		if missing(err) {
 			return fail("There is no %s in your workspace yet", rel)
 		}

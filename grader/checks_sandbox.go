@@ -7,7 +7,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,31 +47,31 @@ func (c *capBuffer) Bytes() []byte {
 	return append([]byte(nil), c.buf.Bytes()...)
 }
 
-// scriptPrelude runs before a script check's own lines. It gives the
-// script a docker CLI config of the grader's own whose HttpHeaders mark
-// every engine request X-Labd-Grader: 1, so `docker image history` in a
-// check is never recorded as the learner's command (a command check would
-// pass without the learner running it) and never wakes the grader's wait
-// for the learner's commands (a check that re-ran itself once a second).
-// The directory name is random and mkdir fails on an existing one, so a
-// file the learner prepared cannot take its place; the learner is root in
-// the sandbox, though, and could still swap the docker binary: script
-// checks trust the sandbox (docs/authoring.md).
-const scriptPrelude = `mkdir -m 0700 "$DOCKER_CONFIG" 2>/dev/null &&
-printf '{"HttpHeaders":{"X-Labd-Grader":"1"}}\n' >"$DOCKER_CONFIG/config.json" ||
-{ echo "labd-grader: cannot prepare the check's docker config in $DOCKER_CONFIG"; exit 125; }
-trap 'rm -rf "$DOCKER_CONFIG"' EXIT
-`
-
-// scriptSetupFailed is the prelude's exit status when it cannot run.
-const scriptSetupFailed = 125
-
-// scriptDockerConfig returns a fresh, unguessable DOCKER_CONFIG path in the
-// sandbox's /tmp for one script run.
+// scriptDockerConfig returns a DOCKER_CONFIG for one script run: a path
+// in /tmp that does not exist, so the docker CLI in the script reads no
+// configuration at all. The learner's ~/.docker/config.json (a context
+// that points the CLI elsewhere, extra headers, registry logins) is never
+// the script's.
 func scriptDockerConfig() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return "/tmp/.labd-grader-" + hex.EncodeToString(b[:])
+}
+
+// CheckRunner is implemented by sandboxes that run the grader's script
+// checks apart from the learner's shell (labd's engine sandboxes: a fresh
+// container of the sandbox image whose docker talks to the engine on a
+// socket that records nothing). Other sandboxes run them with Exec.
+type CheckRunner interface {
+	RunCheck(ctx context.Context, e sandbox.ExecSpec) (int, error)
+}
+
+// runCheck runs a script check's command in s.
+func runCheck(ctx context.Context, s Execer, e sandbox.ExecSpec) (int, error) {
+	if cr, ok := s.(CheckRunner); ok {
+		return cr.RunCheck(ctx, e)
+	}
+	return s.Exec(ctx, e)
 }
 
 func checkScript(ctx context.Context, p *probe, s spec) (outcome, error) {
@@ -78,8 +82,8 @@ func checkScript(ctx context.Context, p *probe, s spec) (outcome, error) {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var out capBuffer
-	code, err := p.env.Sandbox.Exec(cctx, sandbox.ExecSpec{
-		Cmd:    []string{"bash", "-c", scriptPrelude + s.str("run")},
+	code, err := runCheck(cctx, p.env.Sandbox, sandbox.ExecSpec{
+		Cmd:    []string{"bash", "-c", s.str("run")},
 		Env:    []string{"DOCKER_CONFIG=" + scriptDockerConfig()},
 		Stdout: &out, Stderr: &out,
 	})
@@ -95,11 +99,6 @@ func checkScript(ctx context.Context, p *probe, s spec) (outcome, error) {
 	if code == 0 {
 		return pass()
 	}
-	if code == scriptSetupFailed {
-		if msg, ok := bytes.CutPrefix(out.Bytes(), []byte("labd-grader: ")); ok {
-			return failed(cannot("%s", strings.TrimSpace(string(msg))))
-		}
-	}
 	sc := bufio.NewScanner(bytes.NewReader(out.Bytes()))
 	for sc.Scan() {
 		if reason, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "FAIL:"); ok {
@@ -110,13 +109,102 @@ func checkScript(ctx context.Context, p *probe, s spec) (outcome, error) {
 }
 
 // httpScript makes one HTTP/1.0 request with bash's /dev/tcp inside the
-// sandbox, where published ports listen, and prints the raw response.
+// sandbox, where published ports listen, and prints the raw response: for
+// sandboxes labd cannot dial into (no PortDialer).
 const httpScript = `exec 3<>"/dev/tcp/127.0.0.1/$LABD_PORT" || exit 7
 printf 'GET %s HTTP/1.0\r\nHost: localhost:%s\r\nUser-Agent: labd-grader\r\nConnection: close\r\n\r\n' "$LABD_PATH" "$LABD_PORT" >&3
 cat <&3`
 
 // httpTimeout bounds one http check's request.
 const httpTimeout = 5 * time.Second
+
+// PortDialer is implemented by sandboxes whose ports labd reaches itself
+// (labd's engine sandboxes: 127.0.0.1 in the sandbox's network namespace),
+// so an http check runs no program the learner could have replaced.
+type PortDialer interface {
+	DialPort(ctx context.Context, port int) (net.Conn, error)
+}
+
+// errNoDialer: the sandbox cannot dial its ports for the grader.
+var errNoDialer = errors.New("the sandbox cannot dial its ports")
+
+func dialPort(ctx context.Context, s Execer, port int) (net.Conn, error) {
+	if d, ok := s.(PortDialer); ok {
+		return d.DialPort(ctx, port)
+	}
+	return nil, errNoDialer
+}
+
+// errNoAnswer: nothing accepted the connection.
+var errNoAnswer = errors.New("nothing answers")
+
+// httpGet makes one GET of path on the sandbox's 127.0.0.1:port and
+// returns the raw response (at most maxOutput bytes). A response cut off
+// by ctx comes with ctx's error.
+func httpGet(ctx context.Context, s Execer, port int, path string) ([]byte, error) {
+	conn, err := dialPort(ctx, s, port)
+	if errors.Is(err, errNoDialer) {
+		return httpGetExec(ctx, s, port, path)
+	}
+	if err != nil {
+		if cerr := ctxErr(ctx, err); cerr != nil {
+			return nil, cerr
+		}
+		return nil, errNoAnswer
+	}
+	defer conn.Close()
+	// The deadline covers ctx's end too (a stopped watcher).
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: localhost:%d\r\nUser-Agent: labd-grader\r\nConnection: close\r\n\r\n", path, port); err != nil {
+		if cerr := ctxErr(ctx, err); cerr != nil {
+			return nil, cerr
+		}
+		return nil, errNoAnswer
+	}
+	raw, err := io.ReadAll(io.LimitReader(conn, maxOutput))
+	if err != nil {
+		// A reset after some bytes: what came is the answer, as cat's.
+		return raw, ctxErr(ctx, err)
+	}
+	return raw, nil
+}
+
+// ctxErr is ctx's error once ctx has ended, or DeadlineExceeded for an
+// I/O error from the connection deadline set from ctx's (which can come
+// a moment before ctx's own timer), else nil.
+func ctxErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// httpGetExec is httpGet through httpScript in the sandbox.
+func httpGetExec(ctx context.Context, s Execer, port int, path string) ([]byte, error) {
+	var out capBuffer
+	code, err := s.Exec(ctx, sandbox.ExecSpec{
+		Cmd:    []string{"bash", "-c", httpScript},
+		Env:    []string{"LABD_PORT=" + strconv.Itoa(port), "LABD_PATH=" + path},
+		Stdout: &out,
+	})
+	raw := out.Bytes()
+	switch {
+	case err != nil && len(raw) == 0 && ctx.Err() != nil:
+		return nil, ctx.Err()
+	case err != nil && len(raw) == 0:
+		return nil, err
+	case code != 0 && len(raw) == 0:
+		return nil, errNoAnswer
+	}
+	return raw, nil
+}
 
 func checkHTTP(ctx context.Context, p *probe, s spec) (outcome, error) {
 	port := s.integer("port", 0)
@@ -145,21 +233,15 @@ func checkHTTP(ctx context.Context, p *probe, s spec) (outcome, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, httpTimeout)
 	defer cancel()
-	var out capBuffer
-	code, err := p.env.Sandbox.Exec(cctx, sandbox.ExecSpec{
-		Cmd:    []string{"bash", "-c", httpScript},
-		Env:    []string{"LABD_PORT=" + strconv.Itoa(port), "LABD_PATH=" + path},
-		Stdout: &out,
-	})
-	raw := out.Bytes()
+	raw, err := httpGet(cctx, p.env.Sandbox, port, path)
 	if err != nil && len(raw) == 0 {
-		if cctx.Err() != nil && ctx.Err() == nil {
+		switch {
+		case errors.Is(err, errNoAnswer):
+			return fail("Nothing answers on port %d: is the app running and published there?", port)
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 			return fail("Port %d did not answer within %s", port, httpTimeout)
 		}
 		return failed(cannot("request port %d: %v", port, err))
-	}
-	if code != 0 && len(raw) == 0 {
-		return fail("Nothing answers on port %d: is the app running and published there?", port)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), nil)
 	if err != nil {

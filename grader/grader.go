@@ -63,15 +63,20 @@ type LabResult struct {
 }
 
 // Execer runs a command in the learner's sandbox (sandbox.Sandbox has it).
+// Script checks prefer the sandbox's CheckRunner and http checks its
+// PortDialer when it has them (labd's engine sandboxes do), so neither
+// runs a program the learner could have replaced.
 type Execer interface {
 	Exec(ctx context.Context, e sandbox.ExecSpec) (int, error)
 }
 
 // Env is what the grader may look at for one sandbox.
 type Env struct {
-	// Docker talks to the sandbox's engine; nil when there is none. Build
-	// it with NewClient so the engine can tell grader calls from the
-	// learner's.
+	// Docker talks to the sandbox's engine; nil when there is none. For
+	// labd's engine, build it with NewClient on the sandbox's grader socket
+	// (engine.GraderSocketName), whose calls the engine never records as
+	// the learner's: on the learner's socket, every inspect of the grader
+	// would count as the learner's command.
 	Docker *client.Client
 	// Workspace is the host path of the learner's files.
 	Workspace string
@@ -85,8 +90,7 @@ type Env struct {
 }
 
 // NewClient returns a Docker client for the engine at socket (a path or a
-// unix:// URL). Its requests carry the grader header, so labd's engine
-// does not record them as the learner's commands.
+// unix:// URL): for labd's engine, the sandbox's grader socket.
 func NewClient(socket string) (*client.Client, error) {
 	host := socket
 	if !strings.Contains(host, "://") {
@@ -95,7 +99,6 @@ func NewClient(socket string) (*client.Client, error) {
 	c, err := client.NewClientWithOpts(
 		client.WithHost(host),
 		client.WithVersion("1.41"), // dockerd 20.10 and labd both serve it; skips negotiation
-		client.WithHTTPHeaders(map[string]string{"X-Labd-Grader": "1"}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("engine client for %s: %w", socket, err)

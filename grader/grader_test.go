@@ -67,7 +67,7 @@ func newBox(t testing.TB) *box {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := grader.NewClient(filepath.Join(filepath.Dir(sb.Workspace()), engine.SocketName))
+	c, err := grader.NewClient(filepath.Join(filepath.Dir(sb.Workspace()), engine.GraderSocketName))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -25,20 +26,21 @@ const DefaultDebounce = 40 * time.Millisecond
 const recordsWait = 30 * time.Second
 
 // The grader's own commands in the sandbox (script and http checks) may
-// cause engine events (a script that runs a container) or file changes
-// (an app that logs to the workspace). Such events must not start the
-// next evaluation at once, or a failing check would re-run itself in a
-// loop. An event that arrives while a grader command runs, or within
-// selfGrace after one ended, or that concerns a container created then,
-// is a "self" event. The first one after an evaluation that something
-// else caused is evaluated at once (it may be the learner's: a file saved
-// while a script ran); a chain of them is evaluated only after a delay
-// that doubles from selfBackoffMin to selfBackoffMax while self events
-// keep coming and goes back to the minimum on any other trigger. A
-// learner's action during such a chain is seen late, never lost; the
-// learner's
-// engine commands are always seen at once (the record count, which the
-// grader's own requests never raise).
+// cause engine events (a script that runs a container: the engine's events
+// are the same whichever socket asked) or file changes (an app that logs
+// to the workspace, a script's container with a bind mount of it). Such
+// events must not start the next evaluation at once, or a failing check
+// would re-run itself in a loop. An event that arrives while a grader
+// command runs, or within selfGrace after one ended, or that concerns a
+// container created then, is a "self" event. The first one after an
+// evaluation that something else caused is evaluated at once (it may be
+// the learner's: a file saved while a script ran); a chain of them is
+// evaluated only after a delay that doubles from selfBackoffMin to
+// selfBackoffMax while self events keep coming and goes back to the
+// minimum on any other trigger. A learner's action during such a chain is
+// seen late, never lost; the learner's engine commands are always seen at
+// once (the record count, which the grader's own requests, on sockets of
+// the grader's, never raise).
 const (
 	selfGrace      = 250 * time.Millisecond
 	selfBackoffMin = 2 * time.Second
@@ -84,7 +86,10 @@ type Target struct {
 	Learner   string
 	Lab       *labs.Lab
 	Sandbox   sandbox.Sandbox
-	Socket    string // the sandbox's engine socket; "" when it has none
+	// Socket is the grader's socket to the sandbox's engine (for labd's
+	// engine engine.GraderSocketName, never the learner's: calls there
+	// are recorded as theirs); "" when it has none.
+	Socket string
 	// User is the learner's registry account, Env.User of the checks
 	// ({{user}} in push checks); "" matches any user.
 	User string
@@ -368,25 +373,59 @@ func (w *Watcher) needsRecords() bool {
 	return false
 }
 
-// selfExecer runs the grader's commands in the sandbox and notes when
-// they run (see selfGrace).
+// selfExecer runs the grader's commands in the sandbox (Exec, script
+// checks, http requests) and notes when they run (see selfGrace).
 type selfExecer struct {
 	w *Watcher
 	e Execer
 }
 
 func (s selfExecer) Exec(ctx context.Context, e sandbox.ExecSpec) (int, error) {
-	w := s.w
+	defer s.w.selfBegin()()
+	return s.e.Exec(ctx, e)
+}
+
+// RunCheck implements CheckRunner with the sandbox's own (Exec without).
+func (s selfExecer) RunCheck(ctx context.Context, e sandbox.ExecSpec) (int, error) {
+	defer s.w.selfBegin()()
+	return runCheck(ctx, s.e, e)
+}
+
+// DialPort implements PortDialer with the sandbox's own (errNoDialer
+// without); the request lasts until the connection is closed.
+func (s selfExecer) DialPort(ctx context.Context, port int) (net.Conn, error) {
+	end := s.w.selfBegin()
+	c, err := dialPort(ctx, s.e, port)
+	if err != nil {
+		end()
+		return nil, err
+	}
+	return &selfConn{Conn: c, end: sync.OnceFunc(end)}, nil
+}
+
+// selfConn ends a grader command when closed.
+type selfConn struct {
+	net.Conn
+	end func()
+}
+
+func (c *selfConn) Close() error {
+	defer c.end()
+	return c.Conn.Close()
+}
+
+// selfBegin notes that a grader command starts; the returned func notes
+// its end.
+func (w *Watcher) selfBegin() func() {
 	w.selfMu.Lock()
 	w.execs++
 	w.selfMu.Unlock()
-	defer func() {
+	return func() {
 		w.selfMu.Lock()
 		w.execs--
 		w.execEnd = time.Now()
 		w.selfMu.Unlock()
-	}()
-	return s.e.Exec(ctx, e)
+	}
 }
 
 // selfBusyLocked reports whether a grader command runs or just ended;
@@ -472,8 +511,8 @@ func (w *Watcher) watchEngine() {
 
 // watchRecords keeps a long poll of the engine's records open and
 // triggers an evaluation when the learner made API calls: only theirs are
-// recorded (the grader's requests, script checks' included, carry
-// X-Labd-Grader), so the grader never wakes itself up this way.
+// recorded (the grader's requests, script checks' included, go to the
+// grader's socket), so the grader never wakes itself up this way.
 // r and err are the answer read before the first evaluation.
 func (w *Watcher) watchRecords(r *Records, err error) {
 	var seq, calls uint64

@@ -84,7 +84,7 @@ func BenchmarkLive50(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		sock := filepath.Join(filepath.Dir(sb.Workspace()), engine.SocketName)
+		sock := filepath.Join(filepath.Dir(sb.Workspace()), engine.GraderSocketName)
 		c, err := grader.NewClient(sock)
 		if err != nil {
 			b.Fatal(err)

@@ -40,7 +40,7 @@ func startLabd(t *testing.T, data, regHost, sid string) (*box, *sandbox.Manager)
 		mgr.Close(ctx)
 		t.Fatal(err)
 	}
-	c, err := grader.NewClient(filepath.Join(filepath.Dir(sb.Workspace()), engine.SocketName))
+	c, err := grader.NewClient(filepath.Join(filepath.Dir(sb.Workspace()), engine.GraderSocketName))
 	if err != nil {
 		t.Fatal(err)
 	}

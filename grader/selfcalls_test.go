@@ -36,13 +36,17 @@ func TestScriptCallsAreNotTheLearners(t *testing.T) {
 	b := newBox(t)
 	history := "kind: command\ncommand: history"
 	b.want(history, grader.StateFailed, "You have not run docker image history")
+	// The learner's docker config would send the CLI elsewhere (and once
+	// marked calls as the grader's): a script never reads it.
+	b.sh(`mkdir -p ~/.docker && echo '{"currentContext":"elsewhere","HttpHeaders":{"X-Labd-Grader":"1"}}' > ~/.docker/config.json`)
 	for _, cli := range dockerCLIs {
 		// The script must really reach the engine: it passes only if
-		// history answered, and tells which config it ran with.
-		script := "kind: script\nrun: '" + cli + " image history busybox | grep -q IMAGE && test -f \"$DOCKER_CONFIG/config.json\"'"
+		// history answered.
+		script := "kind: script\nrun: '" + cli + " image history busybox | grep -q IMAGE'"
 		b.want(script, grader.StatePassed, "")
 		b.want(history, grader.StateFailed, "You have not run docker image history")
 	}
+	b.sh("rm -r ~/.docker")
 	for _, c := range records(t, b).Calls {
 		if strings.Contains(c.Path, "history") {
 			t.Fatalf("a script check's call was recorded as the learner's: %+v", c)
@@ -56,8 +60,21 @@ func TestScriptCallsAreNotTheLearners(t *testing.T) {
 	b.want(history, grader.StatePassed, "")
 }
 
+// TestForgedGraderMarkerIsTheLearners (adversarial): a learner whose
+// docker config adds the header that once marked the grader's calls still
+// has their calls recorded (a command check passes), and cannot hide
+// them.
+func TestForgedGraderMarkerIsTheLearners(t *testing.T) {
+	needCLIs(t)
+	b := newBox(t)
+	history := "kind: command\ncommand: history"
+	b.want(history, grader.StateFailed, "You have not run docker image history")
+	b.sh(`mkdir -p /tmp/forged && echo '{"HttpHeaders":{"X-Labd-Grader":"1"}}' > /tmp/forged/config.json && DOCKER_CONFIG=/tmp/forged ` + enginetest.DockerCLI20 + " image history busybox >/dev/null")
+	b.want(history, grader.StatePassed, "")
+}
+
 func sockOf(b *box) string {
-	return filepath.Join(filepath.Dir(b.sb.Workspace()), engine.SocketName)
+	return filepath.Join(filepath.Dir(b.sb.Workspace()), engine.GraderSocketName)
 }
 
 // liveLab is a one-step lab with the given checks (YAML mappings).

@@ -17,6 +17,10 @@ import (
 const DefaultIdleTimeout = time.Hour
 
 var (
+	// ErrShellNotReady is returned (wrapped) by a Provider that cannot
+	// give learners a shell yet: the sandbox image is still being made,
+	// and the simple shell is only for trusted learners.
+	ErrShellNotReady = errors.New("the learner's shell image is not ready yet")
 	// ErrInvalidID is returned for IDs outside [a-z0-9-]{1,40}.
 	ErrInvalidID = errors.New("invalid sandbox id")
 	// ErrNotOwner is returned by GetOrCreate when the sandbox exists and

@@ -25,6 +25,8 @@ type BaseImages interface {
 	// SimpleShell reports whether sandbox sid runs the fallback shell
 	// because the sandbox image was not ready when it started.
 	SimpleShell(sid string) bool
+	// ShellReady reports whether the learners' shell image is there.
+	ShellReady() bool
 }
 
 // BootstrapStatus is a snapshot of the background bootstrap.
@@ -74,6 +76,9 @@ type banner struct {
 	Notes []string `json:"notes,omitempty"`
 	// Poll says the state may still change: keep asking.
 	Poll bool `json:"poll"`
+	// ShellReady, on a page waiting for its terminal, says the shell
+	// image is there now: the page reloads to start the terminal.
+	ShellReady bool `json:"shell_ready,omitempty"`
 	// URL is the status endpoint for this page.
 	URL string `json:"-"`
 }
@@ -85,7 +90,7 @@ func (b *banner) empty() bool {
 
 // bannerFor builds the banner of a page about lab (nil: not a lab page)
 // and sandbox sid. It returns nil when there is nothing to show.
-func (s *server) bannerFor(lab *labs.Lab, sid string) *banner {
+func (s *server) bannerFor(lab *labs.Lab, sid string, waitShell bool) *banner {
 	bi := s.opts.BaseImages
 	if bi == nil {
 		return nil
@@ -96,6 +101,9 @@ func (s *server) bannerFor(lab *labs.Lab, sid string) *banner {
 		q := url.Values{"lab": {lab.ID}}
 		if sid != "" {
 			q.Set("sandbox", sid)
+		}
+		if waitShell {
+			q.Set("wait", "shell")
 		}
 		b.URL += "?" + q.Encode()
 	}
@@ -149,6 +157,22 @@ func (s *server) bannerFor(lab *labs.Lab, sid string) *banner {
 	}
 	if lab != nil {
 		b.Notes = append(b.Notes, s.labImageNotes(lab, st, bi)...)
+	}
+	if waitShell {
+		// The page waits for its terminal: keep polling until the shell
+		// image is there, whoever makes it (this bootstrap or an import).
+		b.ShellReady = bi.ShellReady()
+		b.Poll = b.Poll || !b.ShellReady
+		switch {
+		case b.ShellReady:
+		case shell != nil && shell.pending():
+			b.Notes = append(b.Notes, "Your terminal starts as soon as the sandbox image is ready.")
+		case shell != nil && shell.State == ImageFailed:
+			b.Notes = append(b.Notes, "Your terminal cannot start: the sandbox image could not be prepared. An operator can import it (labd images import) or retry; this page starts the terminal once it is there.")
+		default:
+			b.Notes = append(b.Notes, "Your terminal cannot start yet: this server has no sandbox image and is not making one. An operator makes it with labd images bootstrap sandbox; this page starts the terminal once it is there.")
+		}
+		return b
 	}
 	if b.empty() {
 		return nil
@@ -212,29 +236,27 @@ func normalRef(ref string) string {
 func (s *server) bannerOf(page any) *banner {
 	switch d := page.(type) {
 	case labData:
-		return s.bannerFor(d.Lab, d.SandboxID)
+		return s.bannerFor(d.Lab, d.SandboxID, d.WaitShell)
 	case *labData:
-		return s.bannerFor(d.Lab, d.SandboxID)
+		return s.bannerFor(d.Lab, d.SandboxID, d.WaitShell)
 	}
-	return s.bannerFor(nil, "")
+	return s.bannerFor(nil, "", false)
 }
 
 // bootstrapStatus serves GET /bootstrap/status[?lab=ID&sandbox=SID]: the
 // banner as JSON, {"state":"done","poll":false} when there is nothing to
-// show. The sandbox counts only for its owner.
+// show. The sandbox counts only for its owner (routeBanner); for anyone
+// else it is left out, not refused.
 func (s *server) bootstrapStatus(w http.ResponseWriter, r *http.Request) {
 	var lab *labs.Lab
 	if id := r.URL.Query().Get("lab"); id != "" {
 		lab, _ = s.opts.Catalog.Get(id)
 	}
 	sid := r.URL.Query().Get("sandbox")
-	if sid != "" {
-		_, owner, ok := s.opts.Sandboxes.Get(sid)
-		if !ok || owner != s.keys.learnerFromRequest(r) {
-			sid = ""
-		}
+	if sid != "" && !s.allows(r, routeBanner, sid) {
+		sid = ""
 	}
-	b := s.bannerFor(lab, sid)
+	b := s.bannerFor(lab, sid, r.URL.Query().Get("wait") == "shell")
 	if b == nil {
 		b = &banner{State: "done"}
 	}

@@ -3,7 +3,10 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"html"
+	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,11 +15,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/labd/labd/internal/testenv"
+	"github.com/labd/labd/sandbox"
+	"github.com/labd/labd/sandbox/nsbox"
 )
 
 // fixedImages is a BaseImages whose state the test sets (cmd/labd's
@@ -52,6 +58,9 @@ func (f *fixedImages) SimpleShell(sid string) bool {
 	defer f.mu.Unlock()
 	return f.simple[sid]
 }
+
+// ShellReady: the shell image is among those it has.
+func (f *fixedImages) ShellReady() bool { return f.HasImage("labd/sandbox:latest") }
 
 func (f *fixedImages) set(fn func(f *fixedImages)) {
 	f.mu.Lock()
@@ -330,5 +339,83 @@ func TestBootstrapBannerBrowser(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	if polls2 := evalInt(`window.labd.bootstrap.polls`); polls2 != polls1 {
 		t.Errorf("bootstrap.js still polls after the end: %d -> %d", polls1, polls2)
+	}
+}
+
+// gatedProvider gives no shell until ready, as the engine provider does
+// for untrusted learners while the sandbox image is missing.
+type gatedProvider struct {
+	inner   sandbox.Provider
+	ready   atomic.Bool
+	created atomic.Int32
+}
+
+func (g *gatedProvider) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, error) {
+	if !g.ready.Load() {
+		return nil, fmt.Errorf("no sandbox image: %w", sandbox.ErrShellNotReady)
+	}
+	g.created.Add(1)
+	return g.inner.Create(ctx, spec)
+}
+
+// TestWaitForShellImage: without the shell image a learner gets no shell
+// (the simple one is for trusted learners only) but the lab page, which
+// says the terminal is being prepared, polls, and starts the sandbox on
+// the reload once the image is there.
+func TestWaitForShellImage(t *testing.T) {
+	imgs := &fixedImages{simple: map[string]bool{}}
+	imgs.set(func(f *fixedImages) {
+		f.st = threeImages(BootstrapImage{State: ImageReady}, BootstrapImage{State: ImageBuilding, Phase: "installing bash"})
+		f.have = []string{"busybox:latest", "python:3.11-slim"}
+	})
+	gate := &gatedProvider{inner: nsbox.New(nsbox.Options{})}
+	mgr := sandbox.NewManager(gate, sandbox.ManagerOptions{DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(func() { mgr.Close(context.Background()) })
+	s := newTestServerIdle(t, imagesContent(t), 0, 0, func(o *Options) {
+		o.BaseImages = imgs
+		o.Sandboxes = mgr
+	})
+	c := s.client(t)
+
+	resp, page := get(t, c, s.URL+"/labs/flask")
+	if resp.StatusCode != 200 {
+		t.Fatalf("lab page while the shell image is made: %d\n%s", resp.StatusCode, page)
+	}
+	for _, want := range []string{`data-wait-shell="true"`, "Preparing your terminal", `data-url="/bootstrap/status?lab=flask&amp;wait=shell" data-poll="true"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("waiting lab page lacks %q:\n%s", want, page)
+		}
+	}
+	for _, not := range []string{"data-sandbox=", "data-terminal-url=", `id="terminal"`, "/sandboxes/"} {
+		if strings.Contains(page, not) {
+			t.Errorf("waiting lab page has %q: it must not start or name a sandbox", not)
+		}
+	}
+	if n := gate.created.Load(); n != 0 {
+		t.Errorf("%d sandboxes exist while the shell image is missing", n)
+	}
+	status := s.URL + "/bootstrap/status?lab=flask&wait=shell"
+	b := bannerJSON(t, c, status)
+	if !b.Poll || b.ShellReady || !slices.Contains(b.Notes, "Your terminal starts as soon as the sandbox image is ready.") {
+		t.Errorf("while building: %+v", b)
+	}
+
+	imgs.set(func(f *fixedImages) {
+		f.st = threeImages(BootstrapImage{State: ImageReady}, BootstrapImage{State: ImageFailed, Error: "no mirror"})
+	})
+	if b := bannerJSON(t, c, status); !b.Poll || b.ShellReady || !strings.Contains(strings.Join(b.Notes, " "), "the sandbox image could not be prepared") {
+		t.Errorf("after a failed bootstrap: %+v", b)
+	}
+
+	// The operator imports the image: the page's poll says so, and the
+	// reload starts the sandbox.
+	imgs.set(func(f *fixedImages) { f.have = append(f.have, "labd/sandbox:latest") })
+	gate.ready.Store(true)
+	if b := bannerJSON(t, c, status); !b.ShellReady {
+		t.Errorf("after the import: %+v, want shell_ready", b)
+	}
+	_, page = get(t, c, s.URL+"/labs/flask")
+	if !regexpSandbox.MatchString(page) || strings.Contains(page, "data-wait-shell") {
+		t.Errorf("the reload after the import starts no sandbox:\n%s", page)
 	}
 }

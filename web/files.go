@@ -21,8 +21,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/labd/labd/sandbox"
 )
 
 // Files of the learner's workspace (the shell's /root): list, download a
@@ -56,40 +54,6 @@ var (
 	errOutside  = errors.New("a symbolic link or “..” leads out of your workspace")
 	errNotPlain = errors.New("not a regular file (devices, FIFOs and sockets cannot be downloaded)")
 )
-
-// filesAccess decides who may touch sid's files: its owner (learner
-// cookie), or the instructor (token as Bearer header, or the instructor
-// cookie), who may also reach the kept workspace of a sandbox that is
-// not running. It answers the request itself when refused. byCookie
-// reports whether a cookie, which a browser sends on its own, was what
-// authenticated (state changes then need a same-origin request).
-func (s *server) filesAccess(w http.ResponseWriter, r *http.Request) (dir string, byCookie, ok bool) {
-	sid := r.PathValue("sid")
-	sb, owner, live := s.opts.Sandboxes.Get(sid)
-	if live {
-		if learner := s.keys.learnerFromRequest(r); learner != "" && learner == owner {
-			s.opts.Sandboxes.Touch(sid)
-			return sb.Workspace(), true, true
-		}
-	}
-	if instr, bearer := s.isInstructor(r); instr {
-		if live {
-			return sb.Workspace(), !bearer, true
-		}
-		if sandbox.ValidID(sid) {
-			d := s.opts.Sandboxes.WorkspaceDir(sid)
-			if st, err := os.Stat(d); err == nil && st.IsDir() {
-				return d, !bearer, true
-			}
-		}
-	}
-	if !live {
-		http.Error(w, "no such sandbox (open the lab page to start it)", http.StatusNotFound)
-		return "", false, false
-	}
-	http.Error(w, "this sandbox belongs to someone else", http.StatusForbidden)
-	return "", false, false
-}
 
 // cleanRel turns a path from the page into one relative to the workspace:
 // "", "." and "~" are the workspace itself; "~/x" is x. Absolute paths and
@@ -239,32 +203,38 @@ type fileList struct {
 	MaxUpload int64       `json:"maxUpload"` // bytes one upload may hold
 }
 
-// openRequested checks who may use the sandbox's files (filesAccess),
-// reads the workspace-relative path from the query parameter param and
-// opens the workspace; on false it has answered.
-func (s *server) openRequested(w http.ResponseWriter, r *http.Request, param string) (ws *workspace, rel string, byCookie, ok bool) {
-	wsDir, byCookie, ok := s.filesAccess(w, r)
+// openRequested asks access whether the request may use the sandbox's
+// files (routeFilesRead or routeFilesWrite: the owner, or the instructor,
+// who also reaches the kept workspace of a sandbox that has ended), reads
+// the workspace-relative path from the query parameter param and opens
+// the workspace; on false it has answered.
+func (s *server) openRequested(w http.ResponseWriter, r *http.Request, k routeKind, param string) (ws *workspace, rel string, ok bool) {
+	sid := r.PathValue("sid")
+	g, ok := s.access(w, r, k, sid, 0)
 	if !ok {
-		return nil, "", false, false
+		return nil, "", false
+	}
+	if g.sb != nil && g.learner == g.owner {
+		s.opts.Sandboxes.Touch(sid)
 	}
 	rel, err := cleanRel(r.URL.Query().Get(param))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
-		return nil, "", false, false
+		return nil, "", false
 	}
-	ws, err = openWorkspace(wsDir)
+	ws, err = openWorkspace(g.workspace)
 	if err != nil {
-		s.log.Error("files: open workspace", "dir", wsDir, "err", err)
+		s.log.Error("files: open workspace", "dir", g.workspace, "err", err)
 		http.Error(w, "cannot open the workspace", http.StatusInternalServerError)
-		return nil, "", false, false
+		return nil, "", false
 	}
-	return ws, rel, byCookie, true
+	return ws, rel, true
 }
 
 // filesList answers GET /sandboxes/{sid}/files?path=DIR with DIR's
 // entries as JSON (symlinks not followed).
 func (s *server) filesList(w http.ResponseWriter, r *http.Request) {
-	ws, rel, _, ok := s.openRequested(w, r, "path")
+	ws, rel, ok := s.openRequested(w, r, routeFilesRead, "path")
 	if !ok {
 		return
 	}
@@ -330,7 +300,7 @@ func readlinkAt(dirfd int, name string) string {
 // fileDownload answers GET /sandboxes/{sid}/files/download?path=FILE with
 // the file's bytes as an attachment (never rendered by labd's origin).
 func (s *server) fileDownload(w http.ResponseWriter, r *http.Request) {
-	ws, rel, _, ok := s.openRequested(w, r, "path")
+	ws, rel, ok := s.openRequested(w, r, routeFilesRead, "path")
 	if !ok {
 		return
 	}
@@ -386,7 +356,7 @@ func (s *server) filesArchive(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("unknown archive format %q: use tar.gz or zip", format), http.StatusBadRequest)
 		return
 	}
-	ws, rel, _, ok := s.openRequested(w, r, "path")
+	ws, rel, ok := s.openRequested(w, r, routeFilesRead, "path")
 	if !ok {
 		return
 	}
@@ -623,15 +593,11 @@ func (s *server) maxUpload() int64 {
 // whole request has arrived, so a refused or broken upload leaves
 // nothing behind.
 func (s *server) filesUpload(w http.ResponseWriter, r *http.Request) {
-	ws, rel, byCookie, ok := s.openRequested(w, r, "dir")
+	ws, rel, ok := s.openRequested(w, r, routeFilesWrite, "dir")
 	if !ok {
 		return
 	}
 	defer ws.Close()
-	if byCookie && !formSameOrigin(r, s.opts.AllowedOrigins) {
-		http.Error(w, "upload refused: it does not come from labd's own page", http.StatusForbidden)
-		return
-	}
 	limit := s.maxUpload()
 	if r.ContentLength > limit+multipartSlack {
 		http.Error(w, tooLarge(r.ContentLength, limit), http.StatusRequestEntityTooLarge)

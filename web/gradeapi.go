@@ -102,10 +102,15 @@ func (g *gradeAPI) grade(w http.ResponseWriter, r *http.Request) {
 	}
 	env := &grader.Env{Workspace: sb.Workspace(), Sandbox: sb}
 	if g.opts.Accounts != nil {
-		env.User = g.keys.handle(owner)
+		// The name the lab page gave the learner; a lookup error leaves
+		// push checks to name whichever is likelier.
+		env.User, err = handleOf(r.Context(), g.keys, g.opts.Accounts, owner)
+		if err != nil {
+			g.opts.Logger.Warn("registry account of the graded learner", "sandbox", sid, "err", err)
+		}
 	}
 	if es, ok := sb.(engineSocketer); ok {
-		c, err := grader.NewClient(es.EngineSocket())
+		c, err := grader.NewClient(es.GraderSocket())
 		if err != nil {
 			gradeError(w, http.StatusInternalServerError, err.Error())
 			return

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -28,8 +26,9 @@ const StatusSubprotocol = "labd.status.v1"
 const statusPing = 30 * time.Second
 
 // engineSocketer is implemented by sandboxes that have an engine (the
-// engine provider's sandboxes).
-type engineSocketer interface{ EngineSocket() string }
+// engine provider's sandboxes): the grader talks to it on its own socket,
+// whose calls are never recorded as the learner's.
+type engineSocketer interface{ GraderSocket() string }
 
 // watchGrading starts (or finds) the grader's watcher of a learner's
 // sandbox; called by the lab page. user is the learner's registry account
@@ -40,39 +39,34 @@ func (s *server) watchGrading(sid, learner, user string, lab *labs.Lab, sb sandb
 	}
 	t := grader.Target{SandboxID: sid, Learner: learner, User: user, Lab: lab, Sandbox: sb}
 	if es, ok := sb.(engineSocketer); ok {
-		t.Socket = es.EngineSocket()
+		t.Socket = es.GraderSocket()
 	}
 	s.opts.Grader.Watch(t)
 }
 
 // status streams the grader's results for the learner's sandbox. Like the
-// terminal, only the owner may connect, and only from this site.
+// terminal, only the owner may connect, and only from labd's own pages
+// (routeStatus): the Check buttons ask for evaluations through it.
 func (s *server) status(w http.ResponseWriter, r *http.Request) {
 	sid := r.PathValue("sid")
-	_, owner, ok := s.opts.Sandboxes.Get(sid)
-	if !ok || s.opts.Grader == nil {
-		http.Error(w, "no such sandbox (reload the lab page to start one)", http.StatusNotFound)
+	gone := refusal{http.StatusNotFound, "No such sandbox",
+		"This sandbox is not being graded. Reload the lab page to start it again."}
+	if s.opts.Grader == nil {
+		s.refuse(w, r, routeStatus, gone)
 		return
 	}
-	learner := s.keys.learnerFromRequest(r)
-	if learner == "" || learner != owner {
-		http.Error(w, "this sandbox belongs to someone else", http.StatusForbidden)
+	if _, ok := s.access(w, r, routeStatus, sid, 0); !ok {
 		return
 	}
 	watcher, ok := s.opts.Grader.Get(sid)
 	if !ok {
-		http.Error(w, "this sandbox is not being graded (reload the lab page)", http.StatusNotFound)
-		return
-	}
-	if !sameOrigin(r, s.opts.AllowedOrigins) {
-		s.log.Warn("status websocket refused", "sandbox", sid, "origin", r.Header.Get("Origin"))
-		http.Error(w, "websocket origin not allowed", http.StatusForbidden)
+		s.refuse(w, r, routeStatus, gone)
 		return
 	}
 	u := websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
 		Subprotocols:     []string{StatusSubprotocol},
-		CheckOrigin:      func(r *http.Request) bool { return sameOrigin(r, s.opts.AllowedOrigins) },
+		CheckOrigin:      func(r *http.Request) bool { return s.sameOrigin(r, originWebsocket) },
 	}
 	ws, err := u.Upgrade(w, r, nil)
 	if err != nil {
@@ -125,34 +119,6 @@ type statusMessage struct {
 	Type   string           `json:"type"`
 	Result grader.LabResult `json:"result"`
 	Asked  []int            `json:"asked"`
-}
-
-// sameOrigin is the terminal's Origin policy: no Origin (not a browser),
-// the request's own host, or an allowed origin.
-func sameOrigin(r *http.Request, allowed []string) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	return originAllowed(origin, r, allowed)
-}
-
-// originAllowed reports whether origin (scheme://host[:port]) is the
-// request's own host or one of the allowed origins or hosts.
-func originAllowed(origin string, r *http.Request, allowed []string) bool {
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	for _, a := range allowed {
-		if strings.EqualFold(a, origin) || strings.EqualFold(a, u.Host) {
-			return true
-		}
-	}
-	return false
 }
 
 // labProgress is what the catalogue shows per lab for the learner.

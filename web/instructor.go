@@ -41,8 +41,8 @@ func (s *server) instructorAuth(w http.ResponseWriter, r *http.Request) bool {
 			http.Error(w, "wrong instructor token", http.StatusForbidden)
 			return false
 		}
-		http.SetCookie(w, &http.Cookie{Name: instructorCookie, Value: s.instructorKey(), Path: "/",
-			HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: 12 * 3600})
+		setCookie(w, r, &http.Cookie{Name: instructorCookie, Value: s.instructorKey(), Path: "/",
+			HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: 12 * 3600})
 		http.Redirect(w, r, r.URL.Path, http.StatusSeeOther)
 		return false
 	}

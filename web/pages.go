@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/labd/labd/labs"
+	"github.com/labd/labd/sandbox"
 )
 
 type catalogueData struct {
@@ -24,6 +25,9 @@ type labData struct {
 	Lab       *labs.Lab
 	SandboxID string
 	Registry  *registryBox // nil without a registry
+	// WaitShell: no sandbox yet, the shell image is being made; the page
+	// shows the instructions and reloads itself when the image is ready.
+	WaitShell bool
 }
 
 // labPage shows the lab and makes sure the learner's sandbox for it runs,
@@ -54,6 +58,11 @@ func (s *server) labPage(w http.ResponseWriter, r *http.Request) {
 		env = []string{"LABD_USER=" + user}
 	}
 	sb, err := s.opts.Sandboxes.GetOrCreateEnv(r.Context(), sid, learner, env)
+	if errors.Is(err, sandbox.ErrShellNotReady) {
+		w.Header().Set("Cache-Control", "no-store")
+		s.render(w, r, http.StatusOK, "lab", labData{Lab: lab, WaitShell: true})
+		return
+	}
 	if err != nil {
 		s.log.Error("start sandbox", "lab", id, "sandbox", sid, "err", err)
 		s.errorPage(w, r, http.StatusServiceUnavailable, errorData{

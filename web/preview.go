@@ -81,12 +81,6 @@ func (s *server) dialPreview(ctx context.Context, _, addr string) (net.Conn, err
 	return d.DialPort(ctx, port)
 }
 
-// sandboxNotRunning is the page for a preview of a sandbox that is gone.
-var sandboxNotRunning = errorData{
-	Title:   "No such sandbox",
-	Message: "This sandbox is not running. Open the lab page to start it, then open the port again.",
-}
-
 var (
 	errSandboxGone  = errors.New("the sandbox has ended")
 	errNoPortDialer = errors.New("this sandbox has no network that labd can reach")
@@ -176,14 +170,14 @@ func (s *server) preview(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	owner, ok := s.ownerOf(w, r, sid)
+	g, ok := s.access(w, r, routePreview, sid, port)
 	if !ok {
 		return
 	}
 	prefix := entryPrefix(sid, port)
 	rest, _ := restOf(r, prefix)
 	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && !isUpgrade(r) {
-		u := capPrefix(sid, port, s.signer.pathCap(sid, port, owner)) + rest
+		u := capPrefix(sid, port, s.signer.pathCap(sid, port, g.owner)) + rest
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, withQuery(u, r), http.StatusFound)
 		return
@@ -209,33 +203,17 @@ func (s *server) previewCapped(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	_, owner, ok := s.opts.Sandboxes.Get(sid)
-	if !ok {
-		s.errorPage(w, r, http.StatusNotFound, sandboxNotRunning)
-		return
-	}
 	prefix := capPrefix(sid, port, c)
 	rest, more := restOf(r, prefix)
-	if err := s.signer.checkPathCap(c, sid, port, owner); err != nil {
-		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && !isUpgrade(r) {
+	if v := s.check(r, routePreviewCap, sid, port); v.why != allowed {
+		if v.why == badProof && (r.Method == http.MethodGet || r.Method == http.MethodHead) && !isUpgrade(r) {
 			// The entry checks labd's cookie and hands out a new one.
 			w.Header().Set("Cache-Control", "no-store")
 			http.Redirect(w, r, withQuery(entryPrefix(sid, port)+rest, r), http.StatusFound)
 			return
 		}
-		s.errorPage(w, r, http.StatusForbidden, errorData{
-			Title:   "Preview link expired",
-			Message: "This preview link is no longer valid. Open the port again from your lab page.",
-		})
-		return
-	}
-	learner := s.keys.learnerFromRequest(r)
-	instr, _ := s.isInstructor(r)
-	if !instr && (learner != "" && learner != owner || isDocumentLoad(r) && learner != owner) {
-		s.errorPage(w, r, http.StatusForbidden, errorData{
-			Title:   "Not your sandbox",
-			Message: "Only the learner whose sandbox this is, or the instructor, can open its ports.",
-		})
+		s.logRefusal(r, v)
+		s.refuse(w, r, routePreviewCap, s.refusalOf(v))
 		return
 	}
 	if !more {
@@ -268,35 +246,12 @@ func preflight(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// ownerOf answers 404 for an unknown sandbox and 403 for anyone but its
-// owner and the instructor; it returns the owner when the request may go
-// on.
-func (s *server) ownerOf(w http.ResponseWriter, r *http.Request, sid string) (string, bool) {
-	_, owner, ok := s.opts.Sandboxes.Get(sid)
-	if !ok {
-		s.errorPage(w, r, http.StatusNotFound, sandboxNotRunning)
-		return "", false
-	}
-	if instr, _ := s.isInstructor(r); instr {
-		// The instructor helps learners with their apps.
-		return owner, true
-	}
-	if learner := s.keys.learnerFromRequest(r); learner == "" || learner != owner {
-		s.errorPage(w, r, http.StatusForbidden, errorData{
-			Title:   "Not your sandbox",
-			Message: "Only the learner whose sandbox this is, or the instructor, can open its ports.",
-		})
-		return "", false
-	}
-	return owner, true
-}
-
 // previewForm serves the Ports box (?port=N): it sends the owner to the
 // port's preview, on its own host with a fresh single-use token when
 // labd has a preview domain.
 func (s *server) previewForm(w http.ResponseWriter, r *http.Request) {
 	sid := r.PathValue("sid")
-	owner, ok := s.ownerOf(w, r, sid)
+	g, ok := s.access(w, r, routePorts, sid, 0)
 	if !ok {
 		return
 	}
@@ -310,7 +265,7 @@ func (s *server) previewForm(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if s.previewDomain != "" {
-		u := s.previewHostURL(r, sid, port) + authPath + "?token=" + s.signer.authToken(sid, port, owner)
+		u := s.previewHostURL(r, sid, port) + authPath + "?token=" + s.signer.authToken(sid, port, g.owner)
 		http.Redirect(w, r, u, http.StatusSeeOther)
 		return
 	}
@@ -349,6 +304,10 @@ func rewritePreview(pr *httputil.ProxyRequest) {
 	// browser's host is in X-Forwarded-Host.
 	pr.Out.Host = "localhost:" + port
 	pr.SetXForwarded()
+	if isHTTPS(pr.In) {
+		// The browser's scheme, as labd believes it (proxy.go).
+		pr.Out.Header.Set("X-Forwarded-Proto", "https")
+	}
 	if t.prefix != "" {
 		pr.Out.Header.Set("X-Forwarded-Prefix", t.prefix)
 	}
@@ -386,15 +345,19 @@ func modifyPreview(resp *http.Response) error {
 	}
 	// The app may not set labd's cookies, nor cookies for a parent domain
 	// (other learners' preview hosts, labd's host): its cookies stay on
-	// its own host.
+	// its own host, and over TLS they are Secure like labd's.
 	if cs := h.Values("Set-Cookie"); len(cs) > 0 {
 		h.Del("Set-Cookie")
 		for _, c := range cs {
 			if name, _, _ := strings.Cut(c, "="); !isLabdCookie(name) {
-				h.Add("Set-Cookie", withoutDomain(c))
+				h.Add("Set-Cookie", appCookie(c, isHTTPS(resp.Request)))
 			}
 		}
 	}
+	// HSTS is labd's to give (withClient) on every host it serves: an
+	// app's max-age=0 on labd's host would undo it for the learner's
+	// browser.
+	h.Del("Strict-Transport-Security")
 	if t.host {
 		return nil // its own origin: the app's headers as they are
 	}
@@ -414,15 +377,24 @@ func modifyPreview(resp *http.Response) error {
 	return nil
 }
 
-// withoutDomain drops the Domain attribute of a Set-Cookie value.
-func withoutDomain(c string) string {
+// appCookie drops the Domain attribute of a Set-Cookie value of the app
+// and, when secure, makes it Secure.
+func appCookie(c string, secure bool) string {
 	parts := strings.Split(c, ";")
 	out := parts[:1]
+	hasSecure := false
 	for _, p := range parts[1:] {
-		if name, _, _ := strings.Cut(p, "="); strings.EqualFold(strings.TrimSpace(name), "domain") {
+		name, _, _ := strings.Cut(p, "=")
+		switch name = strings.TrimSpace(name); {
+		case strings.EqualFold(name, "domain"):
 			continue
+		case strings.EqualFold(name, "secure"):
+			hasSecure = true
 		}
 		out = append(out, p)
+	}
+	if secure && !hasSecure {
+		out = append(out, " Secure")
 	}
 	return strings.Join(out, ";")
 }

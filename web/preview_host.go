@@ -131,16 +131,7 @@ func (s *server) servePreviewHost(w http.ResponseWriter, r *http.Request, sid st
 		hostErrorPage(w, http.StatusNotFound, errorData{Title: "Not found", Message: "Paths under /.labd/ belong to labd's preview."})
 		return
 	}
-	_, owner, ok := s.opts.Sandboxes.Get(sid)
-	if !ok {
-		hostErrorPage(w, http.StatusNotFound, sandboxNotRunning)
-		return
-	}
-	if !s.signer.hostCookieOK(r, sid, port, owner) {
-		hostErrorPage(w, http.StatusForbidden, errorData{
-			Title:   "Not your sandbox",
-			Message: "Only the learner whose sandbox this is can open its ports: open this port from the Ports box of your lab page.",
-		})
+	if _, ok := s.access(w, r, routePreviewHost, sid, port); !ok {
 		return
 	}
 	s.proxyPreview(w, r, previewTarget{sid: sid, port: port, rest: r.URL.EscapedPath(), host: true})
@@ -156,26 +147,16 @@ func (s *server) previewHostAuth(w http.ResponseWriter, r *http.Request, sid str
 		hostErrorPage(w, http.StatusMethodNotAllowed, errorData{Title: "Method not allowed", Message: "Open this link with GET."})
 		return
 	}
-	_, owner, ok := s.opts.Sandboxes.Get(sid)
+	g, ok := s.access(w, r, routePreviewHostAuth, sid, port)
 	if !ok {
-		hostErrorPage(w, http.StatusNotFound, sandboxNotRunning)
 		return
 	}
-	if err := s.signer.useAuthToken(r.URL.Query().Get("token"), sid, port, owner); err != nil {
-		msg := "This link does not open this port. Open the port from the Ports box of your lab page."
-		if err == errProofExpired || err == errProofUsed {
-			msg = "This link works once and for a minute only. Open the port again from the Ports box of your lab page."
-		}
-		hostErrorPage(w, http.StatusForbidden, errorData{Title: "Preview link not valid", Message: msg})
-		return
-	}
-	http.SetCookie(w, &http.Cookie{
+	setCookie(w, r, &http.Cookie{
 		Name:     previewCookie,
-		Value:    s.signer.hostCookie(sid, port, owner),
+		Value:    s.signer.hostCookie(sid, port, g.owner),
 		Path:     "/",
 		MaxAge:   int(hostCookieTTL.Seconds()),
 		HttpOnly: true,
-		Secure:   isHTTPS(r),
 		SameSite: http.SameSiteLaxMode,
 	})
 	w.Header().Set("Cache-Control", "no-store")
@@ -190,13 +171,6 @@ func (s *server) previewHostURL(r *http.Request, sid string, port int) string {
 		scheme = "https"
 	}
 	return scheme + "://" + strconv.Itoa(port) + "-" + sid + "." + s.previewDomain
-}
-
-// isHTTPS is true for TLS to labd or to the reverse proxy in front of it.
-// Trusting the header is harmless here: it only picks a link's scheme and
-// makes a cookie Secure.
-func isHTTPS(r *http.Request) bool {
-	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 
 // hostErrorCSP: the page is self-contained, so that nothing it loads comes

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -582,6 +583,8 @@ func TestPreviewHost(t *testing.T) {
 	s, pp := newPreviewServer(t, func(o *Options, addr string) {
 		_, port, _ := net.SplitHostPort(addr)
 		o.PreviewDomain = "Preview.Test:" + port
+		// The test's client stands in for a TLS proxy too ("https").
+		o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	})
 	ln := s.Server.Listener
 	_, srvPort, _ := net.SplitHostPort(ln.Addr().String())
@@ -861,7 +864,8 @@ func TestPreviewHost(t *testing.T) {
 	})
 
 	t.Run("https", func(t *testing.T) {
-		// Behind a TLS proxy the link and the cookie say so.
+		// Behind a trusted TLS proxy the link and the cookie say so
+		// (proxy_test.go: not when the proxy is not trusted).
 		req, _ := http.NewRequest("GET", labdURL+"/sandboxes/"+sid+"/ports?port=5001", nil)
 		req.Header.Set("X-Forwarded-Proto", "https")
 		resp, err := owner.Do(req)

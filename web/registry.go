@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/url"
+
+	"github.com/labd/labd/registry/accounts"
 )
 
 // LearnerAccounts gives web learners their classroom registry accounts;
@@ -17,6 +19,8 @@ type LearnerAccounts interface {
 	EnsureLearner(ctx context.Context, handle string) (string, error)
 	// Rotate gives the account a new random password.
 	Rotate(ctx context.Context, handle string) (string, error)
+	// Role is the account's role, "" when there is no such account.
+	Role(ctx context.Context, name string) (accounts.Role, error)
 }
 
 // handlePrefix starts every learner handle; the rest is hex, so a handle
@@ -25,12 +29,53 @@ const handlePrefix = "learner-"
 
 // handle is the learner's registry user name: a keyed hash of the learner
 // ID, stable across restarts (the secret persists) and unguessable from
-// the cookie. 32 bits: a collision (two learners sharing an account)
-// stays unlikely up to thousands of learners per server.
+// the cookie. 64 bits: two of a million learners share a name with a
+// probability below 1e-7.
 func (k keys) handle(learner string) string {
+	return handlePrefix + k.handleHex(learner)[:16]
+}
+
+// legacyHandle is the 32-bit handle of labd before 64-bit handles, which
+// learners who already had an account keep (handleOf).
+func (k keys) legacyHandle(learner string) string {
+	return handlePrefix + k.handleHex(learner)[:8]
+}
+
+func (k keys) handleHex(learner string) string {
 	m := hmac.New(sha256.New, k.handleKey)
 	m.Write([]byte(learner))
-	return handlePrefix + hex.EncodeToString(m.Sum(nil))[:8]
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// handleOf decides the learner's registry user name. Learners with a
+// current ID (session.go) always get the 64-bit handle. A learner whose
+// cookie predates it keeps the 32-bit handle when a learner account of
+// that name exists and none of the new name does, so their account,
+// password and pushed repositories go on working; otherwise they get the
+// new handle too. The ID's form, not the store, tells old learners from
+// new ones: a new learner whose old-style hash happens to equal an
+// existing account's name never reaches that account. A lookup error
+// gives the likelier name and the error.
+func handleOf(ctx context.Context, k keys, acc LearnerAccounts, learner string) (string, error) {
+	h := k.handle(learner)
+	if acc == nil || !isLegacyLearner(learner) {
+		return h, nil
+	}
+	old := k.legacyHandle(learner)
+	role, err := acc.Role(ctx, h)
+	if err != nil {
+		return old, err
+	}
+	if role != "" {
+		return h, nil
+	}
+	if role, err = acc.Role(ctx, old); err != nil {
+		return old, err
+	}
+	if role == accounts.Learner {
+		return old, nil
+	}
+	return h, nil
 }
 
 // registryBox is what the lab page's "Registry" box shows.
@@ -49,8 +94,13 @@ func (s *server) learnerAccount(ctx context.Context, learner, lab string) (strin
 	if s.opts.Accounts == nil {
 		return "", nil
 	}
-	h := s.keys.handle(learner)
+	h, err := handleOf(ctx, s.keys, s.opts.Accounts, learner)
 	box := &registryBox{User: h, Addr: s.opts.RegistryAddr, Lab: lab}
+	if err != nil {
+		s.log.Error("registry account", "user", h, "err", err)
+		box.Problem = "labd could not read your registry account. Reload to try again; the server log has details."
+		return h, box
+	}
 	pw, err := s.opts.Accounts.EnsureLearner(ctx, h)
 	if err != nil {
 		s.log.Error("registry account", "user", h, "err", err)
@@ -69,25 +119,16 @@ func (s *server) rotatePassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The cookie is SameSite=Lax, so other sites cannot post with it; the
-	// origin check also stops same-site pages on other ports or hosts.
-	if !formSameOrigin(r, s.opts.AllowedOrigins) {
-		s.log.Warn("registry password change refused", "origin", r.Header.Get("Origin"), "referer", r.Header.Get("Referer"))
-		s.errorPage(w, r, http.StatusForbidden, errorData{
-			Title:   "Request refused",
-			Message: "A new registry password can only be asked for from the lab page.",
-		})
+	// access rule's Origin check also stops same-site pages on other ports
+	// or hosts (a learner's preview host).
+	g, ok := s.access(w, r, routeRegistry, "", 0)
+	if !ok {
 		return
 	}
-	learner := s.keys.learnerFromRequest(r)
-	if learner == "" {
-		s.errorPage(w, r, http.StatusForbidden, errorData{
-			Title:   "Request refused",
-			Message: "Open a lab first: your registry account comes with it.",
-		})
-		return
+	h, err := handleOf(r.Context(), s.keys, s.opts.Accounts, g.learner)
+	if err == nil {
+		_, err = s.opts.Accounts.EnsureLearner(r.Context(), h)
 	}
-	h := s.keys.handle(learner)
-	_, err := s.opts.Accounts.EnsureLearner(r.Context(), h)
 	if err == nil {
 		_, err = s.opts.Accounts.Rotate(r.Context(), h)
 	}
@@ -107,19 +148,4 @@ func (s *server) rotatePassword(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	http.Redirect(w, r, back, http.StatusSeeOther)
-}
-
-// formSameOrigin is stricter than the websockets' sameOrigin: a
-// state-changing POST must prove where it comes from, with Origin (sent
-// by every current browser on POST) or, failing that, Referer.
-func formSameOrigin(r *http.Request, allowed []string) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		ref, err := url.Parse(r.Header.Get("Referer"))
-		if err != nil || ref.Host == "" {
-			return false
-		}
-		origin = ref.Scheme + "://" + ref.Host
-	}
-	return originAllowed(origin, r, allowed)
 }

@@ -83,8 +83,8 @@ func TestRegistryAccount(t *testing.T) {
 	a, b := s.client(t), s.client(t)
 
 	userA, pwA := registryAccount(t, a, s.URL)
-	if !regexp.MustCompile(`^learner-[0-9a-f]{8}$`).MatchString(userA) || accounts.ValidName(userA) != nil {
-		t.Errorf("user %q is not learner-<8 hex> or not a valid account name", userA)
+	if !regexp.MustCompile(`^learner-[0-9a-f]{16}$`).MatchString(userA) || accounts.ValidName(userA) != nil {
+		t.Errorf("user %q is not learner-<16 hex> or not a valid account name", userA)
 	}
 	if role, err := store.Check(ctx, userA, pwA); err != nil || role != accounts.Learner {
 		t.Errorf("Check(%s, page password) = %q, %v; want learner", userA, role, err)

@@ -9,8 +9,8 @@ import (
 	"strings"
 )
 
-// cookieName holds the learner's anonymous identity: hex(16 random bytes)
-// "." hex(HMAC-SHA256(cookie key, id)).
+// cookieName holds the learner's anonymous identity: the learner ID "."
+// hex(HMAC-SHA256(cookie key, id)).
 const cookieName = "labd_learner"
 
 // cookieMaxAge keeps the identity (and so the learner's sandboxes) across
@@ -48,7 +48,7 @@ func (k keys) learnerFromRequest(r *http.Request) string {
 		return ""
 	}
 	id, sig, ok := strings.Cut(c.Value, ".")
-	if !ok || len(id) != 32 || !isHex(id) {
+	if !ok || !validLearnerID(id) {
 		return ""
 	}
 	if !hmac.Equal([]byte(sig), []byte(k.sign(id))) {
@@ -57,22 +57,43 @@ func (k keys) learnerFromRequest(r *http.Request) string {
 	return id
 }
 
+// Learner IDs are 26 characters of base32 (crypto/rand.Text: 130 random
+// bits). Cookies issued before registry handles grew to 64 bits hold 32
+// hex characters instead, and stay valid: the form tells which handle
+// scheme the learner's registry account may have (registry.go).
+const (
+	learnerIDLen       = 26
+	legacyLearnerIDLen = 32
+)
+
+func validLearnerID(id string) bool {
+	if len(id) == learnerIDLen {
+		for i := 0; i < len(id); i++ {
+			if c := id[i]; !('A' <= c && c <= 'Z' || '2' <= c && c <= '7') {
+				return false
+			}
+		}
+		return true
+	}
+	return isLegacyLearner(id)
+}
+
+// isLegacyLearner is true for an ID issued before 64-bit registry handles.
+func isLegacyLearner(id string) bool { return len(id) == legacyLearnerIDLen && isHex(id) }
+
 // ensureLearner returns the request's learner, issuing a new identity
 // cookie when there is no valid one (first visit or tampered cookie).
 func (k keys) ensureLearner(w http.ResponseWriter, r *http.Request) string {
 	if id := k.learnerFromRequest(r); id != "" {
 		return id
 	}
-	var b [16]byte
-	rand.Read(b[:]) // never fails (crypto/rand panics rather than return an error)
-	id := hex.EncodeToString(b[:])
-	http.SetCookie(w, &http.Cookie{
+	id := rand.Text()
+	setCookie(w, r, &http.Cookie{
 		Name:     cookieName,
 		Value:    id + "." + k.sign(id),
 		Path:     "/",
 		MaxAge:   cookieMaxAge,
 		HttpOnly: true,
-		Secure:   r.TLS != nil,
 		SameSite: http.SameSiteLaxMode,
 	})
 	return id

@@ -112,32 +112,28 @@ func closeFor(r sandbox.Reason) (int, string) {
 	}
 }
 
-// terminal attaches a websocket to the hub of the learner's sandbox.
-// Only the learner who owns the sandbox may attach; the Origin check
-// (inside terminal.Upgrade) keeps other sites from riding the cookie.
+// terminal attaches a websocket to the hub of the learner's sandbox:
+// the owner's, from labd's own pages (routeTerminal).
 func (s *server) terminal(w http.ResponseWriter, r *http.Request) {
 	sid := r.PathValue("sid")
-	sb, owner, ok := s.opts.Sandboxes.Get(sid)
+	g, ok := s.access(w, r, routeTerminal, sid, 0)
 	if !ok {
-		http.Error(w, "no such sandbox (reload the lab page to start one)", http.StatusNotFound)
 		return
 	}
-	learner := s.keys.learnerFromRequest(r)
-	if learner == "" || learner != owner {
-		http.Error(w, "this sandbox belongs to someone else", http.StatusForbidden)
-		return
-	}
-	hub := s.hubFor(sid, sb)
+	hub := s.hubFor(sid, g.sb)
 	if hub == nil {
-		http.Error(w, "the sandbox has ended (reload the lab page to start a new one)", http.StatusNotFound)
+		s.refuse(w, r, routeTerminal, refusal{http.StatusNotFound, "No such sandbox",
+			"The sandbox has ended. Reload the lab page to start a new one."})
 		return
 	}
-	conn, err := terminal.Upgrade(w, r, terminal.UpgradeOptions{AllowedOrigins: s.opts.AllowedOrigins})
+	conn, err := terminal.Upgrade(w, r, terminal.UpgradeOptions{
+		CheckOrigin: func(r *http.Request) bool { return s.sameOrigin(r, originWebsocket) },
+	})
 	if err != nil {
-		// Upgrade has answered the request; a refused Origin is worth a
-		// line in the log, a client that went away is not.
+		// Upgrade has answered the request; a missing subprotocol is
+		// worth a line in the log, a client that went away is not.
 		if errors.Is(err, terminal.ErrOriginNotAllowed) || errors.Is(err, terminal.ErrNoSubprotocol) {
-			s.log.Warn("terminal websocket refused", "sandbox", sid, "origin", r.Header.Get("Origin"), "err", err)
+			s.log.Warn("terminal websocket refused", "sandbox", sid, "origin", r.Header.Get("Origin"), "client", clientAddr(r), "err", err)
 		}
 		return
 	}

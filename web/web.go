@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -28,9 +29,17 @@ type Options struct {
 	// random bytes kept across restarts, so learners keep their identity.
 	Secret []byte
 	// AllowedOrigins lists extra Origins (e.g. "https://labs.example.com")
-	// allowed to open terminal websockets; the request's own host is
-	// always allowed.
+	// allowed to open websockets and post forms; the request's own host is
+	// always allowed (access.go, sameOrigin).
 	AllowedOrigins []string
+	// TrustedProxies are the reverse proxies whose X-Forwarded-Proto and
+	// X-Forwarded-For labd believes (proxy.go; ParseTrustedProxy); from
+	// other peers those headers are ignored. None by default.
+	TrustedProxies []netip.Prefix
+	// HSTSIncludeSubdomains adds includeSubDomains to the HSTS header sent
+	// over TLS: only when every host under labd's, preview hosts
+	// included, is served over HTTPS.
+	HSTSIncludeSubdomains bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Hub configures every terminal hub (scrollback size, stall timeout).
@@ -160,9 +169,9 @@ func New(opts Options) http.Handler {
 		s.mux.Handle(r.pattern, r.handler)
 	}
 	if s.previewDomain != "" {
-		return s.withPreviewHosts(securityHeaders(s.mux))
+		return s.withClient(s.withPreviewHosts(securityHeaders(s.mux)))
 	}
-	return securityHeaders(s.mux)
+	return s.withClient(securityHeaders(s.mux))
 }
 
 // parsePages builds one template per page, each on top of the shared layout.

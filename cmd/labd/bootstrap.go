@@ -268,6 +268,9 @@ func (b *serveImages) HasImage(ref string) bool {
 	return err == nil
 }
 
+// ShellReady implements web.BaseImages.
+func (b *serveImages) ShellReady() bool { return b.HasImage(image.SandboxTag) }
+
 // SimpleShell implements web.BaseImages.
 func (b *serveImages) SimpleShell(sid string) bool {
 	b.mu.Lock()

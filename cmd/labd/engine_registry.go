@@ -2,18 +2,22 @@ package main
 
 import (
 	"flag"
+	"os"
 	"strings"
+	"unicode"
 
 	"github.com/labd/labd/sandbox/engine/distribution"
 )
 
 // engineRegistryFlags are the engine's registry client settings: Docker
 // Hub's names go to the classroom registry (--registry-addr) unless
-// --hub-upstream names a real one.
+// --hub-upstream names a real one. The engine contacts those two and the
+// --allowed-registry ones, no other registry.
 type engineRegistryFlags struct {
 	reg         *registryFlags
 	hubUpstream string
 	insecure    []string
+	allowed     []string
 }
 
 func addEngineRegistryFlags(fs *flag.FlagSet, reg *registryFlags) *engineRegistryFlags {
@@ -23,11 +27,22 @@ func addEngineRegistryFlags(fs *flag.FlagSet, reg *registryFlags) *engineRegistr
 		f.insecure = append(f.insecure, strings.TrimSpace(s))
 		return nil
 	})
+	// The environment's entries come first; a bad one stops the engine
+	// at start (distribution.New says which).
+	f.allowed = strings.FieldsFunc(os.Getenv("LABD_ALLOWED_REGISTRIES"), func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+	fs.Func("allowed-registry", "another registry (host[:port]) the engine may reach, beside the classroom registry and --hub-upstream; every other registry is refused (repeatable; env LABD_ALLOWED_REGISTRIES, comma-separated, adds to them)", func(s string) error {
+		r, err := distribution.NormalizeRegistry(strings.TrimSpace(s))
+		if err != nil {
+			return err
+		}
+		f.allowed = append(f.allowed, r)
+		return nil
+	})
 	return f
 }
 
 func (f *engineRegistryFlags) options() distribution.Options {
-	o := distribution.Options{HubUpstream: f.hubUpstream, InsecureRegistries: f.insecure}
+	o := distribution.Options{HubUpstream: f.hubUpstream, InsecureRegistries: f.insecure, AllowedRegistries: f.allowed}
 	if f.reg != nil && f.reg.addr != "" && f.reg.addr != "off" {
 		o.HubStandIn = f.reg.addr
 	}

@@ -136,8 +136,8 @@ func gradeByServe(ctx context.Context, data, sid, lab string) (res grader.LabRes
 }
 
 // gradeAlone grades from outside labd serve: the workspace on disk and the
-// engine socket (while the sandbox runs). Script and http checks need the
-// live sandbox; they are reported "could not check" with why.
+// grader's engine socket (while the sandbox runs). Script and http checks
+// need the live sandbox; they are reported "could not check" with why.
 func gradeAlone(ctx context.Context, data, content, sid, labID, user, why string, stderr io.Writer) (grader.LabResult, error) {
 	lab, err := labs.NewCatalog(content).Get(labID)
 	if err != nil {
@@ -149,7 +149,7 @@ func gradeAlone(ctx context.Context, data, content, sid, labID, user, why string
 		return grader.LabResult{}, fmt.Errorf("sandbox %s: no workspace at %s", sid, ws)
 	}
 	env := &grader.Env{Workspace: ws, User: user}
-	sock := filepath.Join(dir, engine.SocketName)
+	sock := filepath.Join(dir, engine.GraderSocketName)
 	if _, err := os.Stat(sock); err == nil {
 		c, err := grader.NewClient(sock)
 		if err != nil {

@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,9 +46,12 @@ type serveConfig struct {
 	data           string
 	idleTimeout    time.Duration
 	allowedOrigins []string
+	trustedProxies []netip.Prefix
+	hstsSubdomains bool
 	previewDomain  string
 	maxUploadMiB   int64 // web.Options.MaxUpload in MiB; 0: its default
 	cgroupParent   string
+	trusted        bool // --trusted-learners: the nsbox shell may stand in for the sandbox image
 	registry       *registryFlags
 	grading        gradingFlags
 	engineRegistry *engineRegistryFlags
@@ -73,6 +78,25 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		c.allowedOrigins = append(c.allowedOrigins, s)
 		return nil
 	})
+	if v := envDefault("LABD_TRUSTED_PROXIES", ""); v != "" {
+		for _, p := range strings.Split(v, ",") {
+			tp, err := web.ParseTrustedProxy(p)
+			if err != nil {
+				return c, fmt.Errorf("LABD_TRUSTED_PROXIES: %w", err)
+			}
+			c.trustedProxies = append(c.trustedProxies, tp)
+		}
+	}
+	fs.Func("trusted-proxy", "address or CIDR of a reverse proxy whose X-Forwarded-Proto and X-Forwarded-For labd believes (TLS behind a proxy: Secure cookies, HSTS); repeatable; default none (env LABD_TRUSTED_PROXIES, comma-separated)", func(s string) error {
+		tp, err := web.ParseTrustedProxy(s)
+		c.trustedProxies = append(c.trustedProxies, tp)
+		return err
+	})
+	hsts, err := envBool("LABD_HSTS_INCLUDE_SUBDOMAINS")
+	if err != nil {
+		return c, err
+	}
+	fs.BoolVar(&c.hstsSubdomains, "hsts-include-subdomains", hsts, "over TLS, extend HSTS to every subdomain of labd's host (only when all of them, preview hosts included, serve HTTPS) (env LABD_HSTS_INCLUDE_SUBDOMAINS)")
 	fs.Func("preview-domain", "serve port previews also at {port}-{sandbox}.DOMAIN (wildcard DNS and certificate for *.DOMAIN; add :PORT when not 80/443), see docs/preview.md (env LABD_PREVIEW_DOMAIN)", func(s string) error {
 		d, err := web.NormalizePreviewDomain(s)
 		c.previewDomain = d
@@ -86,6 +110,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		c.previewDomain = d
 	}
 	fs.Int64Var(&c.maxUploadMiB, "max-upload-mib", 100, "largest upload into a learner's workspace from the lab page's Files panel, in MiB (all files of one upload together)")
+	fs.BoolVar(&c.trusted, "trusted-learners", envDefault("LABD_TRUSTED_LEARNERS", "") == "1", "the learners are trusted (one developer on a laptop): while the sandbox image is missing, give them the simple shell, which runs as root on this machine beside labd's data; never for a class (env LABD_TRUSTED_LEARNERS=1)")
 	fs.StringVar(&c.cgroupParent, "cgroup-parent", envDefault("LABD_CGROUP_PARENT", "labd"), "parent cgroup of every shell, container and build step, as dockerd's --cgroup-parent (env LABD_CGROUP_PARENT)")
 	c.grading.add(fs)
 	c.registry = addRegistryFlags(fs)
@@ -155,15 +180,16 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 	}()
 	engineRegistry := cfg.engineRegistry.options()
-	log.Info("engine registry", "hub_stand_in", engineRegistry.HubStandIn, "hub_upstream", engineRegistry.HubUpstream)
+	log.Info("engine registry", "hub_stand_in", engineRegistry.HubStandIn, "hub_upstream", engineRegistry.HubUpstream, "allowed_registries", engineRegistry.AllowedRegistries)
 	shared, err := engine.OpenShared(cfg.data, engine.SharedOptions{CgroupParent: cfg.cgroupParent, Logger: log, Registry: engineRegistry})
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
-	// The learner's shell is a container of the sandbox image when the
-	// base view has it (`labd images bootstrap sandbox`), else nsbox.
+	// The learner's shell is a container of the sandbox image
+	// (`labd images bootstrap sandbox`). The simple shell (nsbox) runs as
+	// root beside labd's data: only trusted learners get it, while the
+	// image is missing; everyone else waits for the image.
 	provider := &engine.Provider{
-		Inner:  nsbox.New(nsbox.Options{Exe: exe}),
 		Shared: shared,
 		Logger: log,
 		API: api.Options{
@@ -171,6 +197,10 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 			TempDir: filepath.Join(cfg.data, "engine", "tmp"),
 			Logger:  log,
 		},
+	}
+	if cfg.trusted {
+		provider.Inner = nsbox.New(nsbox.Options{Exe: exe})
+		log.Warn("--trusted-learners: while the sandbox image is missing, learners get a shell as root on this machine; never use it for a class")
 	}
 	// Missing base images are made in the background once serving.
 	// Official images are pulled through the engines' registry client.
@@ -188,16 +218,18 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	defer closeGrading()
 	webOpts := web.Options{
-		Catalog:         labs.NewCatalog(cfg.content),
-		Sandboxes:       mgr,
-		Secret:          secret,
-		AllowedOrigins:  cfg.allowedOrigins,
-		Logger:          log,
-		Grader:          live,
-		InstructorToken: instructorToken,
-		PreviewDomain:   cfg.previewDomain,
-		BaseImages:      images,
-		MaxUpload:       cfg.maxUploadMiB << 20,
+		Catalog:               labs.NewCatalog(cfg.content),
+		Sandboxes:             mgr,
+		Secret:                secret,
+		AllowedOrigins:        cfg.allowedOrigins,
+		TrustedProxies:        cfg.trustedProxies,
+		HSTSIncludeSubdomains: cfg.hstsSubdomains,
+		Logger:                log,
+		Grader:                live,
+		InstructorToken:       instructorToken,
+		PreviewDomain:         cfg.previewDomain,
+		BaseImages:            images,
+		MaxUpload:             cfg.maxUploadMiB << 20,
 	}
 	if reg != nil {
 		// Every learner gets an account on their first lab page (a nil
@@ -221,7 +253,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("labd serving", "addr", "http://"+ln.Addr().String(), "content", cfg.content, "data", cfg.data, "idle_timeout", cfg.idleTimeout)
+	log.Info("labd serving", "addr", "http://"+ln.Addr().String(), "content", cfg.content, "data", cfg.data, "idle_timeout", cfg.idleTimeout,
+		"trusted_proxies", fmt.Sprint(cfg.trustedProxies))
 	defer images.start(ctx)()
 
 	select {
@@ -245,6 +278,19 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// envBool reads a boolean environment variable ("" or unset: false).
+func envBool(key string) (bool, error) {
+	v := envDefault(key, "")
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: want true or false", key, v)
+	}
+	return b, nil
 }
 
 // loadSecret reads the signing key, creating it (0600) on first start so

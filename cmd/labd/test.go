@@ -122,10 +122,12 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	rep := labtest.Run(ctx, ls, labtest.Options{
 		Sandboxes: mgr,
-		Socket:    func(sb sandbox.Sandbox) string { return filepath.Join(filepath.Dir(sb.Workspace()), engine.SocketName) },
-		Log:       progress,
-		User:      testUser,
-		Password:  password,
+		Socket: func(sb sandbox.Sandbox) string {
+			return filepath.Join(filepath.Dir(sb.Workspace()), engine.GraderSocketName)
+		},
+		Log:      progress,
+		User:     testUser,
+		Password: password,
 	})
 	if err := rep.WriteTable(stdout); err != nil {
 		return err

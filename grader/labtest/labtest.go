@@ -65,7 +65,8 @@ type Sandboxes interface {
 // Options configure Run.
 type Options struct {
 	Sandboxes Sandboxes
-	// Socket returns the engine socket of a sandbox ("" when none).
+	// Socket returns the grader's socket to a sandbox's engine ("" when
+	// none): for labd's engine engine.GraderSocketName, not the learner's.
 	Socket func(sb sandbox.Sandbox) string
 	// StepTimeout bounds one solution section (default 5 min).
 	StepTimeout time.Duration

@@ -18,6 +18,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/labd/labd/sandbox/engine/api"
+	"github.com/labd/labd/sandbox/engine/beneath"
 	"github.com/moby/go-archive"
 	"github.com/moby/go-archive/chrootarchive"
 	"github.com/opencontainers/go-digest"
@@ -43,9 +44,11 @@ func (containerFileNotFound) NotFound() {}
 
 // fsUse is a stopped container's temporary root filesystem.
 type fsUse struct {
-	n    int
-	root string
-	done chan struct{} // closed when the mount is gone
+	n      int
+	root   string
+	mounts []mountPoint // bind sources pinned for the copies (pins)
+	pins   []string
+	done   chan struct{} // closed when the mount is gone
 }
 
 var (
@@ -90,6 +93,13 @@ func (e *Engine) rootOf(c *ctr) (*ctrRoot, error) {
 	id := c.meta.ID
 	if c.meta.State.Running && c.rc != nil {
 		bundle := filepath.Join(e.shared.dir, "runtime", "bundles", id)
+		// Bind sources are what the runtime pinned at start: the very
+		// trees the container has, whatever was swapped in since.
+		for i := range mounts {
+			if mounts[i].Type == "bind" {
+				mounts[i].Source = c.rc.MountSource(i)
+			}
+		}
 		c.mu.Unlock()
 		return &ctrRoot{root: filepath.Join(bundle, "rootfs"), mounts: mounts, bundle: bundle, release: func() {}}, nil
 	}
@@ -104,8 +114,15 @@ func (e *Engine) rootOf(c *ctr) (*ctrRoot, error) {
 			return nil, err
 		}
 		u = &fsUse{root: root, done: make(chan struct{})}
+		if u.mounts, u.pins, err = e.pinBinds(c, mounts); err != nil {
+			unpinAll(u.pins)
+			_ = unix.Unmount(root, unix.MNT_DETACH)
+			_ = os.Remove(root)
+			return nil, err
+		}
 		fsUses[id] = u
 	}
+	mounts = u.mounts
 	u.n++
 	var once sync.Once
 	release := func() {
@@ -117,6 +134,7 @@ func (e *Engine) rootOf(c *ctr) (*ctrRoot, error) {
 				return
 			}
 			delete(fsUses, id)
+			unpinAll(u.pins)
 			if err := unix.Unmount(u.root, 0); err != nil {
 				_ = unix.Unmount(u.root, unix.MNT_DETACH)
 			}
@@ -125,6 +143,40 @@ func (e *Engine) rootOf(c *ctr) (*ctrRoot, error) {
 		})
 	}
 	return &ctrRoot{root: u.root, mounts: mounts, release: release}, nil
+}
+
+// pinBinds resolves a stopped container's bind sources beneath their
+// roots now and pins each under <container>/cpbinds: copies read and write
+// those trees, never a path a learner can swap while they run.
+func (e *Engine) pinBinds(c *ctr, mounts []mountPoint) ([]mountPoint, []string, error) {
+	out := append([]mountPoint(nil), mounts...)
+	var pins []string
+	dir := filepath.Join(c.dir, "cpbinds")
+	for i, m := range out {
+		if m.Type != "bind" {
+			continue
+		}
+		rm, err := e.runtimeMount(m)
+		if err != nil {
+			return nil, pins, err
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, pins, err
+		}
+		target := filepath.Join(dir, strconv.Itoa(i))
+		if err := beneath.Pin(rm.Beneath, rm.Source, target); err != nil {
+			return nil, pins, api.InvalidParameterError(fmt.Errorf("bind source %s of %s: %w", rm.Shown, m.Destination, err))
+		}
+		pins = append(pins, target)
+		out[i].Source = target
+	}
+	return out, pins, nil
+}
+
+func unpinAll(pins []string) {
+	for _, p := range pins {
+		_ = beneath.Unpin(p)
+	}
 }
 
 // mountStopped mounts c's root filesystem (init layer, image layers,

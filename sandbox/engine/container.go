@@ -77,9 +77,17 @@ func (s *ctrState) String() string {
 
 // mountPoint is a volume or bind mount of a container.
 type mountPoint struct {
-	Type        string // "volume", "bind", "tmpfs"
-	Name        string `json:",omitempty"` // volume name
-	Source      string // host path
+	Type   string // "volume", "bind", "tmpfs"
+	Name   string `json:",omitempty"` // volume name
+	Source string // host path, as inspect shows it
+	// A bind mount's source as the bind policy gave it: a root and a path
+	// inside it, resolved beneath the root whenever the mount is used
+	// (start, docker cp); Requested is what the client asked for, and
+	// Create says to make it when missing (`-v`, not `--mount`).
+	Root        string `json:",omitempty"`
+	Rel         string `json:",omitempty"`
+	Requested   string `json:",omitempty"`
+	Create      bool   `json:",omitempty"`
 	Destination string
 	Mode        string
 	RW          bool

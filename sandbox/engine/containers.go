@@ -39,14 +39,20 @@ type Networker interface {
 // SetNetwork gives the engine its bridge network; call it before serving.
 func (e *Engine) SetNetwork(n Networker) { e.net = n }
 
-// SetAllowBind installs the bind-mount policy: it gets the host path a
-// client asked for and returns the path to mount, or an error refusing it.
-// nil refuses every bind mount (the default for sandbox engines; Open, the
-// standalone engine, allows all, as dockerd does).
-func (e *Engine) SetAllowBind(f func(hostPath string) (string, error)) { e.allowBind = f }
+// BindPolicy maps the source path a client asked to bind-mount to a root
+// directory and a path inside it, or refuses it. The path is resolved
+// beneath the root each time it is used (package beneath), never by a
+// string checked once.
+type BindPolicy func(requested string) (root, rel string, err error)
 
-// AllowAllBinds is the standalone engine's bind policy.
-func AllowAllBinds(p string) (string, error) { return p, nil }
+// SetAllowBind installs the bind-mount policy. nil refuses every bind
+// mount (the default for sandbox engines; Open, the standalone engine,
+// allows all, as dockerd does).
+func (e *Engine) SetAllowBind(f BindPolicy) { e.allowBind = f }
+
+// AllowAllBinds is the standalone engine's bind policy: any host path,
+// resolved from the host's root.
+func AllowAllBinds(p string) (string, string, error) { return "/", p, nil }
 
 const defaultStopTimeout = 10
 
@@ -367,7 +373,11 @@ func (e *Engine) start(ctx context.Context, c *ctr) error {
 		spec.TtyHeight, spec.TtyWidth = uint16(hc.ConsoleSize[0]), uint16(hc.ConsoleSize[1])
 	}
 	for _, m := range c.meta.Mounts {
-		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: m.Source, Destination: m.Destination, Type: mountType(m.Type), ReadOnly: !m.RW, Options: mountOptions(m)})
+		rm, err := e.runtimeMount(m)
+		if err != nil {
+			return err
+		}
+		spec.Mounts = append(spec.Mounts, rm)
 	}
 	if hc.Init != nil && *hc.Init {
 		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: initBinary, Destination: "/sbin/docker-init", ReadOnly: true})
@@ -436,6 +446,9 @@ func (e *Engine) start(ctx context.Context, c *ctr) error {
 		c.meta.State.ExitCode = code
 		c.meta.State.Error = msg
 		_ = c.saveLocked()
+		if ue := (*runtime.UserError)(nil); errors.As(err, &ue) {
+			return ue // dockerd 20.10's words, a 500: no task was made
+		}
 		return api.InvalidParameterError(fmt.Errorf("failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: %s: unknown", startErrText(msg)))
 	}
 	c.rc = rc

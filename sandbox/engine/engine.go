@@ -84,14 +84,14 @@ func OpenShared(dataDir string, opts SharedOptions) (*Shared, error) {
 	if !opts.NoRuntime {
 		ro := runtime.Options{Root: filepath.Join(dir, "runtime"), CgroupParent: opts.CgroupParent, Logger: opts.Logger}
 		// Docker's default seccomp profile on every container, as dockerd
-		// does, when this binary was built with it (make builds with
-		// -tags seccomp); without it, say so once.
-		if runtime.SeccompSupported() {
-			if ro.Seccomp, err = runtime.DefaultSeccompProfile(); err != nil {
-				return nil, err
-			}
-		} else {
-			opts.Logger.Warn("containers run without a seccomp profile: build labd with -tags seccomp (make does)")
+		// does. It is not optional: learners run code as root, and the
+		// profile is what keeps kernel interfaces they have no business
+		// with (keyctl, bpf, module loading, ...) out of their reach.
+		if !runtime.SeccompSupported() {
+			return nil, errors.New("containers need Docker's default seccomp profile, but this labd was built without seccomp support: build it with -tags seccomp (make does; it needs libseccomp-dev)")
+		}
+		if ro.Seccomp, err = runtime.DefaultSeccompProfile(); err != nil {
+			return nil, err
 		}
 		rt, err := runtime.New(ro)
 		if err != nil {
@@ -133,7 +133,7 @@ type Engine struct {
 
 	ctrs      *containerStore
 	net       Networker
-	allowBind func(string) (string, error)
+	allowBind BindPolicy
 	execMu    sync.Mutex
 	execs     map[string]*execProc
 
@@ -228,6 +228,11 @@ func (e *Engine) imageEvent(action events.Action, id, name string) {
 
 // Build implements api.Backend.
 func (e *Engine) Build(ctx context.Context, cfg api.BuildConfig) (string, error) {
+	if cfg.Options != nil {
+		if err := validateBuildOptions(cfg.Options); err != nil {
+			return "", err
+		}
+	}
 	rec := e.beginBuild(&cfg)
 	id, err := e.builder.Build(ctx, build.Request{
 		Options: cfg.Options,

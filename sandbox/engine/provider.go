@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/sandbox/engine/api"
 	"github.com/labd/labd/sandbox/engine/image"
@@ -23,6 +22,13 @@ import (
 // SocketName is the engine socket's file name in a sandbox's directory
 // (next to its workspace).
 const SocketName = "docker.sock"
+
+// GraderSocketName is the file name, beside SocketName, of the same
+// engine's socket for labd's grader: calls on it are never recorded as the
+// learner's (api.Options.Unrecorded). The learner's shell never has it:
+// only the workspace and SocketName are mounted there, and bind mounts
+// reach only the workspace.
+const GraderSocketName = "grader.sock"
 
 // Provider gives every sandbox an engine of its own: a view of the shared
 // store named after the sandbox (its own images, tags and build cache over
@@ -52,9 +58,11 @@ type Provider struct {
 func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandbox, err error) {
 	p.once.Do(func() {
 		if p.Shared.Runtime != nil {
-			// No sandbox outlives labd: shells' files and networks of a
-			// killed one go (the runtime swept their mounts and cgroups).
-			p.sweepErr = errors.Join(p.Shared.sweepSandboxNetworks(), sweepDir(filepath.Join(p.Shared.dir, "shells")))
+			// No sandbox outlives labd: shells' and check containers'
+			// files and networks of a killed one go (the runtime swept
+			// their mounts and cgroups).
+			p.sweepErr = errors.Join(p.Shared.sweepSandboxNetworks(), sweepDir(filepath.Join(p.Shared.dir, "shells")),
+				sweepDir(filepath.Join(p.Shared.dir, checksDir)))
 		}
 	})
 	if p.sweepErr != nil {
@@ -65,10 +73,13 @@ func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.San
 		return nil, fmt.Errorf("engine of sandbox %s: %w", spec.ID, err)
 	}
 	sock := filepath.Join(filepath.Dir(spec.Workspace), SocketName)
+	graderSock := filepath.Join(filepath.Dir(spec.Workspace), GraderSocketName)
 	// The kernel limits a socket path to 107 bytes; say so rather than
 	// failing with EINVAL.
-	if len(sock) > 107 {
-		return nil, fmt.Errorf("engine socket path %s is longer than 107 bytes: use a shorter --data", sock)
+	for _, s := range []string{sock, graderSock} {
+		if len(s) > 107 {
+			return nil, fmt.Errorf("engine socket path %s is longer than 107 bytes: use a shorter --data", s)
+		}
 	}
 	sb := &engineSandbox{id: spec.ID, eng: eng}
 	defer func() {
@@ -81,7 +92,7 @@ func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.San
 	useShell := hasImage && p.Shared.Runtime != nil
 	if !useShell {
 		if p.Inner == nil {
-			return nil, fmt.Errorf("sandbox %s: no %s image (make it with `labd images bootstrap sandbox`) and no fallback shell", spec.ID, image.SandboxTag)
+			return nil, fmt.Errorf("sandbox %s: no %s image (make it with `labd images bootstrap sandbox`), and the simple shell is only for trusted learners: %w", spec.ID, image.SandboxTag, sandbox.ErrShellNotReady)
 		}
 		p.warnOnce.Do(func() {
 			p.log().Warn("the learner's shell runs beside labd (nsbox), not in a container: `labd images bootstrap sandbox` makes the container shell", "image", image.SandboxTag)
@@ -103,10 +114,16 @@ func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.San
 	if sb.srv, err = api.ServeUnix(sock, api.New(eng, p.API)); err != nil {
 		return nil, fmt.Errorf("engine socket of sandbox %s: %w", spec.ID, err)
 	}
+	graderOpts := p.API
+	graderOpts.Unrecorded = true
+	graderAPI := api.New(eng, graderOpts)
+	if sb.graderSrv, err = api.ServeUnix(graderSock, graderAPI); err != nil {
+		return nil, fmt.Errorf("grader's engine socket of sandbox %s: %w", spec.ID, err)
+	}
 
 	if useShell {
 		sh, err := startShell(ctx, p.Shared, shellConfig{
-			spec: spec, image: shellImg, socket: sock,
+			spec: spec, image: shellImg, socket: sock, graderAPI: graderAPI,
 			netns: sb.net.NetNSPath(), gateway: sb.net.Gateway(),
 		})
 		if err != nil {
@@ -120,7 +137,9 @@ func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.San
 		"DOCKER_HOST=unix://"+sock,
 		"DOCKER_BUILDKIT=0",
 	)
-	spec.Keep = append(append([]string{}, spec.Keep...), sock)
+	// The grader's socket too: nsbox's script checks run in the shell's
+	// namespaces (the learner there is trusted, see RunCheck).
+	spec.Keep = append(append([]string{}, spec.Keep...), sock, graderSock)
 	inner, err := p.Inner.Create(ctx, spec)
 	if err != nil {
 		return nil, err
@@ -159,17 +178,18 @@ func (p *Provider) sandboxImage() (digest.Digest, bool) {
 
 // workspaceBinds is a sandbox engine's bind-mount policy: only paths under
 // home (the workspace as the learner's shell sees it: /root in the shell
-// container, the workspace itself for nsbox) are allowed, translated to
-// the workspace on the host. Symlinks are resolved inside the workspace, so
-// a link to /etc in it cannot reach the host's /etc.
-func workspaceBinds(workspace, home string) func(string) (string, error) {
-	return func(p string) (string, error) {
+// container, the workspace itself for nsbox) are allowed, as paths inside
+// the workspace on the host. They are resolved inside the workspace when
+// used, so a link to /etc in it, or one swapped in after `docker create`,
+// cannot reach the host's /etc.
+func workspaceBinds(workspace, home string) BindPolicy {
+	return func(p string) (string, string, error) {
 		p = filepath.Clean(p)
 		rel, err := filepath.Rel(home, p)
 		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-			return "", fmt.Errorf("only paths under %s (your home directory) can be bind-mounted (-v, --mount type=bind)", home)
+			return "", "", fmt.Errorf("only paths under %s (your home directory) can be bind-mounted (-v, --mount type=bind)", home)
 		}
-		return securejoin.SecureJoin(workspace, rel)
+		return workspace, rel, nil
 	}
 }
 
@@ -180,6 +200,7 @@ type engineSandbox struct {
 	id              string
 	eng             *Engine
 	srv             *api.UnixServer
+	graderSrv       *api.UnixServer // GraderSocketName
 	net             *network.Network
 	release         func() error
 
@@ -199,8 +220,10 @@ func (s *engineSandbox) Destroy(ctx context.Context) error {
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), engineGrace)
 		defer cancel()
-		if s.srv != nil {
-			errs = append(errs, s.srv.Close(cctx))
+		for _, srv := range []*api.UnixServer{s.srv, s.graderSrv} {
+			if srv != nil {
+				errs = append(errs, srv.Close(cctx))
+			}
 		}
 		// The learner's containers die with the sandbox; their state stays
 		// in the view (reported exited next time).
@@ -213,8 +236,13 @@ func (s *engineSandbox) Destroy(ctx context.Context) error {
 	return s.destroyErr
 }
 
-// EngineSocket is the engine socket's host path, for graders and tests.
+// EngineSocket is the host path of the learner's engine socket (the
+// shell's /var/run/docker.sock): every call on it is recorded.
 func (s *engineSandbox) EngineSocket() string { return s.srv.Path() }
+
+// GraderSocket is the host path of the grader's socket to the same engine
+// (GraderSocketName): its calls are never recorded as the learner's.
+func (s *engineSandbox) GraderSocket() string { return s.graderSrv.Path() }
 
 // Network is the sandbox's bridge network (nil without a runtime): labd's
 // grader and browser preview dial published ports through it.

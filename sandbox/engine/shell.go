@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"path"
@@ -33,11 +34,12 @@ const shellSocket = "/var/run/docker.sock"
 var ErrShellEnded = errors.New("shell ended")
 
 type shellConfig struct {
-	spec    sandbox.Spec
-	image   digest.Digest
-	socket  string // host path of the engine socket
-	netns   string // the bridge's netns, joined by the shell
-	gateway netip.Addr
+	spec      sandbox.Spec
+	image     digest.Digest
+	socket    string       // host path of the engine socket
+	graderAPI http.Handler // the engine's unrecorded API (check containers)
+	netns     string       // the bridge's netns, joined by the shell
+	gateway   netip.Addr
 }
 
 // shellBox is a learner's shell running as a container of the shared
@@ -55,6 +57,8 @@ type shellBox struct {
 
 	destroyOnce sync.Once
 	destroyErr  error
+
+	checks *checkRunner // the grader's script checks (check.go)
 }
 
 // shellID is the runtime ID of a sandbox's shell container; Docker IDs are
@@ -115,6 +119,12 @@ func startShell(ctx context.Context, sh *Shared, cfg shellConfig) (*shellBox, er
 		id: cfg.spec.ID, hostname: cfg.spec.Hostname, workspace: cfg.spec.Workspace,
 		env: env, dir: dir, done: make(chan struct{}),
 	}
+	hosts, resolv := network.HostsFile(cfg.spec.Hostname, cfg.gateway), network.ResolvConf()
+	b.checks = newCheckRunner(sh, checkConfig{
+		sandboxID: cfg.spec.ID, hostname: cfg.spec.Hostname, workspace: cfg.spec.Workspace,
+		env: env, lowers: lowers, engine: cfg.graderAPI, netns: cfg.netns,
+		hosts: hosts, resolvConf: resolv,
+	})
 	b.inR, b.inW = io.Pipe()
 	b.outR, b.outW = io.Pipe()
 	shellEnv := append(append([]string{}, env...),
@@ -135,8 +145,8 @@ func startShell(ctx context.Context, sh *Shared, cfg shellConfig) (*shellBox, er
 		Tty:      true, TtyWidth: 80, TtyHeight: 24,
 		Stdin: b.inR, Stdout: b.outW,
 		NetNS:      cfg.netns,
-		Hosts:      network.HostsFile(cfg.spec.Hostname, cfg.gateway),
-		ResolvConf: network.ResolvConf(),
+		Hosts:      hosts,
+		ResolvConf: resolv,
 		Mounts: []runtime.Mount{
 			{Source: cfg.spec.Workspace, Destination: shellHome},
 			{Source: cfg.socket, Destination: shellSocket},
@@ -192,12 +202,16 @@ func (t shellTerm) Resize(cols, rows uint16) error {
 	return nil
 }
 
-// Destroy kills the shell container (every process in it) and waits for
-// the runtime to release its mounts and cgroups.
+// Destroy kills the shell container (every process in it) and the
+// grader's check containers, and waits for the runtime to release their
+// mounts and cgroups.
 func (b *shellBox) Destroy(ctx context.Context) error {
 	b.destroyOnce.Do(func() {
 		if err := b.c.Kill(); err != nil && !errors.Is(err, runtime.ErrNotRunning) {
 			b.destroyErr = fmt.Errorf("kill shell of %s: %w", b.id, err)
+		}
+		if err := b.checks.close(ctx); err != nil {
+			b.destroyErr = errors.Join(b.destroyErr, fmt.Errorf("check containers of %s: %w", b.id, err))
 		}
 		// Unblock the terminal's readers and writers, and the runtime's
 		// output copy if nobody reads.
@@ -226,16 +240,7 @@ func (b *shellBox) Exec(ctx context.Context, e sandbox.ExecSpec) (int, error) {
 		return -1, fmt.Errorf("exec in sandbox %s: sandbox has ended", b.id)
 	default:
 	}
-	dir := shellHome
-	switch {
-	case e.Dir == "":
-	case strings.HasPrefix(e.Dir, b.workspace+"/") || e.Dir == b.workspace:
-		dir = path.Join(shellHome, strings.TrimPrefix(e.Dir, b.workspace))
-	case filepath.IsAbs(e.Dir):
-		dir = e.Dir
-	default:
-		dir = path.Join(shellHome, e.Dir)
-	}
+	dir := containerDir(b.workspace, e.Dir)
 	stdin := e.Stdin
 	if stdin == nil {
 		stdin = strings.NewReader("")
@@ -260,6 +265,22 @@ func (b *shellBox) Exec(ctx context.Context, e sandbox.ExecSpec) (int, error) {
 		return -1, fmt.Errorf("exec in sandbox %s: %w", b.id, err)
 	}
 	return st.ExitCode, nil
+}
+
+// containerDir is where a grader's command runs in a container whose /root
+// is workspace: /root unless dir says otherwise; a relative dir is taken
+// from /root, and a host path inside the workspace is translated.
+func containerDir(workspace, dir string) string {
+	switch {
+	case dir == "":
+		return shellHome
+	case strings.HasPrefix(dir, workspace+"/") || dir == workspace:
+		return path.Join(shellHome, strings.TrimPrefix(dir, workspace))
+	case filepath.IsAbs(dir):
+		return dir
+	default:
+		return path.Join(shellHome, dir)
+	}
 }
 
 // lockedWriter serializes writes to w with mu (nil stays nil: the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/labd/labd/sandbox/engine/api"
 )
@@ -30,6 +31,12 @@ var restrictions = []restriction{
 		return len(hc.Devices) > 0 || len(hc.DeviceCgroupRules) > 0 || len(hc.DeviceRequests) > 0
 	}},
 	{"--security-opt", func(hc *container.HostConfig) bool { return unconfined(hc.SecurityOpt) }},
+	// The CLI turns systempaths=unconfined into empty masked and
+	// read-only path lists: only labd's defaults are accepted.
+	{"--security-opt systempaths=unconfined", func(hc *container.HostConfig) bool {
+		return hc.MaskedPaths != nil || hc.ReadonlyPaths != nil
+	}},
+	{"--oom-kill-disable", func(hc *container.HostConfig) bool { return hc.OomKillDisable != nil && *hc.OomKillDisable }},
 	{"--sysctl", func(hc *container.HostConfig) bool { return len(hc.Sysctls) > 0 }},
 	{"--runtime", func(hc *container.HostConfig) bool { return hc.Runtime != "" && hc.Runtime != "runc" }},
 	{"--cgroup-parent", func(hc *container.HostConfig) bool { return hc.CgroupParent != "" }},
@@ -67,6 +74,32 @@ func validateHostConfig(hc *container.HostConfig) error {
 	}
 	if hc.Memory > 0 && hc.Memory < minMemory {
 		return api.InvalidParameterError(fmt.Errorf("Minimum memory limit allowed is %dMB", minMemory>>20))
+	}
+	return nil
+}
+
+// validateBuildOptions refuses the build options that would give RUN
+// steps what validateHostConfig refuses containers.
+func validateBuildOptions(o *build.ImageBuildOptions) error {
+	var errs []string
+	switch o.NetworkMode {
+	case "", "default", "bridge", "none":
+	case "host":
+		errs = append(errs, "--network=host")
+	default:
+		errs = append(errs, "--network="+o.NetworkMode)
+	}
+	if o.CgroupParent != "" {
+		errs = append(errs, "--cgroup-parent")
+	}
+	if o.Isolation != "" && !o.Isolation.IsDefault() {
+		errs = append(errs, "--isolation="+string(o.Isolation))
+	}
+	if len(o.SecurityOpt) > 0 {
+		errs = append(errs, "--security-opt")
+	}
+	if len(errs) > 0 {
+		return api.ForbiddenError(fmt.Errorf("%s: not allowed by labd's engine", strings.Join(errs, ", ")))
 	}
 	return nil
 }

@@ -4,12 +4,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/labd/labd/sandbox/engine/api"
 )
 
 func TestValidateHostConfig(t *testing.T) {
 	pid := int64(5)
+	oomOff := true
 	tests := []struct {
 		name   string
 		hc     container.HostConfig
@@ -40,6 +42,9 @@ func TestValidateHostConfig(t *testing.T) {
 		{"two at once", container.HostConfig{Privileged: true, Sysctls: map[string]string{"a": "b"}}, "--privileged, --sysctl", 403},
 		{"tiny memory", container.HostConfig{Resources: container.Resources{Memory: 1 << 20}}, "Minimum memory limit", 400},
 		{"below labd's minimum", container.HostConfig{Resources: container.Resources{Memory: 8 << 20}}, "Minimum memory limit allowed is 16MB", 400},
+		{"systempaths unconfined", container.HostConfig{MaskedPaths: []string{}, ReadonlyPaths: []string{}}, "systempaths=unconfined", 403},
+		{"oom-kill-disable", container.HostConfig{Resources: container.Resources{OomKillDisable: &oomOff}}, "--oom-kill-disable", 403},
+		{"oom-kill-disable false is fine", container.HostConfig{Resources: container.Resources{OomKillDisable: new(bool)}}, "", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,6 +63,36 @@ func TestValidateHostConfig(t *testing.T) {
 			}
 			if got := api.StatusCode(err); got != tt.status {
 				t.Errorf("status %d, want %d", got, tt.status)
+			}
+		})
+	}
+}
+
+func TestValidateBuildOptions(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		o      build.ImageBuildOptions
+		option string // "" = allowed
+	}{
+		{"defaults", build.ImageBuildOptions{}, ""},
+		{"network none", build.ImageBuildOptions{NetworkMode: "none"}, ""},
+		{"network default", build.ImageBuildOptions{NetworkMode: "default"}, ""},
+		{"network host", build.ImageBuildOptions{NetworkMode: "host"}, "--network=host"},
+		{"network of a container", build.ImageBuildOptions{NetworkMode: "container:victim"}, "--network=container:victim"},
+		{"cgroup parent", build.ImageBuildOptions{CgroupParent: "/"}, "--cgroup-parent"},
+		{"isolation host", build.ImageBuildOptions{Isolation: "host"}, "--isolation=host"},
+		{"isolation default", build.ImageBuildOptions{Isolation: "default"}, ""},
+		{"security opt", build.ImageBuildOptions{SecurityOpt: []string{"seccomp=unconfined"}}, "--security-opt"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := validateBuildOptions(&tt.o)
+			switch {
+			case tt.option == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.option != "" && err == nil:
+				t.Fatalf("allowed, want %s refused", tt.option)
+			case tt.option != "" && (!strings.Contains(err.Error(), tt.option) || api.StatusCode(err) != 403):
+				t.Errorf("refusal %q (status %d), want 403 naming %s", err, api.StatusCode(err), tt.option)
 			}
 		})
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/labd/labd/sandbox/engine/api"
+	"github.com/labd/labd/sandbox/engine/beneath"
+	"github.com/labd/labd/sandbox/engine/runtime"
 )
 
 var validVolumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
@@ -64,11 +66,12 @@ func (e *Engine) setupMounts(cfg *container.Config, hc *container.HostConfig) ([
 			}
 			m.Name, m.Source = name, e.volumeDir(name)
 		case mount.TypeBind:
-			src, err := e.checkBind(mm.Source)
+			bm, err := e.bindMount(mm.Source, false)
 			if err != nil {
 				return nil, err
 			}
-			m.Source, m.Propagation = src, "rprivate"
+			bm.Destination, bm.RW = m.Destination, m.RW
+			m = bm
 		case mount.TypeTmpfs:
 			m.Source = "tmpfs"
 		default:
@@ -114,24 +117,59 @@ func (e *Engine) ensureVolume(name string) error {
 	return nil
 }
 
-func (e *Engine) checkBind(src string) (string, error) {
+// bindMount checks a bind source against the policy and makes the mount
+// point: the source stays a path inside the policy's root, resolved
+// beneath it at every use. create is `-v`'s rule (a missing source is made
+// as a directory, now and at each start); `--mount` wants it to exist.
+func (e *Engine) bindMount(src string, create bool) (mountPoint, error) {
 	if !filepath.IsAbs(src) {
-		return "", api.InvalidParameterError(fmt.Errorf("invalid mount config for type \"bind\": invalid mount path: '%s' mount path must be absolute", src))
+		return mountPoint{}, api.InvalidParameterError(fmt.Errorf("invalid mount config for type \"bind\": invalid mount path: '%s' mount path must be absolute", src))
 	}
 	if e.allowBind == nil {
-		return "", api.ForbiddenError(fmt.Errorf("bind mounts are not allowed: %s", src))
+		return mountPoint{}, api.ForbiddenError(fmt.Errorf("bind mounts are not allowed: %s", src))
 	}
-	real, err := e.allowBind(src)
+	root, rel, err := e.allowBind(src)
 	if err != nil {
-		return "", api.ForbiddenError(fmt.Errorf("bind mount of %s is not allowed: %w", src, err))
+		return mountPoint{}, api.ForbiddenError(fmt.Errorf("bind mount of %s is not allowed: %w", src, err))
 	}
-	if _, err := os.Stat(real); errors.Is(err, os.ErrNotExist) {
-		// dockerd creates a missing bind source for -v.
-		if err := os.MkdirAll(real, 0o755); err != nil {
-			return "", fmt.Errorf("create bind source %s: %w", src, err)
+	f, err := beneath.Open(root, rel)
+	if err != nil && create && errors.Is(err, os.ErrNotExist) {
+		if err := beneath.MkdirAll(root, rel); err != nil {
+			return mountPoint{}, fmt.Errorf("create bind source %s: %w", src, err)
 		}
+		f, err = beneath.Open(root, rel)
 	}
-	return real, nil
+	if err != nil {
+		return mountPoint{}, api.InvalidParameterError(fmt.Errorf("invalid mount config for type \"bind\": bind source path does not exist: %s", src))
+	}
+	f.Close()
+	return mountPoint{
+		Type: "bind", Source: filepath.Join(root, rel), Root: root, Rel: rel,
+		Requested: src, Create: create, Propagation: "rprivate",
+	}, nil
+}
+
+// runtimeMount is how the runtime gets a mount point: bind sources as a
+// root and a path beneath it. A bind recorded before sources were kept
+// that way is checked against the policy again.
+func (e *Engine) runtimeMount(m mountPoint) (runtime.Mount, error) {
+	rm := runtime.Mount{Source: m.Source, Destination: m.Destination, Type: mountType(m.Type), ReadOnly: !m.RW, Options: mountOptions(m)}
+	if m.Type != "bind" {
+		return rm, nil
+	}
+	root, rel, shown := m.Root, m.Rel, m.Requested
+	if root == "" {
+		if e.allowBind == nil {
+			return rm, api.ForbiddenError(fmt.Errorf("bind mounts are not allowed: %s", m.Source))
+		}
+		var err error
+		if root, rel, err = e.allowBind(m.Source); err != nil {
+			return rm, api.ForbiddenError(fmt.Errorf("bind mount of %s is not allowed (recreate the container): %w", m.Source, err))
+		}
+		shown = m.Source
+	}
+	rm.Source, rm.Beneath, rm.Create, rm.Shown = rel, root, m.Create, shown
+	return rm, nil
 }
 
 // parseBind parses one -v value: "name:/dst[:mode]", "/src:/dst[:mode]" or "/dst".
@@ -167,11 +205,12 @@ func (e *Engine) parseBind(spec string) (mountPoint, error) {
 		}
 		m.Type, m.Name, m.Source, m.Anonymous = "volume", name, e.volumeDir(name), true
 	case filepath.IsAbs(src):
-		real, err := e.checkBind(src)
+		bm, err := e.bindMount(src, true)
 		if err != nil {
 			return mountPoint{}, err
 		}
-		m.Type, m.Source, m.Propagation = "bind", real, "rprivate"
+		bm.Destination, bm.RW, bm.Mode = m.Destination, m.RW, m.Mode
+		m = bm
 	default:
 		if err := e.ensureVolume(src); err != nil {
 			return mountPoint{}, err

@@ -133,10 +133,10 @@ func TestDockerImages(t *testing.T) {
 	get(t, ctx, srv, "first status message", chromedp.Poll[bool](`window.__labdRec.status.length > 0`))
 	lr.assertPassedUpTo(0)
 
-	// The engine's events, read like the grader does (and excluded from
-	// the learner's command record by the grader header).
+	// The engine's events, read like the grader does (on the grader's
+	// socket, so not in the learner's command record).
 	sandboxDir := filepath.Join(data, "sandboxes", sid)
-	evlog := watchEngine(t, filepath.Join(sandboxDir, "docker.sock"))
+	evlog := watchEngine(t, filepath.Join(sandboxDir, "grader.sock"))
 	files := &fileTimes{dir: filepath.Join(sandboxDir, "workspace")}
 	shot("docker-images-start")
 
@@ -225,7 +225,7 @@ func TestDockerImages(t *testing.T) {
 			t.Errorf("step %d turned green at %d, before step %d at %d (ms since epoch)", i, first[i], i-1, first[i-1])
 		}
 	}
-	reportLatency(t, first, evlog.snapshot(), records(t, filepath.Join(sandboxDir, "docker.sock")), files.list())
+	reportLatency(t, first, evlog.snapshot(), records(t, filepath.Join(sandboxDir, "grader.sock")), files.list())
 	t.Logf("the whole test took %v", time.Since(began).Round(time.Second))
 }
 
@@ -522,12 +522,11 @@ func (e *engineLog) snapshot() []events.Message {
 	return slices.Clone(e.events)
 }
 
-// engineClient talks to a sandbox's engine as the grader does: its calls
-// carry the grader header, so they are not the learner's commands.
+// engineClient talks to a sandbox's engine as the grader does: on its
+// grader socket, so its calls are not the learner's commands.
 func engineClient(t *testing.T, sock string) *client.Client {
 	t.Helper()
-	c, err := client.NewClientWithOpts(client.WithHost("unix://"+sock), client.WithAPIVersionNegotiation(),
-		client.WithHTTPHeaders(map[string]string{"X-Labd-Grader": "1"}))
+	c, err := client.NewClientWithOpts(client.WithHost("unix://"+sock), client.WithAPIVersionNegotiation())
 	if err != nil {
 		t.Fatalf("docker client for %s: %v", sock, err)
 	}
@@ -583,7 +582,6 @@ func records(t *testing.T, sock string) engineRecords {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("X-Labd-Grader", "1")
 	resp, err := c.HTTPClient().Do(req)
 	if err != nil {
 		t.Fatalf("engine records: %v", err)

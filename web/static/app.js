@@ -653,6 +653,17 @@
 
   function joinRel(dir, name) { return dir === '.' ? name : dir + '/' + name; }
 
+  // errorText is the message of a failed request: labd answers refusals
+  // (not yours, no such sandbox, foreign origin) with JSON
+  // {"status", "title", "error"}, other errors with plain text.
+  function errorText(text) {
+    try {
+      var j = JSON.parse(text);
+      if (j && typeof j.error === 'string') return j.error;
+    } catch (e) { /* plain text */ }
+    return text.trim();
+  }
+
   function filesMsg(text, bad) {
     var el = files.querySelector('.files-msg');
     el.textContent = text;
@@ -668,7 +679,7 @@
 
   function listFiles(dir) {
     return fetch(filesURL + '?path=' + encodeURIComponent(dir), { credentials: 'same-origin' }).then(function (res) {
-      if (!res.ok) return res.text().then(function (t) { throw new Error(t.trim()); });
+      if (!res.ok) return res.text().then(function (t) { throw new Error(errorText(t)); });
       return res.json();
     }).then(function (list) {
       filesDir = list.path;
@@ -751,7 +762,7 @@
         filesMsg('Uploaded ' + what + ' to ' + tilde(dir) + '.', false);
         listFiles(dir);
       } else {
-        filesMsg(xhr.responseText.trim() || ('Upload failed (' + xhr.status + ').'), true);
+        filesMsg(errorText(xhr.responseText) || ('Upload failed (' + xhr.status + ').'), true);
       }
     };
     xhr.onerror = function () { filesMsg('Upload failed: the connection broke.', true); };
@@ -763,7 +774,7 @@
   function download(url) {
     var ctl = window.AbortController ? new AbortController() : null;
     fetch(url, { credentials: 'same-origin', signal: ctl && ctl.signal }).then(function (res) {
-      if (!res.ok) return res.text().then(function (t) { filesMsg(t.trim(), true); });
+      if (!res.ok) return res.text().then(function (t) { filesMsg(errorText(t), true); });
       if (ctl) ctl.abort();
       filesMsg('', false);
       var a = document.createElement('a');

@@ -17,8 +17,17 @@
     return n;
   }
 
+  // A lab page waiting for its terminal (no shell image yet) reloads
+  // once the image is there: the reload starts the sandbox.
+  var lab = document.getElementById('lab');
+  var waitShell = lab && lab.dataset.waitShell === 'true';
+
   function render(b) {
     stats.last = b;
+    if (waitShell && b.shell_ready) {
+      window.location.reload();
+      return;
+    }
     if (b.state === 'done' && !b.message && !(b.notes && b.notes.length) && !(b.errors && b.errors.length)) {
       el.remove();
       return;

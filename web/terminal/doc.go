@@ -8,7 +8,8 @@
 //     io.Reader, one message per websocket binary frame. The wire format is
 //     specified in docs/terminal-protocol.md.
 //   - the transport (conn.go): [Conn], a thin adapter over a gorilla
-//     websocket connection, and [Upgrade], which refuses foreign Origins with
+//     websocket connection, and [Upgrade], which refuses Origins the
+//     caller's policy (UpgradeOptions.CheckOrigin) does not accept with
 //     HTTP 403 before any upgrade.
 //   - the [Hub]: one pty reader goroutine that appends output to a bounded
 //     scrollback ring and to every attached client's bounded queue. A

@@ -40,6 +40,8 @@ func buildOptions(ctx context.Context, r *http.Request) (*build.ImageBuildOption
 		SessionID:      r.FormValue("session"),
 		BuildID:        r.FormValue("buildid"),
 		Platform:       r.FormValue("platform"),
+		Isolation:      container.Isolation(r.FormValue("isolation")),
+		SecurityOpt:    r.Form["securityopt"],
 	}
 	for k, dst := range map[string]*int64{"memory": &o.Memory, "memswap": &o.MemorySwap, "cpushares": &o.CPUShares, "cpuperiod": &o.CPUPeriod, "cpuquota": &o.CPUQuota, "shmsize": &o.ShmSize} {
 		if v := r.FormValue(k); v != "" {

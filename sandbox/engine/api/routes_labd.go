@@ -13,11 +13,6 @@ import (
 	"time"
 )
 
-// GraderHeader marks a request made by labd's grader. Such requests are
-// not recorded as the learner's calls, so a check that inspects an image
-// never counts as the learner having run `docker image inspect`.
-const GraderHeader = "X-Labd-Grader"
-
 // RecordsPath is labd's extension of the Engine API: GET RecordsPath
 // returns what the engine recorded for graders (docs/engine.md).
 const RecordsPath = "/labd/v1/records"
@@ -33,7 +28,8 @@ type Call struct {
 
 // RecordsBackend is implemented by backends that keep records for graders
 // (labd's engine does; fakes in tests need not). The server records every
-// routed request except grader requests and pings, and serves
+// routed request except pings and /labd/ requests (none at all with
+// Options.Unrecorded: the grader's own socket), and serves
 // GET /labd/v1/records?since=RFC3339Nano from Records.
 type RecordsBackend interface {
 	RecordCall(c Call)
@@ -137,7 +133,7 @@ func parseSince(v string) (time.Time, error) {
 // not when they end). done must be called when the handler returns.
 func (s *server) recordCall(w http.ResponseWriter, r *http.Request, path string) (http.ResponseWriter, func()) {
 	rb, ok := s.b.(RecordsBackend)
-	if !ok || r.Header.Get(GraderHeader) != "" || path == "/_ping" || strings.HasPrefix(path, "/labd/") {
+	if !ok || s.opts.Unrecorded || path == "/_ping" || strings.HasPrefix(path, "/labd/") {
 		return w, func() {}
 	}
 	rw := &recordingWriter{ResponseWriter: w, rec: func(status int) {

@@ -85,6 +85,10 @@ type Options struct {
 	MaxContextSize int64  // build context limit in bytes; 0 means DefaultMaxContextSize
 	TempDir        string // where build contexts are spooled; "" means os.TempDir
 	Logger         *slog.Logger
+	// Unrecorded: no call to this server is recorded as the learner's
+	// (RecordsBackend). labd's grader has a socket of its own served so;
+	// nothing a request carries can make the learner's socket skip one.
+	Unrecorded bool
 }
 
 type handlerFunc func(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error

@@ -13,10 +13,12 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/docker/docker/pkg/tarsum"
+	"github.com/labd/labd/internal/safefile"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
@@ -180,19 +182,42 @@ func (c *buildContext) hash(rel string) string {
 	return rel
 }
 
+// maxDockerfile bounds the Dockerfile and the .dockerignore labd reads
+// (dockerd sets none; docs/engine.md).
+const maxDockerfile = 4 << 20
+
+// readRegular reads the regular file rel of the context, resolved inside
+// it as dockerd's FullPath does (symlinks followed, never out). A FIFO,
+// device or socket the client sent is refused unopened: the Dockerfile
+// that is /dev/zero's node would otherwise be read without end.
+func (c *buildContext) readRegular(rel string, max int64) ([]byte, error) {
+	return safefile.ReadFile(c.root, rel, safefile.InRoot, max)
+}
+
+// exists reports whether rel names anything in the context, resolved as
+// readRegular does (a link out of it leads nowhere, not to the host).
+func (c *buildContext) exists(rel string) bool {
+	f, err := safefile.Open(c.root, rel, safefile.InRoot)
+	if err == nil {
+		f.Close()
+	}
+	return !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR)
+}
+
 // readDockerfile reads and parses the Dockerfile, as dockerd's
 // withDockerfileFromContext does (falling back to "dockerfile"), then
 // drops .dockerignore and the Dockerfile from the context if the
 // .dockerignore lists them.
 func (c *buildContext) readDockerfile(name string) (*parser.Result, error) {
-	p, err := c.fullPath(name)
+	_, err := c.fullPath(name)
+	var data []byte
 	if err == nil {
-		_, err = os.Stat(p)
+		data, err = c.readRegular(name, maxDockerfile)
 	}
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || isForbidden(err) {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || isForbidden(err) {
 			if name == "Dockerfile" {
-				if _, err := os.Stat(filepath.Join(c.root, "dockerfile")); err == nil {
+				if c.exists("dockerfile") {
 					return c.readDockerfile("dockerfile")
 				}
 			}
@@ -200,11 +225,8 @@ func (c *buildContext) readDockerfile(name string) (*parser.Result, error) {
 			// Dockerfile, below, is its 400).
 			return nil, fmt.Errorf("Cannot locate specified Dockerfile: %s", name)
 		}
-		return nil, err
-	}
-	data, err := os.ReadFile(p)
-	if err != nil {
-		return nil, err
+		// dockerd's wording for a Dockerfile it cannot read, a 500 too.
+		return nil, fmt.Errorf("unexpected error reading Dockerfile: %w", err)
 	}
 	if len(data) == 0 {
 		return nil, invalidParam{fmt.Errorf("the Dockerfile (%s) cannot be empty", name)}
@@ -220,17 +242,16 @@ func (c *buildContext) readDockerfile(name string) (*parser.Result, error) {
 }
 
 func (c *buildContext) removeIgnored(dockerfile string) error {
-	f, err := os.Open(filepath.Join(c.root, ".dockerignore"))
-	if os.IsNotExist(err) {
+	data, err := c.readRegular(".dockerignore", maxDockerfile)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("Error reading .dockerignore: %w", err)
 	}
-	excludes, err := ignorefile.ReadAll(f)
-	f.Close()
+	excludes, err := ignorefile.ReadAll(bytes.NewReader(data))
 	if err != nil {
-		return fmt.Errorf("error reading .dockerignore: %w", err)
+		return fmt.Errorf("Error reading .dockerignore: %w", err)
 	}
 	pm, err := patternmatcher.New(excludes)
 	if err != nil {

@@ -3,6 +3,7 @@ package build
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -15,10 +16,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/docker/docker/pkg/tarsum"
+	"github.com/labd/labd/internal/safefile"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/go-archive"
 	"github.com/moby/sys/user"
@@ -72,7 +75,7 @@ func (s *copySource) hash(rel string) (string, error) {
 	h := sha256.New()
 	tarsum.WriteV1Header(hdr, h)
 	if fi.Mode().IsRegular() && fi.Size() > 0 {
-		f, err := os.Open(p)
+		f, err := safefile.OpenNoFollow(p)
 		if err != nil {
 			return "", err
 		}
@@ -447,7 +450,9 @@ func copyOne(rootfs, dest string, info copyInfo, decompress bool, id *identity) 
 	if fi.IsDir() {
 		return copyDirectory(srcPath, destPath, id)
 	}
-	if decompress && !info.noDecompress && isArchive(srcPath) {
+	// Only a regular file is sniffed as an archive: dockerd opens a FIFO
+	// here and waits forever, or reads a device node (docs/engine.md).
+	if decompress && !info.noDecompress && fi.Mode().IsRegular() && isArchive(srcPath) {
 		return untarPath(srcPath, destPath)
 	}
 	if strings.HasSuffix(dest, "/") || isDir(destPath) {
@@ -578,7 +583,9 @@ func copyDirectory(src, dst string, id *identity) error {
 // the source's mode, owner and times; what was at dst is replaced unless
 // both are directories.
 func copyEntry(src, dst string, fi os.FileInfo) error {
-	st, _ := fi.Sys().(*unix.Stat_t)
+	// os.Lstat's Sys is a *syscall.Stat_t (a *unix.Stat_t never matched:
+	// device nodes were dropped and owners not kept).
+	st, _ := fi.Sys().(*syscall.Stat_t)
 	if cur, err := os.Lstat(dst); err == nil && !(cur.IsDir() && fi.IsDir()) {
 		if err := os.RemoveAll(dst); err != nil {
 			return err
@@ -591,7 +598,7 @@ func copyEntry(src, dst string, fi os.FileInfo) error {
 			return err
 		}
 	case mode.IsRegular():
-		in, err := os.Open(src)
+		in, err := safefile.OpenNoFollow(src)
 		if err != nil {
 			return err
 		}
@@ -657,7 +664,7 @@ func setTimes(p string, fi os.FileInfo) {
 }
 
 func isArchive(p string) bool {
-	f, err := os.Open(p)
+	f, err := safefile.OpenNoFollow(p)
 	if err != nil {
 		return false
 	}
@@ -672,7 +679,7 @@ func isArchive(p string) bool {
 
 // untarPath extracts a local archive for ADD, keeping the owners in it.
 func untarPath(src, dst string) error {
-	f, err := os.Open(src)
+	f, err := safefile.OpenNoFollow(src)
 	if err != nil {
 		return err
 	}
@@ -721,10 +728,12 @@ func parseChown(chown, rootfs string) (*identity, error) {
 	if len(parts) == 2 {
 		grpStr = parts[1]
 	}
-	passwd, _ := securejoin.SecureJoin(rootfs, "/etc/passwd")
-	group, _ := securejoin.SecureJoin(rootfs, "/etc/group")
 	uid, err := lookupID(userStr, func() (int, bool, error) {
-		us, err := user.ParsePasswdFileFilter(passwd, func(u user.User) bool { return u.Name == userStr })
+		passwd, err := readUserFile(rootfs, "/etc/passwd")
+		if err != nil {
+			return 0, false, err
+		}
+		us, err := user.ParsePasswdFilter(passwd, func(u user.User) bool { return u.Name == userStr })
 		if err != nil || len(us) == 0 {
 			return 0, false, err
 		}
@@ -734,7 +743,11 @@ func parseChown(chown, rootfs string) (*identity, error) {
 		return nil, fmt.Errorf("can't find uid for user %s: %w", userStr, orNo(err, "no such user: "+userStr))
 	}
 	gid, err := lookupID(grpStr, func() (int, bool, error) {
-		gs, err := user.ParseGroupFileFilter(group, func(g user.Group) bool { return g.Name == grpStr })
+		group, err := readUserFile(rootfs, "/etc/group")
+		if err != nil {
+			return 0, false, err
+		}
+		gs, err := user.ParseGroupFilter(group, func(g user.Group) bool { return g.Name == grpStr })
 		if err != nil || len(gs) == 0 {
 			return 0, false, err
 		}
@@ -744,6 +757,21 @@ func parseChown(chown, rootfs string) (*identity, error) {
 		return nil, fmt.Errorf("can't find gid for group %s: %w", grpStr, orNo(err, "no such group: "+grpStr))
 	}
 	return &identity{uid, gid}, nil
+}
+
+// maxUserFile is Docker's own bound on /etc/passwd and /etc/group
+// (moby/sys/user).
+const maxUserFile = 10 << 20
+
+// readUserFile reads /etc/passwd or /etc/group of an image being built,
+// resolved inside its root filesystem; one that is not a regular file (a
+// RUN step's mknod or mkfifo) is an error, not a read of the host's device.
+func readUserFile(rootfs, name string) (io.Reader, error) {
+	b, err := safefile.ReadFile(rootfs, name, safefile.InRoot, maxUserFile)
+	if err != nil {
+		return nil, err
+	}
+	return bytes.NewReader(b), nil
 }
 
 var errNoEntry = errors.New("no entry")

@@ -138,8 +138,8 @@ func (c *Client) ping(ctx context.Context, s *session) (*http.Response, error) {
 }
 
 // httpClient is the client for host: TLS verification off for insecure
-// registries (dockerd's InsecureSkipVerify for them), no redirects to
-// follow silently beyond Go's default.
+// registries (dockerd's InsecureSkipVerify for them); requests, redirects
+// included, go only to allowed hosts.
 func (c *Client) httpClient(host string) *http.Client {
 	if c.opts.insecure(host) {
 		return c.insecureHC
@@ -147,13 +147,13 @@ func (c *Client) httpClient(host string) *http.Client {
 	return c.secureHC
 }
 
-func newHTTPClients() (secure, insecure *http.Client) {
+func newHTTPClients(allow *allowlist) (secure, insecure *http.Client) {
 	mk := func(skip bool) *http.Client {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: skip} //nolint:gosec // insecure registries only, as dockerd
 		t.TLSHandshakeTimeout = 10 * time.Second
 		t.MaxIdleConnsPerHost = 16
-		return &http.Client{Transport: t}
+		return &http.Client{Transport: guard{a: allow, next: t}, CheckRedirect: allow.checkRedirect}
 	}
 	return mk(false), mk(true)
 }
@@ -231,6 +231,9 @@ func (s *session) fetchToken(ctx context.Context) error {
 	if s.realm == "" {
 		return errors.New("bearer challenge without realm")
 	}
+	if err := s.c.allow.checkRealm(s.host, s.realm); err != nil {
+		return err
+	}
 	var req *http.Request
 	var err error
 	if s.auth.IdentityToken != "" {
@@ -306,6 +309,9 @@ func (c *Client) Login(ctx context.Context, auth registry.AuthConfig) (status, i
 	host, err := c.opts.LoginHost(auth.ServerAddress)
 	if err != nil {
 		return "", "", errInvalid(err)
+	}
+	if host, err = c.allow.registry(host); err != nil {
+		return "", "", err
 	}
 	s, err := c.newSession(ctx, host, auth, nil, true)
 	if err != nil {

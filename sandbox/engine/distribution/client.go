@@ -30,6 +30,7 @@ type Client struct {
 	dir     string
 	version string
 	rec     *records
+	allow   *allowlist
 
 	secureHC, insecureHC *http.Client
 
@@ -41,6 +42,10 @@ type Client struct {
 // New opens the client's records under the store's directory
 // (<engine>/distribution). version is the engine version for User-Agent.
 func New(store *image.Store, opts Options, version string) (*Client, error) {
+	allow, err := newAllowlist(opts)
+	if err != nil {
+		return nil, fmt.Errorf("registry client: %w", err)
+	}
 	dir := filepath.Join(store.Dir(), "distribution")
 	for _, d := range []string{dir, filepath.Join(dir, "transfers")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -58,9 +63,9 @@ func New(store *image.Store, opts Options, version string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry client: blob records: %w", err)
 	}
-	c := &Client{opts: opts, store: store, dir: dir, version: version, rec: rec,
+	c := &Client{opts: opts, store: store, dir: dir, version: version, rec: rec, allow: allow,
 		logs: map[string]*transferLog{}, flights: map[digest.Digest]*flight{}}
-	c.secureHC, c.insecureHC = newHTTPClients()
+	c.secureHC, c.insecureHC = newHTTPClients(allow)
 	return c, nil
 }
 

@@ -43,6 +43,11 @@ var manifestAccept = []string{MediaTypeManifest, MediaTypeManifestList, MediaTyp
 func (c *Client) Pull(ctx context.Context, req PullRequest) (digest.Digest, error) {
 	o := &out{f: req.Out}
 	repo := c.opts.Resolve(req.Ref)
+	host, err := c.allow.registry(repo.Host)
+	if err != nil {
+		return "", err // refused before any connection: not a transfer
+	}
+	repo.Host = host
 	tr := Transfer{Time: time.Now().UTC(), Kind: "pull", Repository: repo.Named.Name(), Registry: repo.Host, Account: req.Auth.Username}
 	id, err := c.pull(ctx, o, req, repo, &tr)
 	if err != nil {
@@ -116,8 +121,8 @@ func (c *Client) pull(ctx context.Context, o *out, req PullRequest, repo Repo, t
 	if err := id.Validate(); err != nil {
 		return "", fmt.Errorf("bad config digest: %w", err)
 	}
-	if !c.haveImage(id) {
-		if err := c.pullImage(ctx, o, s, repo, m, tr); err != nil {
+	if !c.haveImage(req.View, id, m) {
+		if err := c.pullImage(ctx, o, s, req.View, repo, m, tr); err != nil {
 			return "", err
 		}
 	}
@@ -153,19 +158,37 @@ func (c *Client) pull(ctx context.Context, o *out, req PullRequest, repo Repo, t
 	return id, o.message("", status+reference.FamiliarString(ref))
 }
 
-// haveImage reports whether the store has the image config and all its
-// layers (then nothing is fetched, as dockerd short-circuits).
-func (c *Client) haveImage(id digest.Digest) bool {
+// haveImage reports whether the store has the image config and every
+// layer may be reused for the view (then nothing is fetched, as dockerd
+// short-circuits).
+func (c *Client) haveImage(v *image.View, id digest.Digest, m *Manifest) bool {
 	cfg, err := c.store.Config(id)
 	if err != nil {
 		return false
 	}
-	for _, d := range cfg.DiffIDs() {
-		if !c.store.HasLayer(d) {
+	diffIDs := cfg.DiffIDs()
+	if len(diffIDs) != len(m.Layers) {
+		return false
+	}
+	for i, d := range diffIDs {
+		if !c.mayReuse(v, digest.Digest(m.Layers[i].Digest), d) {
 			return false
 		}
 	}
 	return true
+}
+
+// mayReuse reports whether a pull of blob d, which the image config says
+// holds layer diffID, may use the stored layer instead of downloading the
+// blob. The store is shared by every learner and a manifest may pair any
+// blob with any diffID, so only when the view already sees the layer (its
+// owner has it anyway) or this engine once hashed blob d and found diffID
+// in it; anything else is downloaded and verified.
+func (c *Client) mayReuse(v *image.View, d, diffID digest.Digest) bool {
+	if !c.store.HasLayer(diffID) {
+		return false
+	}
+	return c.rec.verified(d, diffID) || v.HasLayer(diffID)
 }
 
 // pullError gives dockerd's messages for a missing repository or
@@ -235,7 +258,7 @@ func parseManifest(b []byte, mt string) (*Manifest, error) {
 
 // pullImage fetches the config and the missing layers, then stores the
 // config (exact bytes).
-func (c *Client) pullImage(ctx context.Context, o *out, s *session, repo Repo, m *Manifest, tr *Transfer) error {
+func (c *Client) pullImage(ctx context.Context, o *out, s *session, v *image.View, repo Repo, m *Manifest, tr *Transfer) error {
 	raw, err := c.fetchBlobBytes(ctx, s, repo, digest.Digest(m.Config.Digest))
 	if err != nil {
 		return cleanErr(err)
@@ -261,11 +284,13 @@ func (c *Client) pullImage(ctx context.Context, o *out, s *session, repo Repo, m
 			return fmt.Errorf("bad layer digest %q: %w", l.Digest, err)
 		}
 		j := &job{desc: l, diffID: diffIDs[i], pid: shortID(d)}
-		if c.store.HasLayer(diffIDs[i]) {
+		if c.mayReuse(v, d, diffIDs[i]) {
 			if err := o.update(j.pid, "Already exists"); err != nil {
 				return err
 			}
-			_ = c.rec.add(d, l.Size, diffIDs[i], l.MediaType, repo.Host, repo.Path)
+			if c.rec.verified(d, diffIDs[i]) {
+				_ = c.rec.add(d, l.Size, diffIDs[i], l.MediaType, repo.Host, repo.Path, true)
+			}
 			tr.Layers = append(tr.Layers, LayerTransfer{DiffID: diffIDs[i], Digest: d, Size: l.Size, Outcome: OutcomeAlreadyExists})
 			continue
 		}
@@ -342,6 +367,7 @@ func (c *Client) fetchBlobBytes(ctx context.Context, s *session, repo Repo, d di
 type flight struct {
 	done    chan struct{}
 	err     error
+	diffID  digest.Digest // of the content, as hashed
 	ctx     context.Context
 	cancel  context.CancelFunc
 	waiters int
@@ -350,7 +376,9 @@ type flight struct {
 // fetchLayer downloads, verifies and stores a layer once for every
 // concurrent pull of the same blob (the pull-through cache of a class):
 // the first caller does the work with its progress; the others wait. The
-// work stops only when every waiter has gone.
+// work stops only when every waiter has gone. Each caller then checks the
+// content's diffID against its own image config: pulls of one blob may
+// claim different layers, and only the content decides.
 func (c *Client) fetchLayer(ctx context.Context, o *out, s *session, repo Repo, desc Descriptor, diffID digest.Digest, pid string) error {
 	d := digest.Digest(desc.Digest)
 	c.mu.Lock()
@@ -360,7 +388,7 @@ func (c *Client) fetchLayer(ctx context.Context, o *out, s *session, repo Repo, 
 		f = &flight{done: make(chan struct{}), ctx: fctx, cancel: cancel}
 		c.flights[d] = f
 		go func() {
-			f.err = c.downloadLayer(fctx, o, s, repo, desc, diffID, pid)
+			f.diffID, f.err = c.downloadLayer(fctx, o, s, repo, desc, pid)
 			cancel()
 			c.mu.Lock()
 			delete(c.flights, d)
@@ -375,6 +403,9 @@ func (c *Client) fetchLayer(ctx context.Context, o *out, s *session, repo Repo, 
 		if f.err != nil {
 			return f.err
 		}
+		if f.diffID != diffID {
+			return fmt.Errorf("filesystem layer verification failed for digest %s: the layer has diffID %s, the image config says %s", d, f.diffID, diffID)
+		}
 		if ok {
 			// Another pull downloaded it.
 			if !c.store.HasLayer(diffID) {
@@ -382,7 +413,7 @@ func (c *Client) fetchLayer(ctx context.Context, o *out, s *session, repo Repo, 
 			}
 			_ = o.update(pid, "Verifying Checksum")
 			_ = o.update(pid, "Download complete")
-			_ = c.rec.add(d, desc.Size, diffID, desc.MediaType, repo.Host, repo.Path)
+			_ = c.rec.add(d, desc.Size, diffID, desc.MediaType, repo.Host, repo.Path, true)
 		}
 		return nil
 	case <-ctx.Done():
@@ -396,22 +427,24 @@ func (c *Client) fetchLayer(ctx context.Context, o *out, s *session, repo Repo, 
 	}
 }
 
-func (c *Client) downloadLayer(ctx context.Context, o *out, s *session, repo Repo, desc Descriptor, diffID digest.Digest, pid string) error {
+// downloadLayer fetches blob d, checks its digest, stores the layer and
+// returns the diffID of its content.
+func (c *Client) downloadLayer(ctx context.Context, o *out, s *session, repo Repo, desc Descriptor, pid string) (digest.Digest, error) {
 	d := digest.Digest(desc.Digest)
 	resp, err := s.do(ctx, http.MethodGet, "/v2/"+repo.Path+"/blobs/"+d.String(), nil, nil)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return responseError(resp)
+		return "", responseError(resp)
 	}
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := filepath.Join(c.dir, "tmp", hex.EncodeToString(rnd[:]))
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer os.Remove(tmp)
 	defer f.Close()
@@ -419,15 +452,15 @@ func (c *Client) downloadLayer(ctx context.Context, o *out, s *session, repo Rep
 	total := desc.Size
 	src := &progressReader{r: resp.Body, total: total, report: func(n, t int64) { _ = o.progress(pid, "Downloading", n, t) }}
 	if _, err := io.Copy(io.MultiWriter(f, ch), src); err != nil {
-		return err
+		return "", err
 	}
 	_ = o.update(pid, "Verifying Checksum")
 	if ch.digest() != d || (desc.Size > 0 && ch.n != desc.Size) {
-		return fmt.Errorf("filesystem layer verification failed for digest %s", d)
+		return "", fmt.Errorf("filesystem layer verification failed for digest %s", d)
 	}
 	_ = o.update(pid, "Download complete")
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
+		return "", err
 	}
 	br := bufio.NewReaderSize(f, 1<<16)
 	var r io.Reader = br
@@ -436,19 +469,16 @@ func (c *Client) downloadLayer(ctx context.Context, o *out, s *session, repo Rep
 	case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
 		gz, err := gzip.NewReader(br)
 		if err != nil {
-			return fmt.Errorf("layer %s: %w", d, err)
+			return "", fmt.Errorf("layer %s: %w", d, err)
 		}
 		defer gz.Close()
 		r = gz
 	case bytes.Equal(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		return fmt.Errorf("layer %s: zstd-compressed layers are not supported", d)
+		return "", fmt.Errorf("layer %s: zstd-compressed layers are not supported", d)
 	}
 	info, err := c.store.PutLayer(ctx, r)
 	if err != nil {
-		return fmt.Errorf("store layer %s: %w", d, err)
+		return "", fmt.Errorf("store layer %s: %w", d, err)
 	}
-	if info.DiffID != diffID {
-		return fmt.Errorf("layer %s: content has diffID %s, config says %s", d, info.DiffID, diffID)
-	}
-	return c.rec.add(d, ch.n, diffID, desc.MediaType, repo.Host, repo.Path)
+	return info.DiffID, c.rec.add(d, ch.n, info.DiffID, desc.MediaType, repo.Host, repo.Path, true)
 }

@@ -38,6 +38,11 @@ type PushRequest struct {
 func (c *Client) Push(ctx context.Context, req PushRequest) error {
 	o := &out{f: req.Out}
 	repo := c.opts.Resolve(req.Name)
+	host, err := c.allow.registry(repo.Host)
+	if err != nil {
+		return err // refused before any connection: not a transfer
+	}
+	repo.Host = host
 	if err := o.message("", "The push refers to repository ["+repo.Named.Name()+"]"); err != nil {
 		return err
 	}
@@ -242,7 +247,7 @@ func (c *Client) pushLayer(ctx context.Context, o *out, s *session, repo Repo, d
 		return slices.Contains(cands[i].Repos[repo.Host], repo.Path) && !slices.Contains(cands[j].Repos[repo.Host], repo.Path)
 	})
 	done := func(rec BlobRecord, outcome, status, from string) (pushedLayer, error) {
-		if err := c.rec.add(rec.Digest, rec.Size, diffID, rec.MediaType, repo.Host, repo.Path); err != nil {
+		if err := c.rec.add(rec.Digest, rec.Size, diffID, rec.MediaType, repo.Host, repo.Path, rec.Verified); err != nil {
 			return pushedLayer{}, err
 		}
 		mt := rec.MediaType
@@ -416,7 +421,7 @@ func (c *Client) uploadLayer(ctx context.Context, o *out, s *session, repo Repo,
 		return BlobRecord{}, responseError(resp)
 	}
 	drain(resp)
-	return BlobRecord{Digest: d, Size: ch.n, DiffID: diffID, MediaType: MediaTypeLayer}, nil
+	return BlobRecord{Digest: d, Size: ch.n, DiffID: diffID, MediaType: MediaTypeLayer, Verified: true}, nil
 }
 
 func (c *Client) pushConfig(ctx context.Context, s *session, repo Repo, id digest.Digest, raw []byte) error {

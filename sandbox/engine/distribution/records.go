@@ -22,6 +22,11 @@ type BlobRecord struct {
 	DiffID    digest.Digest       `json:"diff_id"` // of the uncompressed tar
 	MediaType string              `json:"media_type,omitempty"`
 	Repos     map[string][]string `json:"repos,omitempty"` // registry host → repository paths
+	// Verified: this engine hashed the blob's content and found DiffID in
+	// it (a download, or a layer it compressed itself). Only then may a
+	// pull of the blob use the stored layer without downloading it.
+	// Records of older labd versions lack it.
+	Verified bool `json:"verified,omitempty"`
 }
 
 // records is the persistent diffID ↔ blob index: an append-only JSON lines
@@ -68,7 +73,12 @@ func openRecords(path string) (*records, error) {
 }
 
 func (r *records) index(rec *BlobRecord) {
-	if _, ok := r.byDigest[rec.Digest]; !ok && rec.DiffID != "" {
+	old, ok := r.byDigest[rec.Digest]
+	if ok && old.DiffID != rec.DiffID && old.DiffID != "" {
+		// A verified record replaces what an older version noted unchecked.
+		r.byDiffID[old.DiffID] = slices.DeleteFunc(r.byDiffID[old.DiffID], func(d digest.Digest) bool { return d == rec.Digest })
+	}
+	if (!ok || old.DiffID != rec.DiffID) && rec.DiffID != "" {
 		r.byDiffID[rec.DiffID] = append(r.byDiffID[rec.DiffID], rec.Digest)
 	}
 	r.byDigest[rec.Digest] = rec
@@ -92,13 +102,17 @@ func (r *records) rewrite() error {
 }
 
 // add records that blob d (holding layer diffID) is in repo at host ("" =
-// unknown repository: a blob we compressed but have not placed yet).
-func (r *records) add(d digest.Digest, size int64, diffID digest.Digest, mediaType, host, repo string) error {
+// unknown repository: a blob we compressed but have not placed yet);
+// verified says this engine hashed the content (BlobRecord.Verified).
+func (r *records) add(d digest.Digest, size int64, diffID digest.Digest, mediaType, host, repo string, verified bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.byDigest[d]
-	rec := &BlobRecord{Digest: d, Size: size, DiffID: diffID, MediaType: mediaType, Repos: map[string][]string{}}
+	rec := &BlobRecord{Digest: d, Size: size, DiffID: diffID, MediaType: mediaType, Repos: map[string][]string{}, Verified: verified}
 	if old != nil {
+		if old.Verified && !verified && old.DiffID != diffID {
+			return nil // an unchecked claim never replaces what was hashed
+		}
 		for h, rs := range old.Repos {
 			rec.Repos[h] = slices.Clone(rs)
 		}
@@ -108,8 +122,9 @@ func (r *records) add(d digest.Digest, size int64, diffID digest.Digest, mediaTy
 		if rec.MediaType == "" {
 			rec.MediaType = old.MediaType
 		}
+		rec.Verified = verified || old.Verified && old.DiffID == rec.DiffID
 		if host == "" || slices.Contains(old.Repos[host], repo) {
-			if old.Size == size && old.DiffID == rec.DiffID {
+			if old.Size == size && old.DiffID == rec.DiffID && old.Verified == rec.Verified {
 				return nil // nothing new
 			}
 		}
@@ -146,6 +161,15 @@ func (r *records) forget(d digest.Digest, host, repo string) {
 	if b, err := json.Marshal(&rec); err == nil {
 		_, _ = r.f.Write(append(b, '\n'))
 	}
+}
+
+// verified reports whether this engine hashed blob d and found layer
+// diffID in it.
+func (r *records) verified(d, diffID digest.Digest) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec := r.byDigest[d]
+	return rec != nil && rec.Verified && rec.DiffID == diffID
 }
 
 // forDiffID returns copies of the blob records holding layer diffID.

@@ -22,6 +22,10 @@ type Options struct {
 	// InsecureRegistries may be reached over HTTP (hosts or CIDRs), as
 	// dockerd's --insecure-registry; loopback registries always may.
 	InsecureRegistries []string
+	// AllowedRegistries (host[:port]) may be reached beside HubStandIn and
+	// the registry of Docker Hub's names (labd's --allowed-registry). No
+	// other registry is ever contacted (allow.go).
+	AllowedRegistries []string
 }
 
 // DefaultHub is where Docker Hub's names go when neither HubUpstream nor

@@ -13,6 +13,7 @@ import (
 
 	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/api"
+	"github.com/labd/labd/sandbox/engine/distribution"
 )
 
 // bigLayerSize makes a ~250 MB base image (issue 5's benchmark).
@@ -79,7 +80,7 @@ func BenchmarkRegistryBigPull(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		s, err := engine.OpenShared(data, engine.SharedOptions{NoRuntime: true})
+		s, err := engine.OpenShared(data, engine.SharedOptions{NoRuntime: true, Registry: distribution.Options{AllowedRegistries: []string{reg.Addr}}})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -83,8 +83,9 @@ func TestClassroomRegistry(t *testing.T) {
 	wantDigest := digest[strings.Index(digest, "@")+1:]
 
 	// A second engine, without a registry of its own, pulls by the
-	// registry's address, as a learner in another sandbox would.
-	other, err := StartLabd(t.TempDir(), filepath.Join(t.TempDir(), "other.sock"), "--registry-addr", "off")
+	// registry's address, as a learner in another sandbox would: allowed
+	// explicitly, as an operator would.
+	other, err := StartLabd(t.TempDir(), filepath.Join(t.TempDir(), "other.sock"), "--registry-addr", "off", "--allowed-registry", regAddr)
 	if err != nil {
 		t.Fatal(err)
 	}

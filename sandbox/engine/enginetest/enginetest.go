@@ -112,7 +112,7 @@ func LabdBinary() (string, error) {
 			buildErr = err
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", labdBin, "./cmd/labd")
+		cmd := exec.Command("go", "build", "-tags", "seccomp", "-o", labdBin, "./cmd/labd")
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -315,7 +315,13 @@ func StartPair() (*Pair, error) {
 		return nil, err
 	}
 	p := &Pair{Dir: dir}
-	p.Labd, err = StartLabd(filepath.Join(dir, "labd-data"), filepath.Join(dir, "labd.sock"))
+	// The tests' registries are served on these addresses, allowed here.
+	allowed, err := AllowedRegistryArgs()
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.Labd, err = StartLabd(filepath.Join(dir, "labd-data"), filepath.Join(dir, "labd.sock"), allowed...)
 	if err != nil {
 		p.Close()
 		return nil, err

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,14 +17,14 @@ import (
 )
 
 // DockerRegistry is Debian's docker-registry (CNCF Distribution 2.8) on
-// 127.0.0.1, behind a byte-counting proxy.
+// 127.0.0.1, behind a byte-counting proxy on one of the registry slots
+// the pair's labd allows (registryslots.go).
 type DockerRegistry struct {
 	Addr    string // the proxy: what clients use
 	Up      atomic.Int64
 	Down    atomic.Int64
 	cmd     *exec.Cmd
-	ln      net.Listener
-	wg      sync.WaitGroup
+	slot    *RegistrySlot
 	backend string
 }
 
@@ -78,19 +77,21 @@ func StartDockerRegistry(t testing.TB, users map[string]string) *DockerRegistry 
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	r.ln, err = net.Listen("tcp", "127.0.0.1:0")
+	r.slot, err = TakeRegistrySlot()
 	if err != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
 		t.Fatal(err)
 	}
-	r.Addr = r.ln.Addr().String()
-	r.wg.Add(1)
-	go r.serve()
+	r.Addr = r.slot.Addr()
+	r.slot.Serve(r.relay)
 	t.Cleanup(func() {
-		r.ln.Close()
+		// The backend goes first: relayed connections, kept alive by
+		// clients, end with it.
 		_ = r.cmd.Process.Kill()
 		_ = r.cmd.Wait()
 		logf.Close()
-		r.wg.Wait()
+		r.slot.Release()
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -110,34 +111,23 @@ func StartDockerRegistry(t testing.TB, users map[string]string) *DockerRegistry 
 	return r
 }
 
-// serve relays connections to the registry, counting bytes each way.
-func (r *DockerRegistry) serve() {
-	defer r.wg.Done()
-	for {
-		c, err := r.ln.Accept()
-		if err != nil {
-			return
-		}
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			defer c.Close()
-			b, err := net.Dial("tcp", r.backend)
-			if err != nil {
-				return
-			}
-			defer b.Close()
-			done := make(chan struct{})
-			go func() {
-				_, _ = io.Copy(b, countingReader{c, &r.Up})
-				b.(*net.TCPConn).CloseWrite()
-				close(done)
-			}()
-			_, _ = io.Copy(c, countingReader{b, &r.Down})
-			c.(*net.TCPConn).CloseWrite()
-			<-done
-		}()
+// relay connects a client to the registry, counting bytes each way.
+func (r *DockerRegistry) relay(c net.Conn) {
+	defer c.Close()
+	b, err := net.Dial("tcp", r.backend)
+	if err != nil {
+		return
 	}
+	defer b.Close()
+	done := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(b, countingReader{c, &r.Up})
+		b.(*net.TCPConn).CloseWrite()
+		close(done)
+	}()
+	_, _ = io.Copy(c, countingReader{b, &r.Down})
+	c.(*net.TCPConn).CloseWrite()
+	<-done
 }
 
 // Manifest fetches a schema2 manifest's bytes.

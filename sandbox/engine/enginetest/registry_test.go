@@ -270,7 +270,7 @@ func TestRegistryPullIntoOtherSandboxes(t *testing.T) {
 	pushedUp := reg.Up.Load()
 
 	data := t.TempDir()
-	s, err := engine.OpenShared(data, engine.SharedOptions{NoRuntime: true})
+	s, err := engine.OpenShared(data, engine.SharedOptions{NoRuntime: true, Registry: distribution.Options{AllowedRegistries: []string{reg.Addr}}})
 	if err != nil {
 		t.Fatal(err)
 	}

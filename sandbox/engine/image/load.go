@@ -290,10 +290,10 @@ func (v *View) loadDockerSave(ctx context.Context, a *archive) ([]loadedImage, e
 	for i, m := range items {
 		for j, l := range m.Layers {
 			want := checked[i].cfg.DiffIDs()[j]
-			if v.s.HasLayer(want) {
-				v.s.markFresh(want)
-				continue
-			}
+			// Every layer is read and hashed, also one the store holds:
+			// the store is shared by every learner, so a diffID the
+			// archive claims proves nothing, and skipping known layers
+			// would tell which ones another learner has.
 			f, err := a.open(l)
 			if err != nil {
 				return nil, err
@@ -432,17 +432,11 @@ func (v *View) loadOCIManifest(ctx context.Context, a *archive, d ocispec.Descri
 		if err != nil {
 			return loadedImage{}, err
 		}
+		// Always stored and hashed, as in loadDockerSave.
 		h := sha256.New()
-		var info LayerInfo
-		if v.s.HasLayer(want) {
-			_, err = io.Copy(h, f)
-			info = LayerInfo{DiffID: want}
-			v.s.markFresh(want)
-		} else {
-			info, err = v.s.putMaybeCompressed(ctx, io.TeeReader(f, h))
-			if err == nil {
-				_, err = io.Copy(h, f) // the rest after the compressed stream
-			}
+		info, err := v.s.putMaybeCompressed(ctx, io.TeeReader(f, h))
+		if err == nil {
+			_, err = io.Copy(h, f) // the rest after the compressed stream
 		}
 		f.Close()
 		if err != nil {

@@ -48,6 +48,36 @@ const (
 // ".wh.<name>" (mode 0600) and opaque directories followed by a
 // ".wh..wh..opq" entry.
 func Diff(ctx context.Context, upperDir string, w io.Writer) (digest.Digest, int64, error) {
+	return diff(ctx, upperDir, w, nil)
+}
+
+// IDShift describes an upper directory written by a container in a user
+// namespace: container uid (and gid) i is stored as host id Base+i, for
+// i < Size (runtime.Spec.UserNS).
+type IDShift struct {
+	Base, Size uint32
+}
+
+// DiffShifted is Diff for an upper directory whose owners are shifted:
+// the tar is the one the same change makes without a user namespace
+// (same bytes, same diffID), so layers stay shared between sandboxes.
+//
+// Owners in the range become container ids (and user and group names are
+// looked up from those); whiteouts that overlay made with its mounter's
+// credentials (host root) stay root's; a file capability stored by the
+// kernel as version 3 with the range's base as its root id becomes the
+// version 2 capability the container saw (another root id in the range is
+// shifted back). Any other owner or capability root id (something written
+// from the host without the shift) is an error naming the file: the layer
+// would carry host ids.
+func DiffShifted(ctx context.Context, upperDir string, w io.Writer, shift IDShift) (digest.Digest, int64, error) {
+	if shift.Size == 0 || uint64(shift.Base)+uint64(shift.Size) > 1<<32 {
+		return "", 0, fmt.Errorf("diff %s: invalid id shift %d+%d", upperDir, shift.Base, shift.Size)
+	}
+	return diff(ctx, upperDir, w, &shift)
+}
+
+func diff(ctx context.Context, upperDir string, w io.Writer, shift *IDShift) (digest.Digest, int64, error) {
 	h := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(w, h)}
 	tw := tar.NewWriter(cw)
@@ -66,7 +96,7 @@ func Diff(ctx context.Context, upperDir string, w io.Writer) (digest.Digest, int
 		if rel == "." {
 			return nil
 		}
-		return addFile(tw, p, filepath.ToSlash(rel), fi, seen)
+		return addFile(tw, p, filepath.ToSlash(rel), fi, seen, shift)
 	})
 	if err != nil {
 		return "", 0, fmt.Errorf("diff %s: %w", upperDir, err)
@@ -77,7 +107,20 @@ func Diff(ctx context.Context, upperDir string, w io.Writer) (digest.Digest, int
 	return digest.NewDigest(digest.SHA256, h), cw.n, nil
 }
 
-func addFile(tw *tar.Writer, src, name string, fi os.FileInfo, seen map[uint64]string) error {
+func addFile(tw *tar.Writer, src, name string, fi os.FileInfo, seen map[uint64]string, shift *IDShift) error {
+	var capability []byte
+	if shift != nil {
+		var err error
+		if fi, err = shift.fileInfo(fi); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if capability, err = lgetxattr(src, "security.capability"); err != nil {
+			return err
+		}
+		if capability, err = shift.capability(capability); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
 	var link string
 	if fi.Mode()&os.ModeSymlink != 0 {
 		var err error
@@ -102,7 +145,10 @@ func addFile(tw *tar.Writer, src, name string, fi os.FileInfo, seen map[uint64]s
 	if fi.IsDir() {
 		hdr.Name += "/"
 	}
-	if capability, err := lgetxattr(src, "security.capability"); err == nil && capability != nil {
+	if shift == nil {
+		capability, _ = lgetxattr(src, "security.capability")
+	}
+	if capability != nil {
 		hdr.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": string(capability)}
 	}
 	st, _ := fi.Sys().(*syscall.Stat_t)

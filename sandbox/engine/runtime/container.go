@@ -33,6 +33,7 @@ type Container struct {
 	bundle, rootfs string
 	lc             *libcontainer.Container
 	init           *Process
+	mounts         []Mount // as mounted: bind sources pinned
 
 	done     chan struct{} // closed after the exit and the cleanup
 	exit     Exit
@@ -109,6 +110,15 @@ func (c *Container) monitor() {
 	delete(c.r.running, c.id)
 	c.r.mu.Unlock()
 	close(c.done)
+}
+
+// MountSource is where the runtime mounted s.Mounts[i] from: for a bind
+// with Beneath, the tree it pinned at start.
+func (c *Container) MountSource(i int) string {
+	if i >= 0 && i < len(c.mounts) {
+		return c.mounts[i].Source
+	}
+	return ""
 }
 
 func (c *Container) releaseRootfs() {

@@ -19,11 +19,12 @@
 //
 // On-disk layout under Options.Root:
 //
-//	ROOT/
+//	ROOT/                      0711
 //	├── state/<id>/            libcontainer's state (state.json, exec fifo)
-//	└── bundles/<id>/
+//	└── bundles/<id>/          0711
 //	    ├── rootfs/            the overlay mount point
 //	    ├── init/              the init layer (topmost lower; the only one for FROM scratch)
+//	    ├── binds/<i>          pinned bind sources (Mount.Beneath, Mount.IDMap)
 //	    └── hosts, hostname, resolv.conf
 //
 // Everything under state/<id> and bundles/<id>, the overlay mount and the
@@ -38,6 +39,32 @@
 // Any binary (labd, test binaries of consumers) that links this package is
 // therefore ready to start containers; no TestMain hook is needed. The same
 // init function locks the main goroutine to the main thread (see reexec.go).
+//
+// User namespaces: with Spec.UserNS a container joins a user namespace the
+// caller pinned (package userns; one per sandbox), so container root is an
+// unprivileged host id (the range's base). The runtime then
+//   - mounts the overlay with idmapped lowers (open_tree and mount_setattr
+//     MOUNT_ATTR_IDMAP with that namespace, then fsconfig lowerdir+ by
+//     descriptor; on kernels before 6.13 the idmapped layers are attached
+//     in bundles/<id>/layers for mount(2) and detached right after): the
+//     layer directories keep their ids on disk and stay shared;
+//   - gives container root the upper's root directory, the bundle's hosts,
+//     hostname and resolv.conf and the working directory it creates; the
+//     upper then holds host ids (base + container id), which
+//     layer.DiffShifted maps back;
+//   - pins binds with Mount.IDMap as idmapped mounts of the same namespace
+//     (a workspace keeps container ids on disk);
+//   - requires Spec.NetNS, when set, to be owned by that namespace
+//     (userns.NewNetNS), and sets net.ipv4.ping_group_range to the
+//     container's groups;
+//   - makes runc join the namespace by path without reading its maps
+//     (specconv sees the mappings, the path is set afterwards).
+//
+// Container root must be able to search its way to bundles/<id>/rootfs:
+// New makes Root and bundles/ 0711 and Start refuses a Root below a
+// directory without o+x. Device nodes are bind mounts of the host's
+// (runc's way in a user namespace) and mknod is refused, as with dockerd's
+// userns-remap.
 //
 // Seccomp: Options.Seccomp applies a profile (for example Docker's default
 // one) only when the binary is built with `-tags seccomp` against

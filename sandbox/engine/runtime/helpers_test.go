@@ -44,6 +44,7 @@ func TestMain(m *testing.M) {
 		}
 		return m.Run()
 	}()
+	removeOwnedLayer()
 	removeCgroupParent(testCgroupParent)
 	os.Exit(code)
 }

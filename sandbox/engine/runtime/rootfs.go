@@ -5,13 +5,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"github.com/labd/labd/sandbox/engine/beneath"
+	"github.com/labd/labd/sandbox/engine/mountinfo"
 	"github.com/moby/sys/user"
 	"golang.org/x/sys/unix"
 )
@@ -28,13 +29,27 @@ const defaultHosts = "127.0.0.1\tlocalhost\n" +
 	"ff02::2\tip6-allrouters\n"
 
 // prepareRootfs writes the bundle (init layer, /etc files) and mounts the
-// overlay root filesystem.
-func (r *Runtime) prepareRootfs(c *Container, s *Spec) error {
+// overlay root filesystem. With a user namespace (ns, s.UserNS), what
+// container root must own is chowned to the range's base and the layers
+// are idmapped.
+func (r *Runtime) prepareRootfs(c *Container, s *Spec, ns *os.File) error {
 	if s.Upper == "" || s.Work == "" {
 		return errors.New("upper and work directories are required")
 	}
 	for _, d := range []string{c.rootfs, s.Upper, s.Work} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	root := -1 // host id of container root, when it is not host root
+	if s.UserNS != nil {
+		root = int(s.UserNS.IDs.Base)
+		// The container's root must reach its rootfs; the upper's root
+		// directory is the container's "/".
+		if err := os.Chmod(c.bundle, 0o711); err != nil {
+			return err
+		}
+		if err := os.Lchown(s.Upper, root, root); err != nil {
 			return err
 		}
 	}
@@ -56,15 +71,22 @@ func (r *Runtime) prepareRootfs(c *Container, s *Spec) error {
 		"resolv.conf": resolv,
 	}
 	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(c.bundle, name), b, 0o644); err != nil {
+		p := filepath.Join(c.bundle, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
 			return err
+		}
+		// Container root writes them (as dockerd's containers may).
+		if root >= 0 {
+			if err := os.Chown(p, root, root); err != nil {
+				return err
+			}
 		}
 	}
 	lowers := append([]string{initDir}, s.Lowers...)
-	if err := mountOverlay(c.rootfs, lowers, s.Upper, s.Work, r.overlayOpts); err != nil {
-		return err
+	if ns != nil {
+		return r.mountIDMappedOverlay(c.bundle, c.rootfs, lowers, s.Upper, s.Work, s.UserNS, ns)
 	}
-	return nil
+	return mountOverlay(c.rootfs, lowers, s.Upper, s.Work, r.overlayOpts)
 }
 
 // writeInitLayer creates dockerd's init layer (moby daemon/initlayer): the
@@ -246,7 +268,77 @@ func removeBundle(bundle string) error {
 	if err := unmount(filepath.Join(bundle, "rootfs")); err != nil {
 		return fmt.Errorf("unmount %s: %w", bundle, err)
 	}
+	if err := unpinMounts(bundle); err != nil {
+		return err
+	}
+	// Layers attached for an idmapped overlay are detached right after
+	// the mount; only a killed labd leaves them.
+	if layers := filepath.Join(bundle, "layers"); exists(layers) {
+		mountinfo.UnmountUnder(layers)
+	}
 	return os.RemoveAll(bundle)
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+// pinMounts resolves the bind mounts with Beneath and pins each at
+// <bundle>/binds/<i>, which becomes its Source: runc then mounts a path
+// only labd controls. Binds with IDMap are pinned too (a Source without
+// Beneath is a host path), as idmapped mounts with the user namespace ns.
+func pinMounts(bundle string, ms []Mount, ns *os.File) error {
+	for i := range ms {
+		m := &ms[i]
+		if (m.Beneath == "" && !m.IDMap) || (m.Type != "" && m.Type != "bind") {
+			continue
+		}
+		var opts beneath.PinOptions
+		if m.IDMap {
+			opts.IDMap = ns
+			if m.Beneath == "" {
+				m.Beneath = "/"
+			}
+		}
+		dir := filepath.Join(bundle, "binds")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		if m.Create {
+			if f, err := beneath.Open(m.Beneath, m.Source); err == nil {
+				f.Close()
+			} else if err := beneath.MkdirAll(m.Beneath, m.Source); err != nil {
+				return fmt.Errorf("invalid mount config for type \"bind\": %w", err)
+			}
+		}
+		shown := m.Shown
+		if shown == "" {
+			shown = m.Source
+		}
+		target := filepath.Join(dir, strconv.Itoa(i))
+		if err := beneath.PinWith(m.Beneath, m.Source, target, opts); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("invalid mount config for type \"bind\": bind source path does not exist: %s", shown)
+			}
+			return fmt.Errorf("invalid mount config for type \"bind\": %s: %w", shown, err)
+		}
+		m.Source, m.Beneath = target, ""
+	}
+	return nil
+}
+
+// unpinMounts detaches what pinMounts attached in a bundle.
+func unpinMounts(bundle string) error {
+	ents, err := os.ReadDir(filepath.Join(bundle, "binds"))
+	if err != nil {
+		return nil
+	}
+	var errs []error
+	for _, e := range ents {
+		errs = append(errs, beneath.Unpin(filepath.Join(bundle, "binds", e.Name())))
+	}
+	return errors.Join(errs...)
 }
 
 // execUser is a resolved --user.
@@ -258,43 +350,60 @@ type execUser struct {
 // lookupUser resolves Docker's --user syntax against the container's
 // /etc/passwd and /etc/group (missing files count as empty), like dockerd.
 func lookupUser(rootfs, spec string) (execUser, error) {
-	passwd := readInRoot(rootfs, "/etc/passwd")
-	group := readInRoot(rootfs, "/etc/group")
+	passwd := userFile(rootfs, "/etc/passwd")
+	group := userFile(rootfs, "/etc/group")
 	u, err := user.GetExecUser(spec, &user.ExecUser{Home: "/"}, passwd, group)
 	if err != nil {
-		return execUser{}, err
+		return execUser{}, &UserError{Err: err}
 	}
 	return execUser{uid: u.Uid, gid: u.Gid, groups: u.Sgids}, nil
 }
 
-// readInRoot reads a file resolving symlinks as if rootfs were "/", or
-// returns nil (no file).
-func readInRoot(rootfs, p string) io.Reader {
-	h, err := pathrs.OpenInRoot(rootfs, p)
-	if err != nil {
-		return nil
-	}
-	defer h.Close()
-	f, err := pathrs.Reopen(h, unix.O_RDONLY)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 16<<20))
-	if err != nil {
-		return nil
-	}
-	return bytes.NewReader(b)
-}
-
-// makeCwd creates the working directory when missing (root-owned, 0755), as
-// dockerd does when it starts a container.
-func makeCwd(rootfs, cwd string) error {
+// makeCwd creates the working directory when missing (owned by container
+// root, 0755), as dockerd does when it starts a container. owner is the
+// host id of container root in a user namespace, -1 for host root.
+func makeCwd(rootfs, cwd string, owner int) error {
 	if !filepath.IsAbs(cwd) {
 		return fmt.Errorf("working directory %q is not absolute", cwd)
 	}
+	if owner < 0 {
+		if err := pathrs.MkdirAll(rootfs, cwd, 0o755); err != nil {
+			return fmt.Errorf("create working directory %s: %w", cwd, err)
+		}
+		return nil
+	}
+	// Everything from the first missing component on is made here, and
+	// given to container root: made by host root, it would show as
+	// nobody's inside.
+	parts := strings.Split(strings.TrimPrefix(filepath.Clean(cwd), "/"), "/")
+	first := -1
+	for i := range parts {
+		h, err := pathrs.OpenInRoot(rootfs, "/"+filepath.Join(parts[:i+1]...))
+		if errors.Is(err, os.ErrNotExist) {
+			first = i
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("create working directory %s: %w", cwd, err)
+		}
+		h.Close()
+	}
+	if first < 0 || parts[0] == "" {
+		return nil
+	}
 	if err := pathrs.MkdirAll(rootfs, cwd, 0o755); err != nil {
 		return fmt.Errorf("create working directory %s: %w", cwd, err)
+	}
+	for i := first; i < len(parts); i++ {
+		h, err := pathrs.OpenInRoot(rootfs, "/"+filepath.Join(parts[:i+1]...))
+		if err != nil {
+			return fmt.Errorf("create working directory %s: %w", cwd, err)
+		}
+		err = unix.Fchownat(int(h.Fd()), "", owner, owner, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW)
+		h.Close()
+		if err != nil {
+			return fmt.Errorf("create working directory %s: %w", cwd, err)
+		}
 	}
 	return nil
 }

@@ -11,8 +11,10 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/labd/labd/sandbox/engine/userns"
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/seccomp"
@@ -45,6 +47,13 @@ type Runtime struct {
 	seccomp                   *specs.LinuxSeccomp
 	log                       *slog.Logger
 	overlayOpts               string // extra overlay options the kernel accepts
+	// overlayFDs: the kernel takes overlay layers as descriptors
+	// (fsconfig lowerdir+, Linux 6.13); otherwise idmapped layers are
+	// attached in the bundle for the mount(2) call.
+	overlayFDs bool
+	// reachable is set once the bundle directory has been found
+	// searchable by container root of a user namespace.
+	reachable atomic.Bool
 
 	mu      sync.Mutex
 	running map[string]*Container
@@ -53,11 +62,41 @@ type Runtime struct {
 // Mount is an extra mount in a container (a bind mount unless Type says
 // otherwise).
 type Mount struct {
-	Source      string // host path (bind) or fs source
+	Source      string // host path (bind) or fs source; with Beneath, a path inside it
 	Destination string // absolute path in the container
 	Type        string // "" or "bind" = bind mount; else a filesystem type ("tmpfs")
 	Options     []string
 	ReadOnly    bool
+	// Beneath makes a bind mount's Source a path inside this directory,
+	// resolved when the container starts without ever leaving it (a
+	// symlink to / names Beneath itself) and pinned in the bundle: the
+	// container gets what the path named at that moment, whatever is
+	// swapped in later. Set it for every path a learner influences.
+	Beneath string
+	// Create makes a missing Source (with Beneath) as directories first,
+	// as dockerd does for `-v`.
+	Create bool
+	// Shown is the source as the user named it, for errors (default
+	// Source).
+	Shown string
+	// IDMap makes a bind mount an idmapped mount with the container's
+	// user namespace (Spec.UserNS): the container sees the on-disk owners
+	// as its own ids (on-disk 0 is its root) and what it writes is stored
+	// with its ids, so a workspace or volume keeps container ids on disk,
+	// whatever host range the sandbox has. The source's filesystem must
+	// support idmapped mounts (ext4, xfs, btrfs, tmpfs).
+	IDMap bool
+}
+
+// UserNS is the user namespace a container runs in: a pinned namespace
+// (userns.Create) and the mapping it was made with.
+type UserNS struct {
+	// Path is the namespace's pin (or any /proc/PID/ns/user).
+	Path string
+	// IDs is its uid and gid mapping: container id i is host id
+	// IDs.Base+i. The runtime chowns what it creates for the container to
+	// IDs.Base and checks that Path maps container root there.
+	IDs userns.Range
 }
 
 // Spec describes one container and its init process.
@@ -109,6 +148,14 @@ type Spec struct {
 	// Mounts are extra mounts (volumes, binds), applied after Docker's
 	// default mounts, parents first.
 	Mounts []Mount
+
+	// UserNS runs the container in that user namespace: container root is
+	// the unprivileged host id UserNS.IDs.Base. The image layers are
+	// mounted idmapped (shared, never chowned); Upper receives host ids
+	// (IDs.Base + container id; see layer.DiffShifted); NetNS, when set,
+	// must be owned by the same user namespace (userns.NewNetNS). nil runs
+	// the container with host root as its root.
+	UserNS *UserNS
 }
 
 var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
@@ -159,13 +206,25 @@ func New(opts Options) (*Runtime, error) {
 		log:          opts.Logger,
 		running:      map[string]*Container{},
 	}
+	// Container root of a user namespace is not host root: it needs to
+	// search its way to its rootfs (runc remounts it by path). Nothing in
+	// root or bundles/ can be listed; state/ stays private.
+	if err := os.MkdirAll(root, 0o711); err != nil {
+		return nil, fmt.Errorf("runtime root: %w", err)
+	}
 	for _, d := range []string{r.stateDir, r.bundleDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("runtime root: %w", err)
 		}
 	}
+	for _, d := range []string{root, r.bundleDir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			return nil, fmt.Errorf("runtime root: %w", err)
+		}
+	}
 	r.sweep()
 	r.overlayOpts = probeOverlayOptions(r.bundleDir)
+	r.overlayFDs = probeOverlayFDs(r.bundleDir, r.overlayOpts)
 	return r, nil
 }
 
@@ -268,6 +327,13 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 	if s.Memory > 0 && s.MemorySwap == 0 && !swapLimitSupported() {
 		s.MemorySwap = -1 // Docker drops the swap limit the kernel cannot enforce
 	}
+	ns, err := r.openUserNS(&s)
+	if err != nil {
+		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+	}
+	if ns != nil {
+		defer ns.Close() // the mounts and runc keep what they need
+	}
 
 	r.mu.Lock()
 	if _, dup := r.running[s.ID]; dup {
@@ -292,10 +358,17 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 	if err := removeBundle(c.bundle); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
-	if err := r.prepareRootfs(c, &s); err != nil {
+	if err := r.prepareRootfs(c, &s, ns); err != nil {
 		_ = removeBundle(c.bundle)
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
+	// A copy: the caller's Spec keeps its own sources.
+	s.Mounts = append([]Mount(nil), s.Mounts...)
+	if err := pinMounts(c.bundle, s.Mounts, ns); err != nil {
+		_ = removeBundle(c.bundle)
+		return nil, err // names the mount: "invalid mount config ..."
+	}
+	c.mounts = s.Mounts
 	defer func() {
 		if err != nil {
 			c.releaseRootfs()
@@ -306,7 +379,11 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 	if err != nil {
 		return nil, err // Docker's wording, unwrapped: "unable to find user x: ..."
 	}
-	if err := makeCwd(c.rootfs, s.Cwd); err != nil {
+	owner := -1 // host id of container root, for what labd makes for it; -1: host root
+	if s.UserNS != nil {
+		owner = int(s.UserNS.IDs.Base)
+	}
+	if err := makeCwd(c.rootfs, s.Cwd, owner); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
 
@@ -321,6 +398,9 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start container %s: config: %w", s.ID, err)
+	}
+	if s.UserNS != nil {
+		joinUserNS(cfg, s.UserNS.Path)
 	}
 	// A stale state dir (labd killed between sweep and now is impossible,
 	// but a crashed earlier run of this ID is not) would make Create fail.

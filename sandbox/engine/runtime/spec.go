@@ -123,6 +123,18 @@ func (r *Runtime) ociSpec(s *Spec, rootfs, bundle string) (*specs.Spec, error) {
 			Seccomp:   r.seccomp,
 		},
 	}
+	if u := s.UserNS; u != nil {
+		// The mappings tell libcontainer the host id of container root;
+		// Start then makes it join u.Path instead of creating a namespace
+		// (joinUserNS).
+		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		m := []specs.LinuxIDMapping{{ContainerID: 0, HostID: u.IDs.Base, Size: u.IDs.Size}}
+		spec.Linux.UIDMappings, spec.Linux.GIDMappings = m, m
+		// Docker lets every group of the container open ICMP sockets
+		// ("0 2147483647"); values are read in the container's user
+		// namespace, where only its own range exists.
+		spec.Linux.Sysctl = map[string]string{"net.ipv4.ping_group_range": fmt.Sprintf("0 %d", u.IDs.Size-1)}
+	}
 	res := spec.Linux.Resources
 	if s.Memory > 0 || s.MemorySwap != 0 {
 		m := &specs.LinuxMemory{}
