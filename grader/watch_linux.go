@@ -14,8 +14,14 @@ import (
 // unpacks a big tree should not exhaust the kernel's limit).
 const maxWatchedDirs = 512
 
+// IN_DONT_FOLLOW and IN_ONLYDIR: a workspace directory the learner swaps
+// for a symlink between the walk and the watch never puts a watch on a
+// host directory.
+// IN_DONT_FOLLOW and IN_ONLYDIR: a workspace directory the learner swaps
+// for a symlink between the walk and the watch never puts a watch on a
+// host directory.
 const watchMask = unix.IN_CLOSE_WRITE | unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_TO |
-	unix.IN_MOVED_FROM | unix.IN_ATTRIB | unix.IN_DELETE_SELF
+	unix.IN_MOVED_FROM | unix.IN_ATTRIB | unix.IN_DELETE_SELF | unix.IN_DONT_FOLLOW | unix.IN_ONLYDIR
 
 // watchFiles calls changed whenever something in dir (recursively) is
 // written, created, removed or renamed, until ctx ends.

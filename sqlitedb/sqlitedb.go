@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
 )
@@ -28,6 +29,14 @@ func Open(ctx context.Context, path, component string, migrations []string) (*sq
 	if err := migrate(ctx, db, component, migrations); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("%s in %s: %w", component, path, err)
+	}
+	// Accounts and progress are labd's alone, whatever the umask: the
+	// data dir may be traversable (0711, for user namespaces).
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(f, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			db.Close()
+			return nil, fmt.Errorf("protect %s: %w", f, err)
+		}
 	}
 	return db, nil
 }

@@ -28,6 +28,7 @@ func runEngine(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	data := fs.String("data", envDefault("LABD_DATA", defaultDataDir), "state directory (env LABD_DATA)")
 	maxContext := fs.Int64("max-context", api.DefaultMaxContextSize, "largest build context accepted, in bytes")
 	noRuntime := fs.Bool("no-runtime", false, "run without a container runtime (RUN steps fail)")
+	userns := fs.Bool("userns", envDefault("LABD_USERNS", "0") == "1", "run containers and build steps in a user namespace, root mapped to an unprivileged host uid range, as learners' engines in labd serve do (env LABD_USERNS=1)")
 	cgroupParent := fs.String("cgroup-parent", envDefault("LABD_CGROUP_PARENT", "labd"), "parent cgroup of every container, as dockerd's --cgroup-parent (env LABD_CGROUP_PARENT)")
 	regFlags := addRegistryFlags(fs)
 	engRegFlags := addEngineRegistryFlags(fs, regFlags)
@@ -57,7 +58,7 @@ func runEngine(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			log.Warn("registry shutdown", "err", err)
 		}
 	}()
-	eng, err := engine.Open(*data, engine.SharedOptions{NoRuntime: *noRuntime, CgroupParent: *cgroupParent, Logger: log, Registry: engRegFlags.options()})
+	eng, err := engine.Open(*data, engine.SharedOptions{NoRuntime: *noRuntime, CgroupParent: *cgroupParent, UserNS: usernsOptions(*userns), Logger: log, Registry: engRegFlags.options()})
 	if err != nil {
 		return err
 	}
@@ -82,4 +83,13 @@ func runEngine(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// The containers are killed (reported exited at the next start, as
 	// after a dockerd restart) and the network's ports and netns released.
 	return errors.Join(serveErr, srv.Close(sctx), eng.Close(sctx))
+}
+
+// usernsOptions turns the --userns flag into the engine's option (the
+// pool's defaults: package idrange).
+func usernsOptions(on bool) *engine.UserNSOptions {
+	if !on {
+		return nil
+	}
+	return &engine.UserNSOptions{}
 }

@@ -52,6 +52,7 @@ type serveConfig struct {
 	maxUploadMiB   int64 // web.Options.MaxUpload in MiB; 0: its default
 	cgroupParent   string
 	trusted        bool // --trusted-learners: the nsbox shell may stand in for the sandbox image
+	userns         bool // --userns: containers' root is an unprivileged host uid range per sandbox
 	registry       *registryFlags
 	grading        gradingFlags
 	engineRegistry *engineRegistryFlags
@@ -111,6 +112,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	fs.Int64Var(&c.maxUploadMiB, "max-upload-mib", 100, "largest upload into a learner's workspace from the lab page's Files panel, in MiB (all files of one upload together)")
 	fs.BoolVar(&c.trusted, "trusted-learners", envDefault("LABD_TRUSTED_LEARNERS", "") == "1", "the learners are trusted (one developer on a laptop): while the sandbox image is missing, give them the simple shell, which runs as root on this machine beside labd's data; never for a class (env LABD_TRUSTED_LEARNERS=1)")
+	fs.BoolVar(&c.userns, "userns", envDefault("LABD_USERNS", "1") != "0", "run every sandbox's shell, containers and build steps in a user namespace of its own, root mapped to an unprivileged host uid range; turn off only for one trusted user (env LABD_USERNS=0)")
 	fs.StringVar(&c.cgroupParent, "cgroup-parent", envDefault("LABD_CGROUP_PARENT", "labd"), "parent cgroup of every shell, container and build step, as dockerd's --cgroup-parent (env LABD_CGROUP_PARENT)")
 	c.grading.add(fs)
 	c.registry = addRegistryFlags(fs)
@@ -181,7 +183,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}()
 	engineRegistry := cfg.engineRegistry.options()
 	log.Info("engine registry", "hub_stand_in", engineRegistry.HubStandIn, "hub_upstream", engineRegistry.HubUpstream, "allowed_registries", engineRegistry.AllowedRegistries)
-	shared, err := engine.OpenShared(cfg.data, engine.SharedOptions{CgroupParent: cfg.cgroupParent, Logger: log, Registry: engineRegistry})
+	shared, err := engine.OpenShared(cfg.data, engine.SharedOptions{CgroupParent: cfg.cgroupParent, Logger: log, Registry: engineRegistry, UserNS: usernsOptions(cfg.userns)})
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/labd/labd/sandbox/engine/beneath"
 	"github.com/moby/go-archive"
 	"github.com/moby/go-archive/chrootarchive"
+	"github.com/moby/sys/user"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
@@ -80,6 +81,19 @@ type ctrRoot struct {
 	mounts  []mountPoint
 	bundle  string // running: where the /etc files are
 	release func()
+	// ids maps the root filesystem's host ids to container ids (a user
+	// namespace's shift; empty without one). The pinned bind and volume
+	// sources in raw hold container ids on disk and need none.
+	ids user.IdentityMapping
+	raw map[string]bool
+}
+
+// idsFor is the mapping for a copy under root (one of locate's roots).
+func (r *ctrRoot) idsFor(root string) user.IdentityMapping {
+	if r.raw[root] {
+		return user.IdentityMapping{}
+	}
+	return r.ids
 }
 
 // rootOf gives access to c's root filesystem until release is called.
@@ -92,16 +106,26 @@ func (e *Engine) rootOf(c *ctr) (*ctrRoot, error) {
 	mounts := append([]mountPoint(nil), c.meta.Mounts...)
 	id := c.meta.ID
 	if c.meta.State.Running && c.rc != nil {
-		bundle := filepath.Join(e.shared.dir, "runtime", "bundles", id)
-		// Bind sources are what the runtime pinned at start: the very
-		// trees the container has, whatever was swapped in since.
-		for i := range mounts {
-			if mounts[i].Type == "bind" {
-				mounts[i].Source = c.rc.MountSource(i)
-			}
-		}
+		bundle := e.shared.Runtime.BundleDir(id)
 		c.mu.Unlock()
-		return &ctrRoot{root: filepath.Join(bundle, "rootfs"), mounts: mounts, bundle: bundle, release: func() {}}, nil
+		// Bind and volume sources are pinned for the copy (resolved now,
+		// beneath their roots), not taken from the container: the
+		// container's own are idmapped under a user namespace, and host
+		// root cannot write through those.
+		cpDir := "cp-" + newID()[:12]
+		pinned, pins, err := e.pinBinds(c, mounts, cpDir)
+		release := func() {
+			unpinAll(pins)
+			// Not RemoveAll: were a pin still mounted, that would reach
+			// into the learner's workspace.
+			_ = os.Remove(filepath.Join(c.dir, cpDir))
+		}
+		if err != nil {
+			release()
+			return nil, err
+		}
+		return &ctrRoot{root: filepath.Join(bundle, "rootfs"), mounts: pinned, bundle: bundle,
+			release: release, ids: e.idMap(), raw: rawRoots(pinned, pins)}, nil
 	}
 	// Registered under c.mu: a start after this waits for the release.
 	fsMu.Lock()
@@ -114,7 +138,7 @@ func (e *Engine) rootOf(c *ctr) (*ctrRoot, error) {
 			return nil, err
 		}
 		u = &fsUse{root: root, done: make(chan struct{})}
-		if u.mounts, u.pins, err = e.pinBinds(c, mounts); err != nil {
+		if u.mounts, u.pins, err = e.pinBinds(c, mounts, "cpbinds"); err != nil {
 			unpinAll(u.pins)
 			_ = unix.Unmount(root, unix.MNT_DETACH)
 			_ = os.Remove(root)
@@ -142,35 +166,62 @@ func (e *Engine) rootOf(c *ctr) (*ctrRoot, error) {
 			close(u.done)
 		})
 	}
-	return &ctrRoot{root: u.root, mounts: mounts, release: release}, nil
+	return &ctrRoot{root: u.root, mounts: mounts, release: release, ids: e.idMap(), raw: rawRoots(mounts, u.pins)}, nil
 }
 
-// pinBinds resolves a stopped container's bind sources beneath their
-// roots now and pins each under <container>/cpbinds: copies read and write
-// those trees, never a path a learner can swap while they run.
-func (e *Engine) pinBinds(c *ctr, mounts []mountPoint) ([]mountPoint, []string, error) {
+// pinBinds resolves a container's bind sources beneath their roots now
+// and pins each under <container>/<dir>: copies read and write those
+// trees, never a path a learner can swap while they run. Under a user
+// namespace volumes are pinned too. Pins are not idmapped: they show the
+// container ids the files have on disk (rawRoots).
+func (e *Engine) pinBinds(c *ctr, mounts []mountPoint, dir string) ([]mountPoint, []string, error) {
 	out := append([]mountPoint(nil), mounts...)
 	var pins []string
-	dir := filepath.Join(c.dir, "cpbinds")
+	dir = filepath.Join(c.dir, dir)
 	for i, m := range out {
-		if m.Type != "bind" {
+		if m.Type != "bind" && (m.Type != "volume" || e.userns == nil) {
 			continue
 		}
 		rm, err := e.runtimeMount(m)
 		if err != nil {
 			return nil, pins, err
 		}
+		root, rel, shown := rm.Beneath, rm.Source, rm.Shown
+		if root == "" {
+			// A volume: a directory labd made, no learner path in it.
+			root, rel, shown = filepath.Dir(m.Source), filepath.Base(m.Source), m.Name
+		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, pins, err
 		}
 		target := filepath.Join(dir, strconv.Itoa(i))
-		if err := beneath.Pin(rm.Beneath, rm.Source, target); err != nil {
-			return nil, pins, api.InvalidParameterError(fmt.Errorf("bind source %s of %s: %w", rm.Shown, m.Destination, err))
+		if err := beneath.Pin(root, rel, target); err != nil {
+			return nil, pins, api.InvalidParameterError(fmt.Errorf("mount source %s of %s: %w", shown, m.Destination, err))
 		}
 		pins = append(pins, target)
 		out[i].Source = target
 	}
 	return out, pins, nil
+}
+
+// rawRoots are the pinned sources among mounts (container ids on disk).
+func rawRoots(mounts []mountPoint, pins []string) map[string]bool {
+	raw := map[string]bool{}
+	for _, p := range pins {
+		raw[p] = true
+	}
+	// A file mount's root is its directory (locate).
+	for _, m := range mounts {
+		if raw[m.Source] {
+			raw[filepath.Dir(m.Source)] = raw[filepath.Dir(m.Source)] || isFile(m.Source)
+		}
+	}
+	return raw
+}
+
+func isFile(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir()
 }
 
 func unpinAll(pins []string) {
@@ -196,7 +247,16 @@ func (e *Engine) mountStopped(c *ctr) (string, error) {
 			return "", err
 		}
 	}
-	if err := mountOverlay(target, append([]string{initDir}, lowers...), c.upperDir(), c.workDir()); err != nil {
+	all := append([]string{initDir}, lowers...)
+	if e.userns != nil {
+		// Idmapped lowers, as in the container: the upper holds host ids
+		// of the sandbox's range, and both must show the same.
+		if err := e.shared.Runtime.MountOverlay(target, all, c.upperDir(), c.workDir(), e.userns); err != nil {
+			return "", err
+		}
+		return target, nil
+	}
+	if err := mountOverlay(target, all, c.upperDir(), c.workDir()); err != nil {
 		return "", err
 	}
 	return target, nil
@@ -419,6 +479,7 @@ func (e *Engine) ContainerArchivePath(ctx context.Context, name, p string) (io.R
 		srcDir, srcBase = filepath.Split(resolved)
 	}
 	opts := archive.TarResourceRebaseOpts(srcBase, filepath.Base(abs))
+	opts.IDMap = r.idsFor(root)
 	rc, err := chrootarchive.Tar(srcDir, opts, root)
 	if err != nil {
 		r.release()
@@ -492,7 +553,8 @@ func (e *Engine) ContainerExtractToDir(ctx context.Context, name, p string, copy
 			return api.ForbiddenError(errors.New("mounted volume is marked read-only"))
 		}
 	}
-	opts := &archive.TarOptions{NoOverwriteDirNonDir: noOverwriteDirNonDir}
+	ids := r.idsFor(root)
+	opts := &archive.TarOptions{NoOverwriteDirNonDir: noOverwriteDirNonDir, IDMap: ids}
 	if copyUIDGID {
 		// The files take the container user's IDs; root unless set
 		// (dockerd resolves names in the container's /etc/passwd).
@@ -500,6 +562,11 @@ func (e *Engine) ContainerExtractToDir(ctx context.Context, name, p string, copy
 		user := c.meta.Config.User
 		c.mu.Unlock()
 		if uid, gid, ok := numericUser(user); ok {
+			// go-archive applies ChownOpts as host ids, unmapped.
+			if len(ids.UIDMaps) > 0 {
+				uid += int(ids.UIDMaps[0].ParentID)
+				gid += int(ids.GIDMaps[0].ParentID)
+			}
 			opts.ChownOpts = &archive.ChownOpts{UID: uid, GID: gid}
 		}
 	}
@@ -541,7 +608,7 @@ func (e *Engine) ContainerExport(ctx context.Context, name string) (io.ReadClose
 	if err != nil {
 		return nil, err
 	}
-	rc, err := chrootarchive.Tar(r.root, &archive.TarOptions{}, r.root)
+	rc, err := chrootarchive.Tar(r.root, &archive.TarOptions{IDMap: r.ids}, r.root)
 	if err != nil {
 		r.release()
 		return nil, err

@@ -100,7 +100,11 @@ func deleted(p string, fi os.FileInfo) bool {
 }
 
 // walkUnsorted visits root and everything below it, parents first,
-// children in the order the directory lists them.
+// children in the order the directory lists them. A running container
+// changes its upper directory while the walk goes: every directory is
+// opened from its parent's descriptor without following a symlink, so a
+// directory swapped for a link to / after it was listed is skipped, never
+// followed onto the host.
 func walkUnsorted(root string, fn func(p string, fi os.FileInfo) error) error {
 	fi, err := os.Lstat(root)
 	if os.IsNotExist(err) {
@@ -109,8 +113,8 @@ func walkUnsorted(root string, fn func(p string, fi os.FileInfo) error) error {
 	if err != nil {
 		return err
 	}
-	var walk func(p string, fi os.FileInfo) error
-	walk = func(p string, fi os.FileInfo) error {
+	var walk func(p string, fi os.FileInfo, open func() (int, error)) error
+	walk = func(p string, fi os.FileInfo, open func() (int, error)) error {
 		if err := fn(p, fi); err != nil {
 			if err == errSkipDir {
 				return nil
@@ -120,31 +124,86 @@ func walkUnsorted(root string, fn func(p string, fi os.FileInfo) error) error {
 		if !fi.IsDir() {
 			return nil
 		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
+		fd, err := open()
+		if err == unix.ENOENT || err == unix.ENOTDIR || err == unix.ELOOP {
+			return nil // gone or replaced since it was listed
 		}
-		names, err := f.Readdirnames(-1)
-		f.Close()
+		if err != nil {
+			return &os.PathError{Op: "open", Path: p, Err: err}
+		}
+		dir := os.NewFile(uintptr(fd), p)
+		defer dir.Close()
+		names, err := dir.Readdirnames(-1)
 		if err != nil {
 			return err
 		}
 		for _, n := range names {
-			cp := filepath.Join(p, n)
-			cfi, err := os.Lstat(cp)
-			if err != nil {
-				if os.IsNotExist(err) {
+			var ust unix.Stat_t
+			if err := unix.Fstatat(fd, n, &ust, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				if err == unix.ENOENT {
 					continue
 				}
-				return err
+				return &os.PathError{Op: "lstat", Path: filepath.Join(p, n), Err: err}
 			}
-			if err := walk(cp, cfi); err != nil {
+			// As os.Lstat's Sys(): a *syscall.Stat_t.
+			st := syscall.Stat_t{
+				Dev: ust.Dev, Ino: ust.Ino, Nlink: ust.Nlink, Mode: ust.Mode, Uid: ust.Uid, Gid: ust.Gid,
+				Rdev: ust.Rdev, Size: ust.Size, Blksize: ust.Blksize, Blocks: ust.Blocks,
+				Atim: syscall.Timespec(ust.Atim), Mtim: syscall.Timespec(ust.Mtim), Ctim: syscall.Timespec(ust.Ctim),
+			}
+			child := func() (int, error) {
+				return unix.Openat(fd, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			}
+			if err := walk(filepath.Join(p, n), statInfo{n, st}, child); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	return walk(root, fi)
+	return walk(root, fi, func() (int, error) {
+		return unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	})
+}
+
+// statInfo is an os.FileInfo from an fstatat of a directory entry.
+type statInfo struct {
+	name string
+	st   syscall.Stat_t
+}
+
+func (s statInfo) Name() string       { return s.name }
+func (s statInfo) Size() int64        { return s.st.Size }
+func (s statInfo) ModTime() time.Time { return time.Unix(s.st.Mtim.Unix()) }
+func (s statInfo) IsDir() bool        { return s.Mode().IsDir() }
+func (s statInfo) Sys() any           { return &s.st }
+
+// Mode converts as os.Lstat does.
+func (s statInfo) Mode() os.FileMode {
+	m := os.FileMode(s.st.Mode & 0o777)
+	switch s.st.Mode & syscall.S_IFMT {
+	case syscall.S_IFDIR:
+		m |= os.ModeDir
+	case syscall.S_IFLNK:
+		m |= os.ModeSymlink
+	case syscall.S_IFIFO:
+		m |= os.ModeNamedPipe
+	case syscall.S_IFSOCK:
+		m |= os.ModeSocket
+	case syscall.S_IFCHR:
+		m |= os.ModeDevice | os.ModeCharDevice
+	case syscall.S_IFBLK:
+		m |= os.ModeDevice
+	}
+	if s.st.Mode&syscall.S_ISUID != 0 {
+		m |= os.ModeSetuid
+	}
+	if s.st.Mode&syscall.S_ISGID != 0 {
+		m |= os.ModeSetgid
+	}
+	if s.st.Mode&syscall.S_ISVTX != 0 {
+		m |= os.ModeSticky
+	}
+	return m
 }
 
 var errSkipDir = errors.New("skip")

@@ -66,6 +66,7 @@ type checkConfig struct {
 	engine                         http.Handler // the engine's API, unrecorded
 	netns                          string
 	hosts, resolvConf              []byte
+	userns                         *runtime.UserNS // the sandbox's, or nil
 }
 
 // checkRunner starts a sandbox's check containers and, when the sandbox
@@ -126,6 +127,10 @@ func (r *checkRunner) run(ctx context.Context, e sandbox.ExecSpec) (int, error) 
 	}
 	srv, err := api.ServeUnix(sock, r.cfg.engine)
 	if err != nil {
+		release()
+		return -1, fmt.Errorf("check in sandbox %s: engine socket: %w", r.cfg.sandboxID, err)
+	}
+	if err := socketForUserNS(sock, r.cfg.userns); err != nil {
 		release()
 		return -1, fmt.Errorf("check in sandbox %s: engine socket: %w", r.cfg.sandboxID, err)
 	}
@@ -211,11 +216,12 @@ func (r *checkRunner) start(ctx context.Context, id, dir, sock string, e sandbox
 		NetNS:      r.cfg.netns,
 		Hosts:      r.cfg.hosts,
 		ResolvConf: r.cfg.resolvConf,
+		UserNS:     r.cfg.userns,
 		Mounts: []runtime.Mount{
 			// Read-only: a check looks at the learner's work, it does not
 			// change it (nor trigger the live grader's file watch). No
 			// device node or set-uid file the learner made there works.
-			{Source: r.cfg.workspace, Destination: shellHome, ReadOnly: true, Options: []string{"nosuid", "nodev"}},
+			{Source: r.cfg.workspace, Destination: shellHome, ReadOnly: true, Options: []string{"nosuid", "nodev"}, IDMap: r.cfg.userns != nil},
 			{Source: sock, Destination: shellSocket},
 			{Source: "tmpfs", Destination: "/tmp", Type: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777", "size=" + checkTmpSize}},
 		},

@@ -350,6 +350,7 @@ func (e *Engine) start(ctx context.Context, c *ctr) error {
 		User: cfg.User, Hostname: cfg.Hostname, Tty: cfg.Tty,
 		Memory: hc.Memory, MemorySwap: hc.MemorySwap, CPUShares: hc.CPUShares,
 		CPUQuota: hc.CPUQuota, CPUPeriod: hc.CPUPeriod,
+		UserNS: e.userns,
 	}
 	if hc.PidsLimit != nil && *hc.PidsLimit > 0 {
 		spec.PidsLimit = *hc.PidsLimit
@@ -1109,7 +1110,7 @@ func (e *Engine) ContainerInspect(ctx context.Context, name string, size bool) (
 	lowers, _ := e.shared.Store.Layers(digest.Digest(c.meta.Image))
 	gd := storage.DriverData{Name: "overlay2", Data: map[string]string{
 		"LowerDir":  strings.Join(lowers, ":"),
-		"MergedDir": filepath.Join(e.shared.dir, "runtime", "bundles", c.meta.ID, "rootfs"),
+		"MergedDir": e.mergedDir(c.meta.ID),
 		"UpperDir":  c.upperDir(),
 		"WorkDir":   c.workDir(),
 	}}
@@ -1219,4 +1220,13 @@ func (e *Engine) Close(ctx context.Context) error {
 		waitExit(ctx, c, seq, 30*time.Second)
 	}
 	return e.runClosers(ctx)
+}
+
+// mergedDir is where a running container's root filesystem is mounted
+// (inspect's GraphDriver.Data.MergedDir).
+func (e *Engine) mergedDir(id string) string {
+	if e.shared.Runtime == nil {
+		return filepath.Join(e.shared.dir, "runtime", "bundles", id, "rootfs")
+	}
+	return filepath.Join(e.shared.Runtime.BundleDir(id), "rootfs")
 }

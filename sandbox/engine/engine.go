@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +18,7 @@ import (
 	"github.com/labd/labd/sandbox/engine/build"
 	"github.com/labd/labd/sandbox/engine/distribution"
 	"github.com/labd/labd/sandbox/engine/image"
+	"github.com/labd/labd/sandbox/engine/layer"
 	"github.com/labd/labd/sandbox/engine/mountinfo"
 	"github.com/labd/labd/sandbox/engine/runtime"
 	"github.com/opencontainers/go-digest"
@@ -41,6 +44,9 @@ type SharedOptions struct {
 	// Registry says where Docker Hub's names go (the classroom registry or
 	// an upstream) and which registries may be reached over HTTP.
 	Registry distribution.Options
+	// UserNS runs every container in a user namespace of its engine
+	// (remap.go); nil: container root is host root.
+	UserNS *UserNSOptions
 }
 
 // Shared is the store and runtime shared by every sandbox's Engine.
@@ -51,6 +57,7 @@ type Shared struct {
 	log     *slog.Logger
 	dist    *distribution.Client // push, pull, login
 	sharedNet
+	remap remap
 }
 
 // OpenShared opens the engine state under dataDir/engine, sweeping what a
@@ -72,7 +79,7 @@ func OpenShared(dataDir string, opts SharedOptions) (*Shared, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}
-	s := &Shared{dir: dir, Store: st, log: opts.Logger}
+	s := &Shared{dir: dir, Store: st, log: opts.Logger, remap: remap{opts: opts.UserNS}}
 	if s.dist, err = distribution.New(st, opts.Registry, Version); err != nil {
 		return nil, err
 	}
@@ -83,6 +90,17 @@ func OpenShared(dataDir string, opts SharedOptions) (*Shared, error) {
 	}
 	if !opts.NoRuntime {
 		ro := runtime.Options{Root: filepath.Join(dir, "runtime"), CgroupParent: opts.CgroupParent, Logger: opts.Logger}
+		if opts.UserNS != nil {
+			// runc's init, already container root in the user namespace
+			// (an unprivileged host uid), walks to the container's bundle:
+			// every directory on the way must be searchable by others. The
+			// data dir need not be (it may live under /root): bundles and
+			// runc's state live under /run instead, one directory per data
+			// dir. Nothing there outlives a reboot, nor needs to.
+			if ro.Root, err = runRoot(dataDir); err != nil {
+				return nil, err
+			}
+		}
 		// Docker's default seccomp profile on every container, as dockerd
 		// does. It is not optional: learners run code as root, and the
 		// profile is what keeps kernel interfaces they have no business
@@ -103,6 +121,32 @@ func OpenShared(dataDir string, opts SharedOptions) (*Shared, error) {
 }
 
 func (s *Shared) buildDir() string { return filepath.Join(s.dir, "build") }
+
+// RuntimeRoot is where an engine on dataDir (absolute) keeps its runtime's
+// state and bundles: under the data dir, or with user namespaces under
+// /run/labd/<hash of the data dir's path>/runtime.
+func RuntimeRoot(dataDir string, userns bool) string {
+	if !userns {
+		return filepath.Join(dataDir, "engine", "runtime")
+	}
+	sum := sha256.Sum256([]byte(dataDir))
+	return filepath.Join(runBase, hex.EncodeToString(sum[:8]), "runtime")
+}
+
+const runBase = "/run/labd"
+
+// runRoot makes /run/labd searchable by others and names dataDir's
+// runtime root under it.
+func runRoot(dataDir string) (string, error) {
+	const base = runBase
+	if err := os.MkdirAll(base, 0o711); err != nil {
+		return "", fmt.Errorf("runtime root: %w", err)
+	}
+	if err := os.Chmod(base, 0o711); err != nil {
+		return "", fmt.Errorf("runtime root: %w", err)
+	}
+	return RuntimeRoot(dataDir, true), nil
+}
 
 // sweepDir unmounts and removes everything under dir (left by a killed
 // process), keeping dir itself.
@@ -134,6 +178,7 @@ type Engine struct {
 	ctrs      *containerStore
 	net       Networker
 	allowBind BindPolicy
+	userns    *runtime.UserNS // nil: containers run as host root (remap.go)
 	execMu    sync.Mutex
 	execs     map[string]*execProc
 
@@ -162,7 +207,7 @@ func (s *Shared) Engine(viewName string) (*Engine, error) {
 	}
 	var runner build.Runner
 	if s.Runtime != nil {
-		runner = runtimeRunner{s.Runtime}
+		runner = runtimeRunner{e}
 	}
 	e.builder = build.New(build.Config{
 		Store:         storeAdapter{e},
@@ -186,16 +231,30 @@ func Open(dataDir string, opts SharedOptions) (*Engine, error) {
 	}
 	e.SetAllowBind(AllowAllBinds)
 	if s.Runtime != nil {
+		usernsPath := ""
+		if s.UserNSEnabled() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			u, release, err := s.newUserNS(ctx, DefaultView)
+			cancel()
+			if err != nil {
+				return nil, err
+			}
+			e.SetUserNS(u)
+			usernsPath = u.Path
+			e.closers = append(e.closers, func(context.Context) error { return release() })
+		}
 		// As dockerd: published ports listen on the host. The bridge
 		// itself still lives in a netns of its own (see network's doc).
-		n, release, err := s.newNetwork(DefaultView, "", true)
+		n, release, err := s.newNetwork(DefaultView, "", usernsPath, true)
 		if err != nil {
-			return nil, err
+			return nil, errors.Join(err, e.runClosers(context.Background()))
 		}
 		e.SetNetwork(n)
-		e.closers = append(e.closers, func(ctx context.Context) error {
+		// Closers run in order: the network before the user namespace
+		// that owns its namespaces.
+		e.closers = append([]func(context.Context) error{func(ctx context.Context) error {
 			return errors.Join(n.Close(ctx), release())
-		})
+		}}, e.closers...)
 	}
 	return e, nil
 }
@@ -269,7 +328,19 @@ func (a storeAdapter) CacheChildren(ctx context.Context, parent string) ([]strin
 }
 
 func (a storeAdapter) CommitLayer(ctx context.Context, upper string) (string, error) {
-	info, err := a.e.shared.Store.CommitLayer(ctx, upper)
+	return a.commit(ctx, upper, nil)
+}
+
+func (a storeAdapter) CommitRunLayer(ctx context.Context, upper string) (string, error) {
+	var shift *layer.IDShift
+	if u := a.e.userns; u != nil {
+		shift = &layer.IDShift{Base: u.IDs.Base, Size: u.IDs.Size}
+	}
+	return a.commit(ctx, upper, shift)
+}
+
+func (a storeAdapter) commit(ctx context.Context, upper string, shift *layer.IDShift) (string, error) {
+	info, err := a.e.shared.Store.CommitShiftedLayer(ctx, upper, shift)
 	if err != nil {
 		return "", err
 	}
@@ -299,19 +370,28 @@ func (a storeAdapter) Tag(ctx context.Context, id, ref string) error {
 }
 
 // runtimeRunner runs RUN steps on the runtime.
-type runtimeRunner struct{ rt *runtime.Runtime }
+// runtimeRunner runs an engine's RUN steps, in its user namespace when it
+// has one (the step's upper directory then holds shifted ids, which
+// Shifted tells the commit).
+type runtimeRunner struct{ e *Engine }
 
 func (r runtimeRunner) Run(ctx context.Context, s build.RunSpec) (int, error) {
+	u := r.e.userns
 	var mounts []runtime.Mount
 	for _, v := range s.Volumes {
-		mounts = append(mounts, runtime.Mount{Source: v.Source, Destination: v.Destination})
+		// The step's scratch volumes hold container ids, as a volume does.
+		mounts = append(mounts, runtime.Mount{Source: v.Source, Destination: v.Destination, IDMap: u != nil})
 	}
-	return r.rt.Run(ctx, runtime.Spec{
+	return r.e.shared.Runtime.Run(ctx, runtime.Spec{
 		ID: s.ID, Lowers: s.Lowers, Upper: s.Upper, Work: s.Work, Mounts: mounts,
 		Args: s.Args, Env: s.Env, Cwd: s.Cwd, User: s.User, Hostname: s.Hostname,
-		Stdout: s.Stdout, Stderr: s.Stderr,
+		Stdout: s.Stdout, Stderr: s.Stderr, UserNS: u,
 	})
 }
+
+// Shifted implements build.Runner: whether RUN steps' upper directories
+// hold host ids shifted by a user namespace.
+func (r runtimeRunner) Shifted() bool { return r.e.userns != nil }
 
 // mapErr gives store errors the classes the API maps to status codes.
 func mapErr(err error) error {

@@ -30,7 +30,7 @@ func (s *Shared) pool() (*network.Pool, error) {
 // newNetwork makes owner's bridge network: its subnet from the pool, its
 // bridge in netnsPath ("" = a netns of its own, NetNSPath). release gives
 // the subnet back and removes the run directory; call it after Close.
-func (s *Shared) newNetwork(owner, netnsPath string, publishOnHost bool) (n *network.Network, release func() error, err error) {
+func (s *Shared) newNetwork(owner, netnsPath, usernsPath string, publishOnHost bool) (n *network.Network, release func() error, err error) {
 	pool, err := s.pool()
 	if err != nil {
 		return nil, nil, err
@@ -48,6 +48,7 @@ func (s *Shared) newNetwork(owner, netnsPath string, publishOnHost bool) (n *net
 		RunDir:        runDir,
 		Subnet:        subnet,
 		NetNS:         netnsPath,
+		UserNS:        usernsPath,
 		PublishOnHost: publishOnHost,
 		Logger:        s.log,
 	})

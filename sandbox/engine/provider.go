@@ -62,7 +62,7 @@ func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.San
 			// files and networks of a killed one go (the runtime swept
 			// their mounts and cgroups).
 			p.sweepErr = errors.Join(p.Shared.sweepSandboxNetworks(), sweepDir(filepath.Join(p.Shared.dir, "shells")),
-				sweepDir(filepath.Join(p.Shared.dir, checksDir)))
+				sweepDir(filepath.Join(p.Shared.dir, checksDir)), p.Shared.sweepUserNS())
 		}
 	})
 	if p.sweepErr != nil {
@@ -100,8 +100,20 @@ func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.San
 	}
 
 	if useShell {
-		// The bridge gets a netns of its own: the shell container joins it.
-		n, release, err := p.Shared.newNetwork(spec.ID, "", false)
+		// Container root (the shell's, the learner's containers', build
+		// steps') is an unprivileged host uid range of this sandbox's own.
+		usernsPath, bridgeNS := "", ""
+		if p.Shared.UserNSEnabled() {
+			u, netPath, release, err := p.Shared.newUserNSWithNet(ctx, spec.ID, true)
+			if err != nil {
+				return nil, err
+			}
+			eng.SetUserNS(u)
+			sb.releaseUserNS, usernsPath, bridgeNS = release, u.Path, netPath
+		}
+		// The bridge gets a netns of its own (owned by the user namespace
+		// when there is one): the shell container joins it.
+		n, release, err := p.Shared.newNetwork(spec.ID, bridgeNS, usernsPath, false)
 		if err != nil {
 			return nil, err
 		}
@@ -114,6 +126,9 @@ func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.San
 	if sb.srv, err = api.ServeUnix(sock, api.New(eng, p.API)); err != nil {
 		return nil, fmt.Errorf("engine socket of sandbox %s: %w", spec.ID, err)
 	}
+	if err := socketForUserNS(sock, eng.userns); err != nil {
+		return nil, fmt.Errorf("engine socket of sandbox %s: %w", spec.ID, err)
+	}
 	graderOpts := p.API
 	graderOpts.Unrecorded = true
 	graderAPI := api.New(eng, graderOpts)
@@ -124,7 +139,7 @@ func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.San
 	if useShell {
 		sh, err := startShell(ctx, p.Shared, shellConfig{
 			spec: spec, image: shellImg, socket: sock, graderAPI: graderAPI,
-			netns: sb.net.NetNSPath(), gateway: sb.net.Gateway(),
+			netns: sb.net.NetNSPath(), gateway: sb.net.Gateway(), userns: eng.userns,
 		})
 		if err != nil {
 			return nil, err
@@ -148,7 +163,7 @@ func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.San
 	// Published ports listen where the shell is: the bridge goes into the
 	// shell's own network namespace (the network keeps it open).
 	if ip, ok := sb.Sandbox.(interface{ InitPID() int }); ok && p.Shared.Runtime != nil {
-		n, release, err := p.Shared.newNetwork(spec.ID, fmt.Sprintf("/proc/%d/ns/net", ip.InitPID()), false)
+		n, release, err := p.Shared.newNetwork(spec.ID, fmt.Sprintf("/proc/%d/ns/net", ip.InitPID()), "", false)
 		if err != nil {
 			return nil, err
 		}
@@ -203,6 +218,7 @@ type engineSandbox struct {
 	graderSrv       *api.UnixServer // GraderSocketName
 	net             *network.Network
 	release         func() error
+	releaseUserNS   func() error // nil without a user namespace
 
 	destroyOnce sync.Once
 	destroyErr  error
@@ -230,6 +246,10 @@ func (s *engineSandbox) Destroy(ctx context.Context) error {
 		errs = append(errs, s.eng.Close(cctx))
 		if s.net != nil {
 			errs = append(errs, s.net.Close(cctx), s.release())
+		}
+		// Last: the network's namespaces belong to it.
+		if s.releaseUserNS != nil {
+			errs = append(errs, s.releaseUserNS())
 		}
 		s.destroyErr = errors.Join(errs...)
 	})

@@ -40,6 +40,7 @@ type shellConfig struct {
 	graderAPI http.Handler // the engine's unrecorded API (check containers)
 	netns     string       // the bridge's netns, joined by the shell
 	gateway   netip.Addr
+	userns    *runtime.UserNS // the sandbox's; nil: host root is the shell's root
 }
 
 // shellBox is a learner's shell running as a container of the shared
@@ -123,7 +124,7 @@ func startShell(ctx context.Context, sh *Shared, cfg shellConfig) (*shellBox, er
 	b.checks = newCheckRunner(sh, checkConfig{
 		sandboxID: cfg.spec.ID, hostname: cfg.spec.Hostname, workspace: cfg.spec.Workspace,
 		env: env, lowers: lowers, engine: cfg.graderAPI, netns: cfg.netns,
-		hosts: hosts, resolvConf: resolv,
+		hosts: hosts, resolvConf: resolv, userns: cfg.userns,
 	})
 	b.inR, b.inW = io.Pipe()
 	b.outR, b.outW = io.Pipe()
@@ -148,9 +149,13 @@ func startShell(ctx context.Context, sh *Shared, cfg shellConfig) (*shellBox, er
 		Hosts:      hosts,
 		ResolvConf: resolv,
 		Mounts: []runtime.Mount{
-			{Source: cfg.spec.Workspace, Destination: shellHome},
+			// Idmapped under a user namespace: the workspace keeps container
+			// ids on disk, so the Files panel and the grader see the
+			// learner's files as root's, as the learner does.
+			{Source: cfg.spec.Workspace, Destination: shellHome, IDMap: cfg.userns != nil},
 			{Source: cfg.socket, Destination: shellSocket},
 		},
+		UserNS: cfg.userns,
 	})
 	if err != nil {
 		b.closePipes(ErrShellEnded)

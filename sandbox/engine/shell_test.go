@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -196,14 +197,36 @@ const curlLoop = `for i in $(seq 100); do curl -sf localhost:5001 && break; slee
 // the workspace as /root, the bind-mount policy, and nothing left after
 // Destroy.
 func TestShellContainerSandbox(t *testing.T) {
+	for _, userns := range []bool{false, true} {
+		name := "host-root"
+		if userns {
+			name = "userns"
+		}
+		t.Run(name, func(t *testing.T) { testShellContainerSandbox(t, userns) })
+	}
+}
+
+// testShellContainerSandbox is TestShellContainerSandbox without or with
+// user namespaces (labd serve's default): the same learner's view either
+// way, plus, with them, root in the shell is an unprivileged host uid and
+// the workspace keeps container ids on disk.
+func testShellContainerSandbox(t *testing.T, userns bool) {
 	data := sandboxImageData(t)
 	ctx := context.Background()
-	shared, err := engine.OpenShared(data, engine.SharedOptions{})
+	opts := engine.SharedOptions{}
+	if userns {
+		opts.UserNS = &engine.UserNSOptions{}
+	}
+	shared, err := engine.OpenShared(data, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ws := t.TempDir()
 	dirs := []string{data, ws}
+	if userns {
+		abs, _ := filepath.Abs(data)
+		dirs = append(dirs, engine.RuntimeRoot(abs, true))
+	}
 	before := countLeaks(t, dirs, nil)
 	mgr := sandbox.NewManager(&engine.Provider{Inner: nsbox.New(nsbox.Options{}), Shared: shared}, sandbox.ManagerOptions{DataDir: ws, IdleTimeout: -1})
 	defer mgr.Close(ctx)
@@ -233,6 +256,18 @@ func TestShellContainerSandbox(t *testing.T) {
 			t.Fatalf("from-shell.txt in the workspace: %q, %v", b, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if userns {
+		// Container root is the sandbox's unprivileged base on the host;
+		// what it writes in the workspace is owned by uid 0 on disk.
+		out, _ := shellExec(t, a, "cat /proc/self/uid_map; stat -c %u /root/from-shell.txt")
+		f := strings.Fields(out)
+		if len(f) != 4 || f[0] != "0" || f[1] == "0" || f[2] != "65536" || f[3] != "0" {
+			t.Errorf("uid_map and owner in the shell: %q, want 0 <base> 65536 and 0", out)
+		}
+		if fi, err := os.Stat(filepath.Join(a.Workspace(), "from-shell.txt")); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+			t.Errorf("from-shell.txt on the host: %v, want owned by 0 (container ids on disk)", err)
+		}
 	}
 
 	// docker build + run -p + curl, typed.
@@ -380,9 +415,23 @@ func TestShellContainerExit(t *testing.T) {
 // sandboxes cost: labd's RSS growth and the shell processes' RSS, per
 // sandbox, over 5 live sandboxes.
 func BenchmarkShellSandboxToPrompt(b *testing.B) {
+	for _, userns := range []bool{false, true} {
+		name := "host-root"
+		if userns {
+			name = "userns"
+		}
+		b.Run(name, func(b *testing.B) { benchShellSandboxToPrompt(b, userns) })
+	}
+}
+
+func benchShellSandboxToPrompt(b *testing.B, userns bool) {
 	data := sandboxImageData(b)
 	ctx := context.Background()
-	shared, err := engine.OpenShared(data, engine.SharedOptions{})
+	opts := engine.SharedOptions{}
+	if userns {
+		opts.UserNS = &engine.UserNSOptions{}
+	}
+	shared, err := engine.OpenShared(data, opts)
 	if err != nil {
 		b.Fatal(err)
 	}

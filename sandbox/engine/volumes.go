@@ -154,6 +154,10 @@ func (e *Engine) bindMount(src string, create bool) (mountPoint, error) {
 // that way is checked against the policy again.
 func (e *Engine) runtimeMount(m mountPoint) (runtime.Mount, error) {
 	rm := runtime.Mount{Source: m.Source, Destination: m.Destination, Type: mountType(m.Type), ReadOnly: !m.RW, Options: mountOptions(m)}
+	// Under a user namespace, binds and volumes are idmapped: on disk they
+	// keep container ids, so root in the container owns what host root
+	// owns there (the workspace, a volume labd made).
+	rm.IDMap = e.userns != nil && (m.Type == "bind" || m.Type == "volume")
 	if m.Type != "bind" {
 		return rm, nil
 	}

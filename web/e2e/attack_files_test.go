@@ -17,12 +17,14 @@ func init() {
 	attacks = append(attacks, attack{
 		name:    "a FIFO or device /etc/passwd in a running container and for COPY --chown; a Dockerfile linked to a host file",
 		timeout: 5 * time.Minute,
-		script: `rm -rf ~/files-attack && mkdir ~/files-attack && cd ~/files-attack
+		script: devTar + `rm -rf ~/files-attack && mkdir ~/files-attack && cd ~/files-attack
 for kind in fifo chr; do
   docker rm -f pw-$kind >/dev/null 2>&1
   docker run -d --name pw-$kind busybox sleep 300 >/dev/null
-  if [ $kind = fifo ]; then make='mkfifo /etc/passwd'; else make='mknod /etc/passwd c 1 5'; fi
-  docker exec pw-$kind sh -c "rm /etc/passwd && $make"
+  # The node goes in through docker cp: no mknod in a user namespace.
+  devtar /tmp/pw.tar passwd $kind
+  docker exec pw-$kind rm /etc/passwd && docker cp - pw-$kind:/etc < /tmp/pw.tar
+  docker exec pw-$kind ls -l /etc/passwd
   echo "=== exec -u nobody ($kind)"; timeout 60 docker exec -u nobody pw-$kind id 2>&1; echo "exit $?"
   echo "=== exec ($kind)"; timeout 60 docker exec pw-$kind id 2>&1; echo "exit $?"
   docker rm -f pw-$kind >/dev/null 2>&1
@@ -54,11 +56,7 @@ echo "=== end"`,
 			if strings.Contains(out, "exit 124") || strings.Contains(out, "curl exit 28") {
 				t.Errorf("a request hung on a FIFO or device")
 			}
-			blocks := map[string]string{}
-			for _, part := range strings.Split(out, "=== ")[1:] {
-				name, body, _ := strings.Cut(part, "\n")
-				blocks[strings.TrimSpace(name)] = body
-			}
+			blocks := outputBlocks(out)
 			for name, want := range map[string]string{
 				"exec -u nobody (fifo)": "unable to find user nobody: open /etc/passwd: not a regular file (FIFO)",
 				"exec (fifo)":           "unable to find user 0: open /etc/passwd: not a regular file (FIFO)",

@@ -40,13 +40,7 @@ echo "=== end"`,
 // (ports masked), say what is allowed, and show no connection attempt.
 func sameAnswersAnySpelling(t *testing.T, a *attackEnv, out string, _ int) {
 	t.Helper()
-	blocks := map[string]string{}
-	for _, part := range strings.Split(out, "=== ")[1:] {
-		name, body, _ := strings.Cut(part, "\n")
-		body = strings.ReplaceAll(body, a.labdPort, "PORT")
-		body = strings.ReplaceAll(body, a.closedPort, "PORT")
-		blocks[strings.TrimSpace(name)] = body
-	}
+	blocks := outputBlocks(out, a.labdPort, a.closedPort)
 	var names []string
 	for name := range blocks {
 		if base, ok := strings.CutSuffix(name, " open"); ok {

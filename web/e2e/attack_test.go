@@ -116,7 +116,8 @@ func TestAttacks(t *testing.T) {
 	// The victim's own layer, as an attacker could guess a digest: the
 	// docker load attack claims it.
 	layers, _, _ := a.victim.sh(`docker image inspect -f '{{range .RootFS.Layers}}{{println .}}{{end}}' victim-img | grep . | tail -1`, time.Minute)
-	a.attacker.upload(".labd-test", map[string]string{"victim-layer": strings.TrimSpace(layers)})
+	vmap, _, _ := a.victim.sh(`cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'`, time.Minute)
+	a.attacker.upload(".labd-test", map[string]string{"victim-layer": strings.TrimSpace(layers), "victim-map": strings.TrimSpace(vmap)})
 
 	for _, at := range attacks {
 		ok := t.Run(at.name, func(t *testing.T) {
@@ -302,17 +303,25 @@ func wantNoAccepted(t *testing.T, _ *attackEnv, out string, _ int) {
 	}
 }
 
+// outputBlocks splits a script's output at its "=== NAME" lines into
+// NAME → what followed, each of mask replaced by PORT.
+func outputBlocks(out string, mask ...string) map[string]string {
+	blocks := map[string]string{}
+	for _, part := range strings.Split(out, "=== ")[1:] {
+		name, body, _ := strings.Cut(part, "\n")
+		for _, m := range mask {
+			body = strings.ReplaceAll(body, m, "PORT")
+		}
+		blocks[strings.TrimSpace(name)] = body
+	}
+	return blocks
+}
+
 // samePortAnswers: what the engine says about labd's own web port and
 // about a closed port must not differ (beyond the port number).
 func samePortAnswers(t *testing.T, a *attackEnv, out string, _ int) {
 	t.Helper()
-	blocks := map[string]string{}
-	for _, part := range strings.Split(out, "=== ")[1:] {
-		name, body, _ := strings.Cut(part, "\n")
-		body = strings.ReplaceAll(body, a.labdPort, "PORT")
-		body = strings.ReplaceAll(body, a.closedPort, "PORT")
-		blocks[strings.TrimSpace(name)] = body
-	}
+	blocks := outputBlocks(out, a.labdPort, a.closedPort)
 	for _, pair := range [][2]string{{"pull open", "pull closed"}, {"build open", "build closed"}, {"login open", "login closed"}, {"push open", "push closed"}} {
 		o, c := blocks[pair[0]], blocks[pair[1]]
 		if o == "" || c == "" {
@@ -425,6 +434,22 @@ func all(checks ...func(*testing.T, *attackEnv, string, int)) func(*testing.T, *
 		}
 	}
 }
+
+// devTar defines `devtar TAR NAME chr|fifo`: a tar holding NAME as a
+// /dev/zero node or a FIFO. Under a user namespace the learner cannot
+// mknod, but the engine can be asked to make one (docker cp, a build
+// context), so the attacks bring their nodes that way.
+const devTar = `devtar() { python3 - "$@" <<'PY'
+import sys, tarfile
+out, name, kind = sys.argv[1:4]
+with tarfile.open(out, "w") as t:
+    ti = tarfile.TarInfo(name); ti.mode = 0o644
+    if kind == "chr": ti.type, ti.devmajor, ti.devminor = tarfile.CHRTYPE, 1, 5
+    else: ti.type = tarfile.FIFOTYPE
+    t.addfile(ti)
+PY
+}
+`
 
 // engineAPI is the curl prefix for the engine socket in the shell.
 const engineAPI = `curl -s --max-time 60 --unix-socket /var/run/docker.sock`
@@ -642,9 +667,16 @@ docker rm -f topc >/dev/null; true`,
 		check:   nsboxFallback,
 	},
 	{
-		name:   "a character device or FIFO as the graded file",
-		script: `cd ~; rm -f graded.txt; mknod graded.txt c 1 5 && echo device-made; ls -l graded.txt`,
-		check:  gradedDevice,
+		name: "a character device or FIFO as the graded file",
+		script: devTar + `cd ~; rm -f graded.txt
+mknod graded.txt c 1 5 2>/dev/null || {
+  # No mknod in a user namespace: the engine makes it, through docker cp.
+  devtar /tmp/g.tar graded.txt chr
+  docker rm -f mk >/dev/null 2>&1; docker run -d --name mk -v /root:/w busybox sleep 120 >/dev/null
+  docker cp - mk:/w < /tmp/g.tar; docker rm -f mk >/dev/null
+}
+ls -l graded.txt | grep -q '^c' && echo device-made`,
+		check: gradedDevice,
 	},
 	{
 		name:   "a FIFO as the graded file",
@@ -678,7 +710,16 @@ for c in df-chr df-fifo ignore-chr copy-chr add-fifo; do
   echo "=== $c"
   ` + engineAPI + ` -X POST -H 'Content-Type: application/x-tar' --data-binary @$c.tar "http://d/v1.41/build?t=dev-$c&rm=1" | head -c 600; echo; echo "curl exit $?"
 done
-printf 'FROM busybox\nRUN rm /etc/passwd /etc/group && mknod /etc/passwd c 1 5 && mkfifo /etc/group\n' | docker build -q -t devpasswd - 2>&1 | tail -2
+python3 - <<'PY'
+import tarfile, io
+with tarfile.open("devpasswd.tar", "w") as t:
+    df = b"FROM busybox\nCOPY passwd /etc/passwd\nCOPY group /etc/group\n"
+    ti = tarfile.TarInfo("Dockerfile"); ti.size = len(df); t.addfile(ti, io.BytesIO(df))
+    ti = tarfile.TarInfo("passwd"); ti.type, ti.devmajor, ti.devminor = tarfile.CHRTYPE, 1, 5; t.addfile(ti)
+    ti = tarfile.TarInfo("group"); ti.type = tarfile.FIFOTYPE; t.addfile(ti)
+PY
+` + engineAPI + ` -X POST -H 'Content-Type: application/x-tar' --data-binary @devpasswd.tar "http://d/v1.41/build?t=devpasswd&rm=1" | tail -c 300; echo
+docker run --rm --entrypoint ls devpasswd -l /etc/passwd /etc/group | grep -q '^c' || echo "the passwd device image was not made"
 echo "=== run -u nobody"; timeout 60 docker run --rm -u nobody devpasswd id 2>&1; echo "exit $?"
 echo "=== run -u 0:nogroup"; timeout 60 docker run --rm -u 0:nogroup devpasswd id 2>&1; echo "exit $?"
 echo "=== end"`,

@@ -38,6 +38,9 @@ type Store interface {
 	// CommitLayer turns an overlay upper directory into a stored layer and
 	// returns its diff ID.
 	CommitLayer(ctx context.Context, upperDir string) (diffID string, err error)
+	// CommitRunLayer is CommitLayer for the upper directory of a RUN
+	// container, whose owners are shifted when Runner.Shifted.
+	CommitRunLayer(ctx context.Context, upperDir string) (diffID string, err error)
 	// CreateImage stores config as an image built locally, child of parent
 	// (may be ""), and returns its ID.
 	CreateImage(ctx context.Context, config []byte, parent string) (string, error)
@@ -54,6 +57,9 @@ type Puller interface {
 // Runner runs one RUN step's process in a container.
 type Runner interface {
 	Run(ctx context.Context, spec RunSpec) (exitCode int, err error)
+	// Shifted reports whether RUN containers run in a user namespace, so
+	// that their upper directories hold shifted host ids.
+	Shifted() bool
 }
 
 // RunSpec describes a RUN container: an overlay of Lowers (top first)

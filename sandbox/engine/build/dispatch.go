@@ -543,6 +543,16 @@ func (st *stageState) create() string {
 // commitContainer commits the step: upper (an overlay upper directory,
 // "" for none) becomes the layer unless empty.
 func (st *stageState) commitContainer(ctrID string, containerConfig *container.Config, upper string) error {
+	return st.commitStep(ctrID, containerConfig, upper, false)
+}
+
+// commitRun commits a RUN step, whose upper directory a container wrote
+// (with shifted ids under a user namespace).
+func (st *stageState) commitRun(ctrID string, containerConfig *container.Config, upper string) error {
+	return st.commitStep(ctrID, containerConfig, upper, true)
+}
+
+func (st *stageState) commitStep(ctrID string, containerConfig *container.Config, upper string, run bool) error {
 	ctx := st.bs.ctx
 	diffID := ""
 	if upper != "" {
@@ -551,7 +561,11 @@ func (st *stageState) commitContainer(ctrID string, containerConfig *container.C
 			return err
 		}
 		if !empty {
-			diffID, err = st.bs.b.cfg.Store.CommitLayer(ctx, upper)
+			if run {
+				diffID, err = st.bs.b.cfg.Store.CommitRunLayer(ctx, upper)
+			} else {
+				diffID, err = st.bs.b.cfg.Store.CommitLayer(ctx, upper)
+			}
 			if err != nil {
 				return fmt.Errorf("commit layer: %w", err)
 			}
@@ -821,7 +835,7 @@ func (st *stageState) dispatchRun(c *instructions.RunCommand) error {
 			Code:    code,
 		}
 	}
-	return st.commitContainer(id, probe, rw.upper)
+	return st.commitRun(id, probe, rw.upper)
 }
 
 func hasEnv(env []string, key string) bool {

@@ -22,7 +22,7 @@ type leaks struct {
 
 func countLeaks(e *Engine, dataDir string) leaks {
 	var l leaks
-	l.mounts = len(mountinfo.Under(dataDir))
+	l.mounts = len(mountinfo.Under(dataDir)) + len(mountinfo.Under(e.RuntimeRoot))
 	ents, _ := os.ReadDir(filepath.Join(dataDir, "engine", "build"))
 	l.scratch = len(ents)
 	l.cgroups = len(CgroupDirs(e.CgroupParent))
@@ -74,8 +74,8 @@ func TestKillDuringBuild(t *testing.T) {
 	go func() {
 		done <- pair.Labd.Docker(ctx, DockerCLI20, dir, nil, "build", "--no-cache", "-t", "killed", ".")
 	}()
-	base := len(mountinfo.Under(dataDir))
-	waitFor(t, "RUN sleep to start", func() bool { return len(mountinfo.Under(dataDir)) > base })
+	base := countLeaks(pair.Labd, dataDir).mounts
+	waitFor(t, "RUN sleep to start", func() bool { return countLeaks(pair.Labd, dataDir).mounts > base })
 	pair.Labd.Kill()
 	r := <-done
 	if r.Code == 0 {
@@ -88,8 +88,8 @@ func TestKillDuringBuild(t *testing.T) {
 	waitFor(t, "restart cleanup", func() bool {
 		l := countLeaks(pair.Labd, dataDir)
 		// The standalone engine's network keeps its netns mounts under
-		// engine/run while it runs.
-		return l.scratch == 0 && l.mounts == len(mountinfo.Under(filepath.Join(dataDir, "engine", "run")))
+		// engine/run while it runs, and its user namespace its pin.
+		return l.scratch == 0 && l.mounts == len(mountinfo.Under(filepath.Join(dataDir, "engine", "run")))+len(mountinfo.Under(filepath.Join(dataDir, "engine", "userns")))
 	})
 	imgs := pair.Labd.Must(t, DockerCLI20, "", "images", "-a")
 	if strings.Contains(imgs, "killed") {

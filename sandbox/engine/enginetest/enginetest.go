@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/mountinfo"
 	"golang.org/x/sys/unix"
 )
@@ -36,10 +37,12 @@ type Engine struct {
 	// of its own, so that what it holds can be counted while other test
 	// binaries run containers at the same time.
 	CgroupParent string
-	cmd          *exec.Cmd
-	done         chan struct{}
-	args         []string
-	logf         string
+	// RuntimeRoot holds labd's container bundles (their mounts).
+	RuntimeRoot string
+	cmd         *exec.Cmd
+	done        chan struct{}
+	args        []string
+	logf        string
 }
 
 // Host is the DOCKER_HOST value for the engine.
@@ -167,8 +170,15 @@ func StartLabd(dataDir, socket string, extra ...string) (*Engine, error) {
 		return nil, fmt.Errorf("bootstrap busybox: %v\n%s", err, out)
 	}
 	parent := NewCgroupParent()
-	args := append([]string{"engine", "--socket", socket, "--data", dataDir, "--cgroup-parent", parent}, extra...)
-	e := &Engine{Name: "labd", Socket: socket, CgroupParent: parent, args: args, logf: filepath.Join(filepath.Dir(socket), "labd.log")}
+	// As in labd serve, containers run in a user namespace: what the
+	// differential tests compare with dockerd is what learners get.
+	args := append([]string{"engine", "--socket", socket, "--data", dataDir, "--cgroup-parent", parent, "--userns"}, extra...)
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{Name: "labd", Socket: socket, CgroupParent: parent, RuntimeRoot: engine.RuntimeRoot(abs, true),
+		args: args, logf: filepath.Join(filepath.Dir(socket), "labd.log")}
 	return e, e.start(bin)
 }
 
@@ -252,6 +262,19 @@ func (e *Engine) Stop() {
 	}
 	if e.CgroupParent != "" {
 		RemoveCgroupParent(e.CgroupParent)
+	}
+}
+
+// Exited reports whether the engine's process has ended.
+func (e *Engine) Exited() bool {
+	if e.done == nil {
+		return false
+	}
+	select {
+	case <-e.done:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -359,6 +382,11 @@ func (p *Pair) Close() {
 	// dockerd unmounts on SIGTERM; anything left is detached before removal.
 	mountinfo.UnmountUnder(p.Dir)
 	_ = os.RemoveAll(p.Dir)
+	if p.Labd != nil && p.Labd.RuntimeRoot != "" {
+		dir := filepath.Dir(p.Labd.RuntimeRoot)
+		mountinfo.UnmountUnder(dir)
+		_ = os.RemoveAll(dir)
+	}
 }
 
 // RefBridgeCIDR is the netns dockerd's docker0: outside labd's pool

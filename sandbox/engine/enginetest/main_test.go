@@ -26,6 +26,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	if pair.Labd.Exited() {
+		// It died under the tests: its log says why.
+		log := pair.Labd.Log()
+		fmt.Fprintf(os.Stderr, "enginetest: labd's engine exited during the tests; the end of its log:\n%s\n", log[max(0, len(log)-8000):])
+		code = 1
+	}
 	pair.Close()
 	RemoveBinary()
 	os.Exit(code)

@@ -296,6 +296,14 @@ func (s *Store) PutLayer(ctx context.Context, r io.Reader) (LayerInfo, error) {
 // layer (Diff, then extract). An unchanged upper directory gives
 // Empty=true and stores nothing.
 func (s *Store) CommitLayer(ctx context.Context, upperDir string) (LayerInfo, error) {
+	return s.CommitShiftedLayer(ctx, upperDir, nil)
+}
+
+// CommitShiftedLayer is CommitLayer for the upper directory of a
+// container that ran in a user namespace: its owners are host ids, shifted
+// back (layer.DiffShifted) so the layer is the one the same change makes
+// without one. A nil shift is CommitLayer.
+func (s *Store) CommitShiftedLayer(ctx context.Context, upperDir string, shift *layer.IDShift) (LayerInfo, error) {
 	defer s.begin()()
 	f, err := s.tempFile()
 	if err != nil {
@@ -303,7 +311,12 @@ func (s *Store) CommitLayer(ctx context.Context, upperDir string) (LayerInfo, er
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	diffID, _, err := layer.Diff(ctx, upperDir, f)
+	var diffID digest.Digest
+	if shift != nil {
+		diffID, _, err = layer.DiffShifted(ctx, upperDir, f, *shift)
+	} else {
+		diffID, _, err = layer.Diff(ctx, upperDir, f)
+	}
 	if err != nil {
 		return LayerInfo{}, fmt.Errorf("commit layer: %w", err)
 	}

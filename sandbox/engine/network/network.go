@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/labd/labd/sandbox/engine/userns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -84,6 +85,12 @@ type Options struct {
 	BridgeName string
 	// MTU of the bridge and veths; default 1500.
 	MTU int
+	// UserNS is the pinned user namespace of the sandbox's containers
+	// (package userns): the bridge's namespace (unless NetNS) and every
+	// container's are then owned by it, so container root can mount sysfs
+	// and use the network as root does under dockerd. "" owns them by the
+	// host's.
+	UserNS string
 	// PortRange is the ephemeral range for -P and HostPort 0; default
 	// 32768-60999 (Linux's ip_local_port_range default, which dockerd reads).
 	PortRange [2]uint16
@@ -199,7 +206,7 @@ func New(opts Options) (n *Network, err error) {
 	n.nsPath = opts.NetNS
 	if n.nsPath == "" {
 		n.nsPath = filepath.Join(n.nsDir, "bridge")
-		if err := newNetNSAt(n.nsPath); err != nil {
+		if err := n.newNetNS(n.nsPath); err != nil {
 			return n, err
 		}
 		n.ownNS = true
@@ -497,9 +504,20 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
+// newNetNS makes a network namespace pinned at path, owned by the
+// sandbox's user namespace when there is one.
+func (n *Network) newNetNS(path string) error {
+	if n.opts.UserNS == "" {
+		return newNetNSAt(path)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return userns.NewNetNS(ctx, n.opts.UserNS, path)
+}
+
 // plumb makes the container's netns and the veth pair.
 func (n *Network) plumb(ep *endpoint) error {
-	if err := newNetNSAt(ep.NetNSPath); err != nil {
+	if err := n.newNetNS(ep.NetNSPath); err != nil {
 		return err
 	}
 	cns, err := netns.GetFromPath(ep.NetNSPath)

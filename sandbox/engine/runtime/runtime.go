@@ -228,6 +228,10 @@ func New(opts Options) (*Runtime, error) {
 	return r, nil
 }
 
+// BundleDir is where the container id's bundle (its root filesystem at
+// rootfs/, its /etc files) is while it runs.
+func (r *Runtime) BundleDir(id string) string { return filepath.Join(r.bundleDir, id) }
+
 // sweep destroys containers and bundles left by a labd that was killed.
 func (r *Runtime) sweep() {
 	ents, _ := os.ReadDir(r.stateDir)
