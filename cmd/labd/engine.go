@@ -82,7 +82,9 @@ func runEngine(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer cancel()
 	// The containers are killed (reported exited at the next start, as
 	// after a dockerd restart) and the network's ports and netns released.
-	return errors.Join(serveErr, srv.Close(sctx), eng.Close(sctx))
+	err = errors.Join(serveErr, srv.Close(sctx), eng.Close(sctx))
+	eng.Shared().Close()
+	return err
 }
 
 // usernsOptions turns the --userns flag into the engine's option (the

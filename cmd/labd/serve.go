@@ -272,6 +272,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	mctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	mErr := mgr.Close(mctx)
 	cancel()
+	shared.Close()
 	hctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	hErr := srv.Shutdown(hctx)
 	cancel()

@@ -122,6 +122,14 @@ func OpenShared(dataDir string, opts SharedOptions) (*Shared, error) {
 
 func (s *Shared) buildDir() string { return filepath.Join(s.dir, "build") }
 
+// Close releases what s keeps outside the data dir (the runtime's root
+// under /run with user namespaces) once every engine is closed.
+func (s *Shared) Close() {
+	if s.Runtime != nil {
+		s.Runtime.Close()
+	}
+}
+
 // RuntimeRoot is where an engine on dataDir (absolute) keeps its runtime's
 // state and bundles: under the data dir, or with user namespaces under
 // /run/labd/<hash of the data dir's path>/runtime.

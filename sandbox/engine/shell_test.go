@@ -221,6 +221,7 @@ func testShellContainerSandbox(t *testing.T, userns bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer shared.Close() // after mgr.Close below
 	ws := t.TempDir()
 	dirs := []string{data, ws}
 	if userns {

@@ -228,6 +228,20 @@ func New(opts Options) (*Runtime, error) {
 	return r, nil
 }
 
+// Close removes the runtime's directories if nothing is left in them (no
+// container runs): a runtime root under /run (user namespaces) would
+// otherwise outlive every data dir that was ever served. Containers still
+// running keep them, and their next runtime's sweep finds them.
+func (r *Runtime) Close() {
+	for _, d := range []string{r.bundleDir, r.stateDir, r.root} {
+		if err := os.Remove(d); err != nil {
+			return
+		}
+	}
+	// The per-data-dir directory above the root (runRoot), when empty.
+	_ = os.Remove(filepath.Dir(r.root))
+}
+
 // BundleDir is where the container id's bundle (its root filesystem at
 // rootfs/, its /etc files) is while it runs.
 func (r *Runtime) BundleDir(id string) string { return filepath.Join(r.bundleDir, id) }
