@@ -10,7 +10,7 @@ export LABD_ARTIFACTS ?= $(CURDIR)/artifacts
 # Docker's default seccomp profile for containers needs libseccomp (cgo).
 export GOFLAGS := $(GOFLAGS) -tags=seccomp
 
-.PHONY: all build images run test test-unit test-e2e test-labs lint-content vet bench deps-run deps-test assets clean
+.PHONY: all build image images run test test-unit test-e2e test-labs lint-content vet bench deps-run deps-test assets clean
 
 all: build
 
@@ -33,6 +33,13 @@ build: deps-run assets
 # background (--bootstrap) while it already serves.
 images: build
 	./$(BIN) images bootstrap all --data $(DATA)
+
+# labd's container image, built with Debian's dockerd (one of its own
+# unless DOCKER_HOST names one) and saved to bin/labd-image.tar, with the
+# seccomp profile it runs with (deploy/image.sh; README, "Run it in a
+# container"). A base image that cannot be pulled is made locally.
+image: build
+	deploy/image.sh
 
 run: build
 	./$(BIN) serve --addr $(ADDR) --content $(CONTENT) --data $(DATA)
