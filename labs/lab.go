@@ -26,6 +26,9 @@ type Lab struct {
 	// matter, as written: python:3.11-slim); the lab page says when one
 	// is not there yet.
 	Images []string
+	// Resources are the limits the lab's sandboxes ask for instead of the
+	// server's defaults ("resources:"); zero: the defaults.
+	Resources Resources
 }
 
 // Step is one "## " section of lab.md.

@@ -164,6 +164,20 @@ func (m *Manager) GetOrCreate(ctx context.Context, id, owner string) (Sandbox, e
 // per owner (the web UI's LABD_USER). An existing sandbox keeps the
 // environment it was created with.
 func (m *Manager) GetOrCreateEnv(ctx context.Context, id, owner string, env []string) (Sandbox, error) {
+	return m.GetOrCreateWith(ctx, id, owner, CreateOptions{Env: env})
+}
+
+// CreateOptions are what a sandbox created by GetOrCreateWith gets
+// beyond ManagerOptions; an existing sandbox keeps what it was created
+// with.
+type CreateOptions struct {
+	Env       []string  // added to ManagerOptions.Env ("KEY=value")
+	Resources Resources // the lab's limits instead of the provider's defaults
+}
+
+// GetOrCreateWith is GetOrCreate with o applied should the sandbox be
+// created now.
+func (m *Manager) GetOrCreateWith(ctx context.Context, id, owner string, o CreateOptions) (Sandbox, error) {
 	if !ValidID(id) {
 		return nil, fmt.Errorf("get sandbox %q: %w", id, ErrInvalidID)
 	}
@@ -179,7 +193,7 @@ func (m *Manager) GetOrCreateEnv(ctx context.Context, id, owner string, env []st
 			e.last.Store(time.Now().UnixNano())
 			m.entries[id] = e
 			m.mu.Unlock()
-			return m.create(ctx, id, e, env)
+			return m.create(ctx, id, e, o)
 		}
 		m.mu.Unlock()
 		select {
@@ -199,8 +213,8 @@ func (m *Manager) GetOrCreateEnv(ctx context.Context, id, owner string, env []st
 	}
 }
 
-func (m *Manager) create(ctx context.Context, id string, e *entry, env []string) (Sandbox, error) {
-	sb, err := m.provide(ctx, id, env)
+func (m *Manager) create(ctx context.Context, id string, e *entry, o CreateOptions) (Sandbox, error) {
+	sb, err := m.provide(ctx, id, o)
 	m.mu.Lock()
 	if err == nil && m.closed {
 		err = ErrClosed
@@ -224,7 +238,7 @@ func (m *Manager) create(ctx context.Context, id string, e *entry, env []string)
 	return sb, nil
 }
 
-func (m *Manager) provide(ctx context.Context, id string, env []string) (Sandbox, error) {
+func (m *Manager) provide(ctx context.Context, id string, o CreateOptions) (Sandbox, error) {
 	if m.opts.DataDir == "" {
 		return nil, fmt.Errorf("create sandbox %s: no data directory configured", id)
 	}
@@ -237,7 +251,8 @@ func (m *Manager) provide(ctx context.Context, id string, env []string) (Sandbox
 		ID:        id,
 		Hostname:  m.opts.Hostname(id),
 		Workspace: ws,
-		Env:       append(append([]string{}, m.opts.Env...), env...),
+		Env:       append(append([]string{}, m.opts.Env...), o.Env...),
+		Resources: o.Resources,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)

@@ -286,3 +286,40 @@ func TestGetOrCreateEnv(t *testing.T) {
 		t.Errorf("echo $LABD_USER = %d, %q, %v; want 0, %q", code, out.s, err, "alice\n")
 	}
 }
+
+// recording wraps the real provider to keep the specs it was given.
+type recording struct {
+	sandbox.Provider
+	mu    sync.Mutex
+	specs []sandbox.Spec
+}
+
+func (r *recording) Create(ctx context.Context, s sandbox.Spec) (sandbox.Sandbox, error) {
+	r.mu.Lock()
+	r.specs = append(r.specs, s)
+	r.mu.Unlock()
+	return r.Provider.Create(ctx, s)
+}
+
+// A lab's resources reach the provider with the sandbox they create; a
+// sandbox that already runs keeps its own (no second Create).
+func TestGetOrCreateWithResources(t *testing.T) {
+	testenv.Root(t, "namespaces")
+	p := &recording{Provider: nsbox.New(nsbox.Options{})}
+	m := sandbox.NewManager(p, sandbox.ManagerOptions{DataDir: t.TempDir(), IdleTimeout: -1, Logger: quiet})
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	want := sandbox.Resources{Memory: 2 << 30, Pids: 2048}
+	sb, err := m.GetOrCreateWith(ctx(t), "res", "o", sandbox.CreateOptions{Env: []string{"LABD_USER=alice"}, Resources: want})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := m.GetOrCreateWith(ctx(t), "res", "o", sandbox.CreateOptions{Resources: sandbox.Resources{Memory: 1}})
+	if err != nil || again != sb {
+		t.Fatalf("second GetOrCreateWith = %v, %v; want the same sandbox", again, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.specs) != 1 || p.specs[0].Resources != want || len(p.specs[0].Env) == 0 || p.specs[0].Env[len(p.specs[0].Env)-1] != "LABD_USER=alice" {
+		t.Errorf("provider got %+v, want one spec with %+v and LABD_USER", p.specs, want)
+	}
+}

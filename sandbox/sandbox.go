@@ -56,10 +56,21 @@ type Spec struct {
 	Hostname  string
 	Workspace string   // existing host directory, absolute
 	Env       []string // extra environment for the shell and Exec ("KEY=value")
+	// Resources is what the lab asks its sandbox to get instead of the
+	// provider's defaults (zero fields: the defaults), up to the
+	// provider's maximum.
+	Resources Resources
 	// Keep lists further host paths (files or directories, e.g. the
 	// engine's socket) the sandbox must see at the same path, even where
 	// the provider hides their surroundings (nsbox's private /tmp).
 	Keep []string
+}
+
+// Resources are limits of a sandbox as a whole (its shell, containers and
+// build steps together). Zero means the provider's default.
+type Resources struct {
+	Memory int64 // bytes
+	Pids   int64 // processes and threads
 }
 
 // Provider creates sandboxes. Implementations must make Done close once

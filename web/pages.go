@@ -57,7 +57,8 @@ func (s *server) labPage(w http.ResponseWriter, r *http.Request) {
 	if user != "" {
 		env = []string{"LABD_USER=" + user}
 	}
-	sb, err := s.opts.Sandboxes.GetOrCreateEnv(r.Context(), sid, learner, env)
+	sb, err := s.opts.Sandboxes.GetOrCreateWith(r.Context(), sid, learner, sandbox.CreateOptions{
+		Env: env, Resources: sandbox.Resources{Memory: lab.Resources.Memory, Pids: lab.Resources.Pids}})
 	if errors.Is(err, sandbox.ErrShellNotReady) {
 		w.Header().Set("Cache-Control", "no-store")
 		s.render(w, r, http.StatusOK, "lab", labData{Lab: lab, WaitShell: true})

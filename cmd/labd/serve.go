@@ -58,6 +58,7 @@ type serveConfig struct {
 	engineRegistry *engineRegistryFlags
 	bootstrap      []string     // base images to make in the background (bootstrap.go)
 	bootstrapFrom  *imageSource // --bootstrap-source (bootstrap_source.go)
+	limits         serveLimits  // per sandbox (serve_limits.go)
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
@@ -114,6 +115,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.BoolVar(&c.trusted, "trusted-learners", envDefault("LABD_TRUSTED_LEARNERS", "") == "1", "the learners are trusted (one developer on a laptop): while the sandbox image is missing, give them the simple shell, which runs as root on this machine beside labd's data; never for a class (env LABD_TRUSTED_LEARNERS=1)")
 	fs.BoolVar(&c.userns, "userns", envDefault("LABD_USERNS", "1") != "0", "run every sandbox's shell, containers and build steps in a user namespace of its own, root mapped to an unprivileged host uid range; turn off only for one trusted user (env LABD_USERNS=0)")
 	fs.StringVar(&c.cgroupParent, "cgroup-parent", envDefault("LABD_CGROUP_PARENT", "labd"), "parent cgroup of every shell, container and build step, as dockerd's --cgroup-parent (env LABD_CGROUP_PARENT)")
+	limits := addLimitFlags(fs)
 	c.grading.add(fs)
 	c.registry = addRegistryFlags(fs)
 	c.engineRegistry = addEngineRegistryFlags(fs, c.registry)
@@ -128,6 +130,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	if c.bootstrap, err = parseBootstrapList(*bootstrap); err != nil {
+		return c, err
+	}
+	if c.limits, err = limits.resolve(); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -194,12 +199,14 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	provider := &engine.Provider{
 		Shared: shared,
 		Logger: log,
-		API: api.Options{
+		Limits: cfg.limits.sandbox,
+		API: cfg.limits.apiOptions(api.Options{
 			Version: engine.Version,
 			TempDir: filepath.Join(cfg.data, "engine", "tmp"),
 			Logger:  log,
-		},
+		}),
 	}
+	log.Info("sandbox limits", "limits", fmt.Sprintf("%+v", cfg.limits.sandbox), "max_context", cfg.limits.maxContext, "max_load", cfg.limits.maxLoad, "max_copy", cfg.limits.maxCopy, "max_request_body", cfg.limits.maxJSONBody)
 	if cfg.trusted {
 		provider.Inner = nsbox.New(nsbox.Options{Exe: exe})
 		log.Warn("--trusted-learners: while the sandbox image is missing, learners get a shell as root on this machine; never use it for a class")

@@ -67,6 +67,7 @@ type checkConfig struct {
 	netns                          string
 	hosts, resolvConf              []byte
 	userns                         *runtime.UserNS // the sandbox's, or nil
+	group                          *runtime.Group  // the sandbox's cgroup, or nil
 }
 
 // checkRunner starts a sandbox's check containers and, when the sandbox
@@ -217,6 +218,7 @@ func (r *checkRunner) start(ctx context.Context, id, dir, sock string, e sandbox
 		Hosts:      r.cfg.hosts,
 		ResolvConf: r.cfg.resolvConf,
 		UserNS:     r.cfg.userns,
+		Group:      r.cfg.group,
 		Mounts: []runtime.Mount{
 			// Read-only: a check looks at the learner's work, it does not
 			// change it (nor trigger the live grader's file watch). No

@@ -57,7 +57,8 @@ func checkLeaks(t *testing.T, data, sid string) string {
 			found = append(found, "dir "+e.Name())
 		}
 	}
-	for _, pattern := range []string{"/sys/fs/cgroup/*/labd/check-" + sid + "-*", "/sys/fs/cgroup/labd/check-" + sid + "-*"} {
+	for _, pattern := range []string{"/sys/fs/cgroup/*/labd/check-" + sid + "-*", "/sys/fs/cgroup/labd/check-" + sid + "-*",
+		"/sys/fs/cgroup/*/labd/*/check-" + sid + "-*", "/sys/fs/cgroup/labd/*/check-" + sid + "-*"} {
 		ms, _ := filepath.Glob(pattern)
 		for _, m := range ms {
 			found = append(found, "cgroup "+m)
@@ -70,7 +71,7 @@ func checkLeaks(t *testing.T, data, sid string) string {
 	paths, _ := filepath.Glob("/proc/[0-9]*/cgroup")
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
-		if err == nil && bytes.Contains(b, []byte("/labd/check-"+sid+"-")) {
+		if err == nil && bytes.Contains(b, []byte("/labd/")) && bytes.Contains(b, []byte("/check-"+sid+"-")) {
 			found = append(found, "process "+p)
 		}
 	}

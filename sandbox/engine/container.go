@@ -137,9 +137,21 @@ type ctr struct {
 	// waiting counts /wait requests that have not yet handed their result
 	// to the API handler (see ContainerStart).
 	waiting sync.WaitGroup
+	// releasePorts uncounts the host ports it publishes while it runs
+	// (limits.go); nil when it publishes none.
+	releasePorts func()
 }
 
 type ttySize struct{ h, w uint16 }
+
+// releasePortsLocked gives back the container's published ports to the
+// sandbox's count.
+func (c *ctr) releasePortsLocked() {
+	if c.releasePorts != nil {
+		c.releasePorts()
+		c.releasePorts = nil
+	}
+}
 
 func (c *ctr) notifyLocked() {
 	close(c.changed)

@@ -112,6 +112,13 @@ func (e *Engine) ContainerCreate(ctx context.Context, name string, cfg *containe
 	if len(cfg.Entrypoint) == 0 && len(cfg.Cmd) == 0 {
 		return container.CreateResponse{}, api.InvalidParameterError(errors.New("No command specified"))
 	}
+	// A container that alone publishes more than the sandbox may is
+	// refused before it exists (a -p 1000-2000:1000-2000).
+	if b, err := netpkg.BindingsFromDocker(cfg.ExposedPorts, hc.PortBindings, hc.PublishAllPorts); err == nil {
+		if err := e.checkPortCount(len(b)); err != nil {
+			return container.CreateResponse{}, err
+		}
+	}
 	if hc.Init != nil && *hc.Init {
 		if _, err := os.Stat(initBinary); err != nil {
 			return container.CreateResponse{}, api.InvalidParameterError(fmt.Errorf("--init: %s is not available on this host", initBinary))
@@ -351,6 +358,9 @@ func (e *Engine) start(ctx context.Context, c *ctr) error {
 		Memory: hc.Memory, MemorySwap: hc.MemorySwap, CPUShares: hc.CPUShares,
 		CPUQuota: hc.CPUQuota, CPUPeriod: hc.CPUPeriod,
 		UserNS: e.userns,
+		// In the sandbox's cgroup: the container's own limits (as asked,
+		// and as inspect shows them) only divide the sandbox's.
+		Group: e.group, OOMScoreAdj: e.oomScoreAdj(),
 	}
 	if hc.PidsLimit != nil && *hc.PidsLimit > 0 {
 		spec.PidsLimit = *hc.PidsLimit
@@ -395,8 +405,14 @@ func (e *Engine) start(ctx context.Context, c *ctr) error {
 		if err != nil {
 			return api.InvalidParameterError(err)
 		}
+		releasePorts, err := e.acquirePorts(len(bindings))
+		if err != nil {
+			return err
+		}
+		c.releasePorts = releasePorts
 		ep, err = e.net.Attach(ctx, c.meta.ID, cfg.Hostname, bindings)
 		if err != nil {
+			c.releasePortsLocked()
 			var pa *netpkg.PortAllocatedError
 			if errors.As(err, &pa) {
 				// dockerd's wording, without the network's own context.
@@ -412,6 +428,7 @@ func (e *Engine) start(ctx context.Context, c *ctr) error {
 		if ep != nil {
 			_ = e.net.Detach(context.WithoutCancel(ctx), c.meta.ID)
 		}
+		c.releasePortsLocked()
 	}
 
 	logf, err := openLog(c.logPath())
@@ -511,6 +528,7 @@ func (e *Engine) monitor(c *ctr, rc *runtime.Container, out *output, stdinR *io.
 		_ = e.net.Detach(context.Background(), c.meta.ID)
 	}
 	c.mu.Lock()
+	c.releasePortsLocked()
 	c.rc = nil
 	c.stdin = nil
 	c.out = nil

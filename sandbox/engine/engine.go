@@ -187,6 +187,9 @@ type Engine struct {
 	net       Networker
 	allowBind BindPolicy
 	userns    *runtime.UserNS // nil: containers run as host root (remap.go)
+	group     *runtime.Group  // the sandbox's cgroup; nil: none (limits.go)
+	limits    EngineLimits
+	count     counters
 	execMu    sync.Mutex
 	execs     map[string]*execProc
 
@@ -300,6 +303,11 @@ func (e *Engine) Build(ctx context.Context, cfg api.BuildConfig) (string, error)
 			return "", err
 		}
 	}
+	done, err := e.acquireBuild()
+	if err != nil {
+		return "", err
+	}
+	defer done()
 	rec := e.beginBuild(&cfg)
 	id, err := e.builder.Build(ctx, build.Request{
 		Options: cfg.Options,
@@ -394,6 +402,7 @@ func (r runtimeRunner) Run(ctx context.Context, s build.RunSpec) (int, error) {
 		ID: s.ID, Lowers: s.Lowers, Upper: s.Upper, Work: s.Work, Mounts: mounts,
 		Args: s.Args, Env: s.Env, Cwd: s.Cwd, User: s.User, Hostname: s.Hostname,
 		Stdout: s.Stdout, Stderr: s.Stderr, UserNS: u,
+		Group: r.e.group, OOMScoreAdj: r.e.oomScoreAdj(),
 	})
 }
 

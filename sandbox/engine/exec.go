@@ -103,6 +103,13 @@ func (e *Engine) ExecStart(ctx context.Context, id string, cfg api.ExecStartConf
 		x.mu.Unlock()
 		return api.ConflictError(fmt.Errorf("Error: Exec command %s has already run", id))
 	}
+	// Refused before it counts as started: the same exec may be started
+	// once another has ended.
+	release, err := e.acquireExec()
+	if err != nil {
+		x.mu.Unlock()
+		return err
+	}
 	x.started = true
 	x.running = true
 	if cfg.ConsoleSize != nil && cfg.ConsoleSize[0] > 0 {
@@ -132,6 +139,7 @@ func (e *Engine) ExecStart(ctx context.Context, id string, cfg api.ExecStartConf
 	}
 	c.mu.Unlock()
 	fail := func(err error) error {
+		release()
 		code := 126
 		x.mu.Lock()
 		x.running = false
@@ -210,6 +218,7 @@ func (e *Engine) ExecStart(ctx context.Context, id string, cfg api.ExecStartConf
 	c.mu.Unlock()
 
 	wait := func() {
+		defer release()
 		exit, err := p.Wait(context.Background())
 		code := exit.ExitCode
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/labd/labd/sandbox/engine/api"
 	"github.com/labd/labd/sandbox/engine/image"
 	"github.com/labd/labd/sandbox/engine/network"
+	"github.com/labd/labd/sandbox/engine/runtime"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -47,6 +48,10 @@ type Provider struct {
 	Inner  sandbox.Provider // fallback shell; nil refuses sandboxes without the image
 	Shared *Shared
 	API    api.Options
+	// Limits bound each sandbox: its cgroup (memory, pids, CPU weight)
+	// and its engine (builds, execs, published ports); zero fields are the
+	// defaults (limits.go).
+	Limits Limits
 	Logger *slog.Logger
 
 	once     sync.Once
@@ -87,6 +92,19 @@ func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.San
 			_ = sb.Destroy(context.WithoutCancel(ctx))
 		}
 	}()
+	eng.SetLimits(p.Limits.engineLimits())
+	if p.Shared.Runtime != nil {
+		// One cgroup for the whole sandbox: its shell, its learner's
+		// containers and build steps, its checks.
+		l, capped := p.Limits.sandboxLimits(spec.Resources)
+		if len(capped) > 0 {
+			p.log().Warn("sandbox: the lab asks for more than this server's maximum; capped", "sandbox", spec.ID, "capped", strings.Join(capped, ", "))
+		}
+		if sb.group, err = p.Shared.Runtime.NewGroup(ctx, spec.ID, l); err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", spec.ID, err)
+		}
+		eng.SetGroup(sb.group)
+	}
 
 	shellImg, hasImage := p.sandboxImage()
 	useShell := hasImage && p.Shared.Runtime != nil
@@ -140,6 +158,7 @@ func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.San
 		sh, err := startShell(ctx, p.Shared, shellConfig{
 			spec: spec, image: shellImg, socket: sock, graderAPI: graderAPI,
 			netns: sb.net.NetNSPath(), gateway: sb.net.Gateway(), userns: eng.userns,
+			group: sb.group,
 		})
 		if err != nil {
 			return nil, err
@@ -218,7 +237,8 @@ type engineSandbox struct {
 	graderSrv       *api.UnixServer // GraderSocketName
 	net             *network.Network
 	release         func() error
-	releaseUserNS   func() error // nil without a user namespace
+	releaseUserNS   func() error   // nil without a user namespace
+	group           *runtime.Group // the sandbox's cgroup; nil without a runtime
 
 	destroyOnce sync.Once
 	destroyErr  error
@@ -227,6 +247,10 @@ type engineSandbox struct {
 // engineGrace bounds how long a destroyed sandbox's engine waits for
 // requests in flight (a build's RUN step is cancelled when its client goes).
 const engineGrace = 5 * time.Second
+
+// groupGrace bounds how long Destroy waits for the sandbox's cgroup to be
+// empty; it is removed when its last container ends in any case.
+const groupGrace = 30 * time.Second
 
 func (s *engineSandbox) Destroy(ctx context.Context) error {
 	s.destroyOnce.Do(func() {
@@ -250,6 +274,13 @@ func (s *engineSandbox) Destroy(ctx context.Context) error {
 		// Last: the network's namespaces belong to it.
 		if s.releaseUserNS != nil {
 			errs = append(errs, s.releaseUserNS())
+		}
+		// Once its containers are gone (a build step still ending goes
+		// with its cancelled build): nothing of the sandbox is left.
+		if s.group != nil {
+			gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), groupGrace)
+			errs = append(errs, s.group.Remove(gctx))
+			cancel()
 		}
 		s.destroyErr = errors.Join(errs...)
 	})

@@ -41,6 +41,7 @@ type shellConfig struct {
 	netns     string       // the bridge's netns, joined by the shell
 	gateway   netip.Addr
 	userns    *runtime.UserNS // the sandbox's; nil: host root is the shell's root
+	group     *runtime.Group  // the sandbox's cgroup; nil: none
 }
 
 // shellBox is a learner's shell running as a container of the shared
@@ -124,7 +125,7 @@ func startShell(ctx context.Context, sh *Shared, cfg shellConfig) (*shellBox, er
 	b.checks = newCheckRunner(sh, checkConfig{
 		sandboxID: cfg.spec.ID, hostname: cfg.spec.Hostname, workspace: cfg.spec.Workspace,
 		env: env, lowers: lowers, engine: cfg.graderAPI, netns: cfg.netns,
-		hosts: hosts, resolvConf: resolv, userns: cfg.userns,
+		hosts: hosts, resolvConf: resolv, userns: cfg.userns, group: cfg.group,
 	})
 	b.inR, b.inW = io.Pipe()
 	b.outR, b.outW = io.Pipe()
@@ -156,6 +157,9 @@ func startShell(ctx context.Context, sh *Shared, cfg shellConfig) (*shellBox, er
 			{Source: cfg.socket, Destination: shellSocket},
 		},
 		UserNS: cfg.userns,
+		// The shell keeps labd's oom_score_adj (0): the learner's
+		// containers (500) go first when the sandbox runs out of memory.
+		Group: cfg.group,
 	})
 	if err != nil {
 		b.closePipes(ErrShellEnded)

@@ -146,21 +146,25 @@ func countLeaks(t *testing.T, dirs []string, names []string) leakCount {
 	for _, d := range dirs {
 		c.mounts += len(mountinfo.Under(d))
 	}
+	// A name is a container's (directly under labd, or in its sandbox's
+	// group labd/<sandbox>) or a sandbox's group.
 	for _, root := range []string{"/sys/fs/cgroup/labd", "/sys/fs/cgroup/memory/labd", "/sys/fs/cgroup/pids/labd", "/sys/fs/cgroup/unified/labd"} {
 		for _, n := range names {
+			dirs, _ := filepath.Glob(filepath.Join(root, "*", n))
 			if _, err := os.Stat(filepath.Join(root, n)); err == nil {
-				c.cgroups++
+				dirs = append(dirs, filepath.Join(root, n))
 			}
+			c.cgroups += len(dirs)
 		}
 	}
 	paths, _ := filepath.Glob("/proc/[0-9]*/cgroup")
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
-		if err != nil {
+		if err != nil || !bytes.Contains(b, []byte("/labd/")) {
 			continue
 		}
 		for _, n := range names {
-			if bytes.Contains(b, []byte("/labd/"+n+"\n")) || bytes.Contains(b, []byte("/labd/"+n+"/")) {
+			if bytes.Contains(b, []byte("/"+n+"\n")) || bytes.Contains(b, []byte("/"+n+"/")) {
 				c.procs++
 				break
 			}
@@ -321,8 +325,9 @@ func testShellContainerSandbox(t *testing.T, userns bool) {
 		t.Errorf("-v /root/sub:/x: exit %d, %q", code, out)
 	}
 
-	// Destroy: the shell's terminal ends, nothing is left.
-	names := []string{"shell-shell-a", "shell-shell-b"}
+	// Destroy: the shell's terminal ends, nothing is left (the sandboxes'
+	// groups shell-a and shell-b included).
+	names := []string{"shell-shell-a", "shell-shell-b", "shell-a", "shell-b"}
 	for _, sb := range []sandbox.Sandbox{a, b} {
 		out, _ := shellExec(t, sb, "docker ps -q --no-trunc")
 		names = append(names, strings.Fields(out)...)

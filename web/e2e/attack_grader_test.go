@@ -59,7 +59,9 @@ true`,
 // as they should on an untouched sandbox; then the shell is restored.
 func checksNotFooled(t *testing.T, a *attackEnv, _ string, _ int) {
 	t.Helper()
-	defer a.attacker.sh(`site=$(python3 -c 'import site; print(site.getusersitepackages())' 2>/dev/null)
+	// python3 -I: the planted usercustomize.py would make the plain
+	// python3 that finds it exit before printing where it is.
+	defer a.attacker.sh(`site=$(python3 -I -c 'import site; print(site.getusersitepackages())' 2>/dev/null)
 rm -f ~/.curlrc "$site/usercustomize.py"; mv /usr/local/lib/real-bash /usr/bin/bash`, time.Minute)
 	want := map[string]string{
 		"http-fooled":   "Nothing answers on port 5097",

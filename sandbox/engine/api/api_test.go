@@ -119,21 +119,3 @@ func TestBuildErrors(t *testing.T) {
 		t.Errorf("error body is not JSON: %v", err)
 	}
 }
-
-func TestBuildContextLimit(t *testing.T) {
-	eng, err := engine.Open(t.TempDir(), engine.SharedOptions{NoRuntime: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api.New(eng, api.Options{MaxContextSize: 1024, TempDir: t.TempDir()}))
-	defer srv.Close()
-	resp, err := http.Post(srv.URL+"/v1.41/build", "application/x-tar", strings.NewReader(strings.Repeat("x", 4096)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 400 || !strings.Contains(string(body), "build context is too large") {
-		t.Errorf("oversized context: %d %s", resp.StatusCode, body)
-	}
-}

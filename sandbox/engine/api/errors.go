@@ -19,11 +19,19 @@ type (
 	forbidden        interface{ Forbidden() }
 	notModified      interface{ NotModified() }
 	notImplemented   interface{ NotImplemented() }
+	tooLarge         interface{ RequestTooLarge() }
+	tooMany          interface{ TooManyRequests() }
 )
 
 // StatusCode returns the HTTP status dockerd would use for err.
 func StatusCode(err error) int {
 	switch {
+	// labd's limits first: a body cut at its limit surfaces as whatever
+	// its reader made of it ("invalid JSON: ..."), which is not the cause.
+	case errors.As(err, new(tooLarge)):
+		return http.StatusRequestEntityTooLarge
+	case errors.As(err, new(tooMany)):
+		return http.StatusTooManyRequests
 	case errors.As(err, new(notFound)):
 		return http.StatusNotFound
 	case errors.As(err, new(invalidParameter)):
@@ -53,6 +61,24 @@ func InvalidParameterError(err error) error { return invalidErr{err} }
 // ConflictError marks err as a 409.
 func ConflictError(err error) error { return conflictErr{err} }
 
+// RequestTooLargeError marks err as a 413: a request over one of the
+// engine's size limits.
+func RequestTooLargeError(err error) error { return tooLargeErr{err} }
+
+// TooManyRequestsError marks err as a 429: more at once than one of the
+// engine's limits allows.
+func TooManyRequestsError(err error) error { return tooManyErr{err} }
+
+type tooLargeErr struct{ error }
+
+func (tooLargeErr) RequestTooLarge() {}
+func (e tooLargeErr) Unwrap() error  { return e.error }
+
+type tooManyErr struct{ error }
+
+func (tooManyErr) TooManyRequests() {}
+func (e tooManyErr) Unwrap() error  { return e.error }
+
 type notFoundErr struct{ error }
 
 func (notFoundErr) NotFound()       {}
@@ -78,6 +104,13 @@ func writeError(w http.ResponseWriter, err error) {
 		return
 	}
 	msg := err.Error()
+	var big tooLarge
+	if errors.As(err, &big) {
+		// The limit's own words, not a decoder's wrapping of them.
+		if e, ok := big.(error); ok {
+			msg = e.Error()
+		}
+	}
 	if code == http.StatusBadRequest && strings.HasPrefix(msg, "invalid filter '") {
 		// The filters package of dockerd 20.10 capitalised its errors
 		// ("Invalid filter 'x'"); the newer one labd links does not, and

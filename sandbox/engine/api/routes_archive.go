@@ -84,7 +84,8 @@ func (s *server) containerArchivePut(ctx context.Context, w http.ResponseWriter,
 	if err != nil {
 		return err
 	}
-	return s.b.ContainerExtractToDir(ctx, name, p, boolValue(r, "copyUIDGID"), boolValue(r, "noOverwriteDirNonDir"), r.Body)
+	err = s.b.ContainerExtractToDir(ctx, name, p, boolValue(r, "copyUIDGID"), boolValue(r, "noOverwriteDirNonDir"), r.Body)
+	return overLimit(r.Body, err)
 }
 
 func (s *server) containerExport(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error {

@@ -112,30 +112,20 @@ func authConfigs(enc string) map[string]registry.AuthConfig {
 	return out
 }
 
-type contextTooLarge struct{ limit int64 }
-
-func (e contextTooLarge) Error() string {
-	return fmt.Sprintf("build context is too large: it exceeds the limit of %d bytes set for this engine", e.limit)
-}
-func (contextTooLarge) InvalidParameter() {}
-
 // spool reads the whole build context before any output is written, as
 // dockerd does, into a temporary file that is removed once the build ends.
+// body is limited to MaxContextSize (ServeHTTP): past it, the answer is
+// a 413 naming the limit.
 func (s *server) spool(body io.Reader) (*os.File, error) {
 	f, err := os.CreateTemp(s.opts.TempDir, "build-context-*.tar")
 	if err != nil {
 		return nil, fmt.Errorf("spool build context: %w", err)
 	}
 	_ = os.Remove(f.Name()) // gone from the tree at once: nothing leaks on a crash
-	n, err := io.Copy(f, io.LimitReader(body, s.opts.MaxContextSize+1))
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("read build context: %w", err)
-	}
-	if n > s.opts.MaxContextSize {
+	if _, err := io.Copy(f, body); err != nil {
 		f.Close()
 		// Drain nothing more: closing the request is enough.
-		return nil, contextTooLarge{s.opts.MaxContextSize}
+		return nil, overLimit(body, fmt.Errorf("read build context: %w", err))
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		f.Close()
@@ -144,10 +134,22 @@ func (s *server) spool(body io.Reader) (*os.File, error) {
 	return f, nil
 }
 
+// BuildAdmitter is a Backend that can tell before the build context is
+// read that Build would refuse the build (too many running): the client
+// then gets the refusal without sending its context first.
+type BuildAdmitter interface {
+	AdmitBuild() error
+}
+
 func (s *server) build(ctx context.Context, w http.ResponseWriter, r *http.Request, _ map[string]string) error {
 	opts, err := buildOptions(ctx, r)
 	if err != nil {
 		return err
+	}
+	if a, ok := s.b.(BuildAdmitter); ok {
+		if err := a.AdmitBuild(); err != nil {
+			return err
+		}
 	}
 	f, err := s.spool(r.Body)
 	if err != nil {

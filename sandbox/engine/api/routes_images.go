@@ -267,6 +267,12 @@ func (s *server) imagesLoad(ctx context.Context, w http.ResponseWriter, r *http.
 	// (quiet only hides progress bars), so the output is kept either way.
 	_ = quiet
 	if err := s.b.ImageLoad(ctx, r.Body, streamWriter{s: st}); err != nil {
+		err = overLimit(r.Body, err)
+		if big := (*bodyTooLarge)(nil); errors.As(err, &big) && !st.started() {
+			// Nothing was loaded: a plain 413 that names the limit.
+			w.Header().Del("Content-Type")
+			return big
+		}
 		_ = st.sendError(err)
 	}
 	if !st.started() {

@@ -89,6 +89,12 @@ type Options struct {
 	// (RecordsBackend). labd's grader has a socket of its own served so;
 	// nothing a request carries can make the learner's socket skip one.
 	Unrecorded bool
+
+	// MaxRequestBody bounds every other request body (JSON); 0 means
+	// DefaultMaxRequestBody. MaxLoadSize bounds a `docker load` archive,
+	// MaxCopySize a `docker cp` into a container; 0 means their defaults.
+	// A body past its limit is a 413 naming the limit (limits.go).
+	MaxRequestBody, MaxLoadSize, MaxCopySize int64
 }
 
 type handlerFunc func(ctx context.Context, w http.ResponseWriter, r *http.Request, vars map[string]string) error
@@ -99,6 +105,7 @@ type route struct {
 	re      *regexp.Regexp
 	names   []string
 	h       handlerFunc
+	body    bodyKind // the limit on its request body
 }
 
 type server struct {
@@ -118,6 +125,15 @@ func New(b Backend, opts Options) http.Handler {
 	}
 	if opts.MaxContextSize <= 0 {
 		opts.MaxContextSize = DefaultMaxContextSize
+	}
+	if opts.MaxRequestBody <= 0 {
+		opts.MaxRequestBody = DefaultMaxRequestBody
+	}
+	if opts.MaxLoadSize <= 0 {
+		opts.MaxLoadSize = DefaultMaxLoadSize
+	}
+	if opts.MaxCopySize <= 0 {
+		opts.MaxCopySize = DefaultMaxCopySize
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -149,12 +165,12 @@ func (s *server) table() []*route {
 		{method: "GET", pattern: "/info", h: s.info},
 		{method: "GET", pattern: "/events", h: s.events},
 
-		{method: "POST", pattern: "/build", h: s.build},
+		{method: "POST", pattern: "/build", h: s.build, body: bodyContext},
 		{method: "POST", pattern: "/build/prune", h: s.buildPrune},
 
 		{method: "GET", pattern: "/images/json", h: s.imagesList},
 		{method: "GET", pattern: "/images/get", h: s.imagesGet},
-		{method: "POST", pattern: "/images/load", h: s.imagesLoad},
+		{method: "POST", pattern: "/images/load", h: s.imagesLoad, body: bodyLoad},
 		{method: "POST", pattern: "/images/create", h: s.imagePull},
 		{method: "POST", pattern: "/images/prune", h: s.imagesPrune},
 		{method: "GET", pattern: "/images/{name}/json", h: s.imageInspect},
@@ -184,7 +200,7 @@ func (s *server) table() []*route {
 		{method: "DELETE", pattern: "/containers/{name}", h: s.containerDelete},
 		{method: "HEAD", pattern: "/containers/{name}/archive", h: s.containerArchiveHead},
 		{method: "GET", pattern: "/containers/{name}/archive", h: s.containerArchiveGet},
-		{method: "PUT", pattern: "/containers/{name}/archive", h: s.containerArchivePut},
+		{method: "PUT", pattern: "/containers/{name}/archive", h: s.containerArchivePut, body: bodyCopy},
 		{method: "GET", pattern: "/containers/{name}/export", h: s.containerExport},
 
 		{method: "GET", pattern: "/volumes", h: s.volumesList},
@@ -246,6 +262,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		for i, n := range rt.names {
 			vars[n] = m[i+1]
 		}
+		// Before ParseForm, which reads a form-encoded body.
+		lim := s.bodyLimit(rt.body)
+		r.Body = &limitedBody{rc: r.Body, left: lim.limit, err: lim}
 		if err := r.ParseForm(); err != nil {
 			writeError(w, InvalidParameterError(err))
 			return

@@ -30,6 +30,7 @@ type Exit struct {
 type Container struct {
 	r              *Runtime
 	id             string
+	group          *Group // nil: directly under the runtime's parent
 	bundle, rootfs string
 	lc             *libcontainer.Container
 	init           *Process
@@ -109,6 +110,9 @@ func (c *Container) monitor() {
 	c.r.mu.Lock()
 	delete(c.r.running, c.id)
 	c.r.mu.Unlock()
+	if c.group != nil {
+		c.group.leave()
+	}
 	close(c.done)
 }
 

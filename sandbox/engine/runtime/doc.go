@@ -8,7 +8,10 @@
 // default capability set; masked and read-only /proc and /sys paths;
 // no_new_privs; /proc, /dev (tmpfs with the default devices), /dev/pts,
 // /dev/shm, /dev/mqueue, a read-only /sys and /sys/fs/cgroup; a cgroup
-// <CgroupParent>/<id> on both cgroup v1 (and hybrid) and v2 hosts.
+// <CgroupParent>/<id> on both cgroup v1 (and hybrid) and v2 hosts, or
+// <CgroupParent>/<group>/<id> for a container of a Group (NewGroup): a
+// cgroup with limits of its own that its containers share, whatever each
+// asks for (a sandbox's shell, containers, build steps and checks).
 //
 // Like dockerd, every container gets an "init layer" as its topmost lower
 // (/.dockerenv, /etc/hosts, /etc/hostname, /etc/resolv.conf, /etc/mtab,
@@ -21,6 +24,7 @@
 //
 //	ROOT/                      0711
 //	├── state/<id>/            libcontainer's state (state.json, exec fifo)
+//	├── groups/<name>          one empty file per Group made and not yet removed
 //	└── bundles/<id>/          0711
 //	    ├── rootfs/            the overlay mount point
 //	    ├── init/              the init layer (topmost lower; the only one for FROM scratch)
@@ -29,7 +33,8 @@
 //
 // Everything under state/<id> and bundles/<id>, the overlay mount and the
 // cgroups are removed as soon as the container's init process has exited;
-// New sweeps whatever a killed labd left behind. The upper and work
+// a group's cgroup once Remove was called and its last container is gone.
+// New sweeps whatever a killed labd left behind, groups included. The upper and work
 // directories belong to the caller and are left in place.
 //
 // The re-exec: libcontainer starts a container by executing the current

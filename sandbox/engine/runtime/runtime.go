@@ -57,6 +57,7 @@ type Runtime struct {
 
 	mu      sync.Mutex
 	running map[string]*Container
+	groups  map[string]*Group // not yet removed, by name
 }
 
 // Mount is an extra mount in a container (a bind mount unless Type says
@@ -149,6 +150,14 @@ type Spec struct {
 	// default mounts, parents first.
 	Mounts []Mount
 
+	// Group puts the container's cgroup in a group's (<CgroupParent>/
+	// <group>/<id>), under the group's limits; nil: <CgroupParent>/<id>.
+	Group *Group
+	// OOMScoreAdj is the oom_score_adj of the container's processes (how
+	// readily the kernel's OOM killer picks them, -1000 to 1000); nil
+	// inherits labd's.
+	OOMScoreAdj *int
+
 	// UserNS runs the container in that user namespace: container root is
 	// the unprivileged host id UserNS.IDs.Base. The image layers are
 	// mounted idmapped (shared, never chowned); Upper receives host ids
@@ -205,6 +214,7 @@ func New(opts Options) (*Runtime, error) {
 		seccomp:      opts.Seccomp,
 		log:          opts.Logger,
 		running:      map[string]*Container{},
+		groups:       map[string]*Group{},
 	}
 	// Container root of a user namespace is not host root: it needs to
 	// search its way to its rootfs (runc remounts it by path). Nothing in
@@ -233,8 +243,8 @@ func New(opts Options) (*Runtime, error) {
 // otherwise outlive every data dir that was ever served. Containers still
 // running keep them, and their next runtime's sweep finds them.
 func (r *Runtime) Close() {
-	for _, d := range []string{r.bundleDir, r.stateDir, r.root} {
-		if err := os.Remove(d); err != nil {
+	for _, d := range []string{r.groupsDir(), r.bundleDir, r.stateDir, r.root} {
+		if err := os.Remove(d); err != nil && !(d == r.groupsDir() && errors.Is(err, os.ErrNotExist)) {
 			return
 		}
 	}
@@ -256,6 +266,7 @@ func (r *Runtime) sweep() {
 			r.removeCgroups(e.Name())
 		}
 	}
+	r.sweepGroups()
 	ents, _ = os.ReadDir(r.bundleDir)
 	for _, e := range ents {
 		if err := removeBundle(filepath.Join(r.bundleDir, e.Name())); err != nil {
@@ -265,11 +276,14 @@ func (r *Runtime) sweep() {
 }
 
 // removeCgroups removes the (empty) cgroup directories of a container whose
-// state could not be loaded, on v1, hybrid and v2 layouts.
+// state could not be loaded, on v1, hybrid and v2 layouts, directly under
+// the parent or in a group.
 func (r *Runtime) removeCgroups(id string) {
 	for _, pattern := range []string{
 		filepath.Join("/sys/fs/cgroup", "*", r.cgroupParent, id),
 		filepath.Join("/sys/fs/cgroup", r.cgroupParent, id),
+		filepath.Join("/sys/fs/cgroup", "*", r.cgroupParent, "*", id),
+		filepath.Join("/sys/fs/cgroup", r.cgroupParent, "*", id),
 	} {
 		dirs, _ := filepath.Glob(pattern)
 		for _, d := range dirs {
@@ -353,12 +367,28 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 		defer ns.Close() // the mounts and runc keep what they need
 	}
 
+	if g := s.Group; g != nil {
+		if g.r != r {
+			return nil, fmt.Errorf("start container %s: group %s is another runtime's", s.ID, g.name)
+		}
+		if err := g.enter(); err != nil {
+			return nil, fmt.Errorf("start container %s: %w", s.ID, err)
+		}
+		// Registered first, so it runs last: the container's own cgroup is
+		// gone (lc.Destroy below) before the group may be removed.
+		defer func() {
+			if err != nil {
+				g.leave()
+			}
+		}()
+	}
+
 	r.mu.Lock()
 	if _, dup := r.running[s.ID]; dup {
 		r.mu.Unlock()
 		return nil, fmt.Errorf("start container %s: %w", s.ID, ErrExists)
 	}
-	c := &Container{r: r, id: s.ID, done: make(chan struct{})}
+	c := &Container{r: r, id: s.ID, group: s.Group, done: make(chan struct{})}
 	r.running[s.ID] = c
 	r.mu.Unlock()
 	defer func() {

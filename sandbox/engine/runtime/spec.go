@@ -108,7 +108,7 @@ func (r *Runtime) ociSpec(s *Spec, rootfs, bundle string) (*specs.Spec, error) {
 		},
 		Mounts: defaultMounts(),
 		Linux: &specs.Linux{
-			CgroupsPath:   "/" + path.Join(r.cgroupParent, s.ID),
+			CgroupsPath:   r.cgroupsPath(s),
 			MaskedPaths:   maskedPaths,
 			ReadonlyPaths: readonlyPaths,
 			Namespaces: []specs.LinuxNamespace{
@@ -122,6 +122,10 @@ func (r *Runtime) ociSpec(s *Spec, rootfs, bundle string) (*specs.Spec, error) {
 			Resources: &specs.LinuxResources{Devices: deviceRules()},
 			Seccomp:   r.seccomp,
 		},
+	}
+	if s.OOMScoreAdj != nil {
+		v := *s.OOMScoreAdj
+		spec.Process.OOMScoreAdj = &v
 	}
 	if u := s.UserNS; u != nil {
 		// The mappings tell libcontainer the host id of container root;
@@ -196,6 +200,15 @@ func (r *Runtime) ociSpec(s *Spec, rootfs, bundle string) (*specs.Spec, error) {
 	sort.SliceStable(extra, func(i, j int) bool { return len(extra[i].Destination) < len(extra[j].Destination) })
 	spec.Mounts = append(spec.Mounts, extra...)
 	return spec, nil
+}
+
+// cgroupsPath is the container's cgroup below each hierarchy's root:
+// <parent>/<id>, or <parent>/<group>/<id> in a group.
+func (r *Runtime) cgroupsPath(s *Spec) string {
+	if s.Group != nil {
+		return "/" + path.Join(r.cgroupParent, s.Group.name, s.ID)
+	}
+	return "/" + path.Join(r.cgroupParent, s.ID)
 }
 
 // memorySwap applies Docker's rule: with a memory limit and no swap limit,
