@@ -178,33 +178,7 @@ func (s statInfo) IsDir() bool        { return s.Mode().IsDir() }
 func (s statInfo) Sys() any           { return &s.st }
 
 // Mode converts as os.Lstat does.
-func (s statInfo) Mode() os.FileMode {
-	m := os.FileMode(s.st.Mode & 0o777)
-	switch s.st.Mode & syscall.S_IFMT {
-	case syscall.S_IFDIR:
-		m |= os.ModeDir
-	case syscall.S_IFLNK:
-		m |= os.ModeSymlink
-	case syscall.S_IFIFO:
-		m |= os.ModeNamedPipe
-	case syscall.S_IFSOCK:
-		m |= os.ModeSocket
-	case syscall.S_IFCHR:
-		m |= os.ModeDevice | os.ModeCharDevice
-	case syscall.S_IFBLK:
-		m |= os.ModeDevice
-	}
-	if s.st.Mode&syscall.S_ISUID != 0 {
-		m |= os.ModeSetuid
-	}
-	if s.st.Mode&syscall.S_ISGID != 0 {
-		m |= os.ModeSetgid
-	}
-	if s.st.Mode&syscall.S_ISVTX != 0 {
-		m |= os.ModeSticky
-	}
-	return m
-}
+func (s statInfo) Mode() os.FileMode { return fileMode(s.st.Mode) }
 
 var errSkipDir = errors.New("skip")
 

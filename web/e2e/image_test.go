@@ -20,12 +20,10 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/gorilla/websocket"
 	"github.com/labd/labd/internal/testenv"
 	"github.com/labd/labd/sandbox/engine/enginetest"
 	"github.com/labd/labd/sandbox/engine/image"
 	"github.com/labd/labd/sandbox/engine/mountinfo"
-	"github.com/labd/labd/web/terminal"
 )
 
 // TestContainerImage builds labd's container image the way `make image`
@@ -477,36 +475,10 @@ func waitPreview(t *testing.T, l *wsLearner, srv *labd, want string) {
 // and attaches a new terminal; the sandbox must be prev's.
 func reattach(t *testing.T, srv *labd, lab string, prev *wsLearner) *wsLearner {
 	t.Helper()
-	l := &wsLearner{t: t, srv: srv, c: prev.c, more: make(chan struct{}, 1), done: make(chan struct{})}
-	req, _ := http.NewRequest("GET", srv.url+"/labs/"+lab, nil)
-	req.Header.Set("Sec-Fetch-Mode", "navigate")
-	req.Header.Set("Sec-Fetch-Dest", "document")
-	req.Header.Set("Sec-Fetch-Site", "none")
-	resp, err := l.c.Do(req)
-	if err != nil {
-		t.Fatalf("open lab %s again: %v", lab, err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := sandboxAttr.FindSubmatch(body)
-	if resp.StatusCode != 200 || m == nil {
-		t.Fatalf("lab page %s again: %d, no sandbox:\n%s", lab, resp.StatusCode, body)
-	}
-	if l.sid = string(m[1]); l.sid != prev.sid {
+	l := attachLab(t, srv, lab, prev.c)
+	if l.sid != prev.sid {
 		t.Fatalf("the same learner's sandbox is %s after the restart, was %s", l.sid, prev.sid)
 	}
-	jar := prev.c.Jar
-	dl := websocket.Dialer{Jar: jar, Subprotocols: []string{terminal.Subprotocol}, HandshakeTimeout: waitTimeout}
-	ws, _, err := dl.Dial("ws"+strings.TrimPrefix(srv.url, "http")+"/sandboxes/"+l.sid+"/terminal", http.Header{"Origin": {srv.url}})
-	if err != nil {
-		t.Fatalf("dial terminal: %v", err)
-	}
-	l.ws, l.conn = ws, terminal.NewConn(ws)
-	if err := l.conn.WriteMessage(terminal.Resize{Cols: 200, Rows: 50}); err != nil {
-		t.Fatal(err)
-	}
-	go l.read()
-	t.Cleanup(func() { ws.Close(); <-l.done })
 	return l
 }
 

@@ -47,7 +47,14 @@ var sandboxAttr = regexp.MustCompile(`data-sandbox="([^"]+)"`)
 func openLab(t *testing.T, srv *labd, lab string) *wsLearner {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
-	l := &wsLearner{t: t, srv: srv, c: &http.Client{Jar: jar, Timeout: waitTimeout}, more: make(chan struct{}, 1), done: make(chan struct{})}
+	return attachLab(t, srv, lab, &http.Client{Jar: jar, Timeout: waitTimeout})
+}
+
+// attachLab loads the lab page with c (a learner's cookies) and attaches
+// to its terminal.
+func attachLab(t *testing.T, srv *labd, lab string, c *http.Client) *wsLearner {
+	t.Helper()
+	l := &wsLearner{t: t, srv: srv, c: c, more: make(chan struct{}, 1), done: make(chan struct{})}
 	req, _ := http.NewRequest("GET", srv.url+"/labs/"+lab, nil)
 	req.Header.Set("Sec-Fetch-Mode", "navigate")
 	req.Header.Set("Sec-Fetch-Dest", "document")
@@ -63,7 +70,7 @@ func openLab(t *testing.T, srv *labd, lab string) *wsLearner {
 		t.Fatalf("lab page %s: %d, no sandbox:\n%s\nlabd log:\n%s", lab, resp.StatusCode, body, srv.log())
 	}
 	l.sid = string(m[1])
-	d := websocket.Dialer{Jar: jar, Subprotocols: []string{terminal.Subprotocol}, HandshakeTimeout: waitTimeout}
+	d := websocket.Dialer{Jar: c.Jar, Subprotocols: []string{terminal.Subprotocol}, HandshakeTimeout: waitTimeout}
 	ws, _, err := d.Dial("ws"+strings.TrimPrefix(srv.url, "http")+"/sandboxes/"+l.sid+"/terminal", http.Header{"Origin": {srv.url}})
 	if err != nil {
 		t.Fatalf("dial terminal: %v", err)
