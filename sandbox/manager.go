@@ -28,7 +28,22 @@ var (
 	ErrNotOwner = errors.New("sandbox belongs to another owner")
 	// ErrClosed is returned once Close has been called.
 	ErrClosed = errors.New("sandbox manager closed")
+	// ErrFull is returned (as a *FullError) when a new sandbox would
+	// exceed ManagerOptions.MaxSandboxes.
+	ErrFull = errors.New("the server runs its maximum number of sandboxes")
 )
+
+// FullError refuses a new sandbox while Max sandboxes live (or are being
+// made or torn down); errors.Is(err, ErrFull) holds for it.
+type FullError struct {
+	Max int
+}
+
+func (e *FullError) Error() string {
+	return fmt.Sprintf("%s (%d)", ErrFull, e.Max)
+}
+
+func (e *FullError) Is(target error) bool { return target == ErrFull }
 
 // IDs end up in paths and hostnames, so they are kept to a safe alphabet.
 var validID = regexp.MustCompile(`^[a-z0-9-]{1,40}$`)
@@ -69,6 +84,11 @@ type ManagerOptions struct {
 	Hostname func(id string) string
 	// Env is passed to every sandbox (Spec.Env).
 	Env []string
+	// MaxSandboxes bounds the sandboxes that exist at once, counting those
+	// being created and those being destroyed (both still hold a subnet
+	// and a uid range); a creation beyond it fails with a *FullError.
+	// Existing sandboxes are never affected. Zero or less: no maximum.
+	MaxSandboxes int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -76,16 +96,20 @@ type ManagerOptions struct {
 // Manager keeps at most one sandbox per id, creating it on first use and
 // destroying it when idle, when its shell exits, or on Close.
 type Manager struct {
-	p        Provider
-	opts     ManagerOptions
-	log      *slog.Logger
-	stop     chan struct{}
-	wg       sync.WaitGroup // reaper and Done watchers
-	hooksMu  sync.RWMutex
-	hooks    []func(id string, r Reason)
-	mu       sync.Mutex
-	closed   bool
-	entries  map[string]*entry
+	p       Provider
+	opts    ManagerOptions
+	log     *slog.Logger
+	stop    chan struct{}
+	wg      sync.WaitGroup // reaper and Done watchers
+	hooksMu sync.RWMutex
+	hooks   []func(id string, r Reason)
+	mu      sync.Mutex
+	closed  bool
+	entries map[string]*entry
+	// held counts sandboxes from the moment an entry is made until their
+	// Destroy has returned (or their creation failed): what MaxSandboxes
+	// bounds. It is entries plus those being destroyed.
+	held     int
 	stopOnce sync.Once
 }
 
@@ -173,6 +197,12 @@ func (m *Manager) GetOrCreateEnv(ctx context.Context, id, owner string, env []st
 type CreateOptions struct {
 	Env       []string  // added to ManagerOptions.Env ("KEY=value")
 	Resources Resources // the lab's limits instead of the provider's defaults
+	// Admit, if set, is asked once this call is to create the sandbox:
+	// after MaxSandboxes let it in, before the provider runs; never when
+	// the sandbox exists or another call is creating it. Its error is
+	// returned as it is and nothing is created (the web layer's rate
+	// limit per client, web/admission.go).
+	Admit func() error
 }
 
 // GetOrCreateWith is GetOrCreate with o applied should the sandbox be
@@ -189,9 +219,14 @@ func (m *Manager) GetOrCreateWith(ctx context.Context, id, owner string, o Creat
 		}
 		e, ok := m.entries[id]
 		if !ok {
+			if max := m.opts.MaxSandboxes; max > 0 && m.held >= max {
+				m.mu.Unlock()
+				return nil, fmt.Errorf("create sandbox %s: %w", id, &FullError{Max: max})
+			}
 			e = &entry{ready: make(chan struct{}), owner: owner}
 			e.last.Store(time.Now().UnixNano())
 			m.entries[id] = e
+			m.held++
 			m.mu.Unlock()
 			return m.create(ctx, id, e, o)
 		}
@@ -214,7 +249,14 @@ func (m *Manager) GetOrCreateWith(ctx context.Context, id, owner string, o Creat
 }
 
 func (m *Manager) create(ctx context.Context, id string, e *entry, o CreateOptions) (Sandbox, error) {
-	sb, err := m.provide(ctx, id, o)
+	var sb Sandbox
+	var err error
+	if o.Admit != nil {
+		err = o.Admit()
+	}
+	if err == nil {
+		sb, err = m.provide(ctx, id, o)
+	}
 	m.mu.Lock()
 	if err == nil && m.closed {
 		err = ErrClosed
@@ -225,6 +267,7 @@ func (m *Manager) create(ctx context.Context, id string, e *entry, o CreateOptio
 		if sb != nil {
 			_ = sb.Destroy(context.WithoutCancel(ctx))
 		}
+		m.release()
 		e.err = err
 		close(e.ready)
 		return nil, err
@@ -290,11 +333,27 @@ func (m *Manager) finish(ctx context.Context, id string, e *entry, r Reason) err
 		h(id, r)
 	}
 	err := e.sb.Destroy(ctx)
+	m.release()
 	m.log.Info("sandbox destroyed", "id", id, "reason", r.String(), "err", err)
 	if err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", id, err)
 	}
 	return nil
+}
+
+// release ends what held counted for one sandbox.
+func (m *Manager) release() {
+	m.mu.Lock()
+	m.held--
+	m.mu.Unlock()
+}
+
+// Count returns how many sandboxes count against MaxSandboxes now (live,
+// being created or being destroyed) and the maximum (0: none).
+func (m *Manager) Count() (held, limit int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.held, max(m.opts.MaxSandboxes, 0)
 }
 
 // Get returns id's sandbox and owner if it exists and is ready. It does not

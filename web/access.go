@@ -24,6 +24,10 @@ import (
 // or expired preview proof). They are labd's error page for a page load,
 // the same in JSON ({"status","title","error"}) for scripts, and the
 // preview host's own page on preview hosts.
+//
+// Whether a page load may start something new (a learner identity, a
+// sandbox) is admission's decision, in admission.go: a rate per client
+// and the server's maximum.
 
 // routeKind is what a request wants from a sandbox.
 type routeKind int

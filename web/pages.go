@@ -16,7 +16,14 @@ type catalogueData struct {
 }
 
 func (s *server) catalogue(w http.ResponseWriter, r *http.Request) {
-	s.keys.ensureLearner(w, r)
+	// A new visitor's identity is issued here only while their address is
+	// within its admission limit; it is paid for by its first sandbox
+	// (admission.go), and the lab page issues one if this did not.
+	if s.keys.learnerFromRequest(r) == "" {
+		if _, ok := s.admission.peek(admissionClient(r)); ok {
+			s.keys.issueLearner(w, r, newLearnerID())
+		}
+	}
 	entries := s.opts.Catalog.List()
 	s.render(w, r, http.StatusOK, "catalogue", catalogueData{Entries: entries, Progress: s.progressFor(r, entries)})
 }
@@ -28,6 +35,10 @@ type labData struct {
 	// WaitShell: no sandbox yet, the shell image is being made; the page
 	// shows the instructions and reloads itself when the image is ready.
 	WaitShell bool
+	// Wait: no sandbox now (the class is full, or too many new ones from
+	// the learner's address, admission.go); the page shows the
+	// instructions and tries again by itself.
+	Wait *labWait
 }
 
 // labPage shows the lab and makes sure the learner's sandbox for it runs,
@@ -50,15 +61,39 @@ func (s *server) labPage(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	learner := s.keys.ensureLearner(w, r)
+	learner, fresh := s.keys.learnerFromRequest(r), false
+	if learner == "" {
+		learner, fresh = newLearnerID(), true
+	}
 	sid := s.keys.sandboxID(learner, id)
+	// A new identity or sandbox is admitted before anything of it is made
+	// (the cookie, the registry account); the token is spent only when
+	// the Manager creates the sandbox (admission.go).
+	adm := s.admissionFor(r, learner, sid, fresh)
+	if retry, ok := adm.allowed(); !ok {
+		s.slowDown(w, r, lab, retry)
+		return
+	}
+	if fresh {
+		s.keys.issueLearner(w, r, learner)
+	}
 	user, box := s.learnerAccount(r.Context(), learner, id)
 	var env []string
 	if user != "" {
 		env = []string{"LABD_USER=" + user}
 	}
 	sb, err := s.opts.Sandboxes.GetOrCreateWith(r.Context(), sid, learner, sandbox.CreateOptions{
-		Env: env, Resources: sandbox.Resources{Memory: lab.Resources.Memory, Pids: lab.Resources.Pids}})
+		Env: env, Resources: sandbox.Resources{Memory: lab.Resources.Memory, Pids: lab.Resources.Pids},
+		Admit: adm.admit})
+	if retry, ok := isSlowDown(err); ok {
+		s.slowDown(w, r, lab, retry)
+		return
+	}
+	var full *sandbox.FullError
+	if errors.As(err, &full) {
+		s.classFull(w, r, lab, full)
+		return
+	}
 	if errors.Is(err, sandbox.ErrShellNotReady) {
 		w.Header().Set("Cache-Control", "no-store")
 		s.render(w, r, http.StatusOK, "lab", labData{Lab: lab, WaitShell: true})

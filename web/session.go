@@ -87,7 +87,16 @@ func (k keys) ensureLearner(w http.ResponseWriter, r *http.Request) string {
 	if id := k.learnerFromRequest(r); id != "" {
 		return id
 	}
-	id := rand.Text()
+	id := newLearnerID()
+	k.issueLearner(w, r, id)
+	return id
+}
+
+// newLearnerID is a fresh learner identity (130 random bits).
+func newLearnerID() string { return rand.Text() }
+
+// issueLearner sets the identity cookie of learner id.
+func (k keys) issueLearner(w http.ResponseWriter, r *http.Request, id string) {
 	setCookie(w, r, &http.Cookie{
 		Name:     cookieName,
 		Value:    id + "." + k.sign(id),
@@ -96,7 +105,6 @@ func (k keys) ensureLearner(w http.ResponseWriter, r *http.Request) string {
 		HttpOnly: true,
 		SameSite: http.SameSiteLaxMode,
 	})
-	return id
 }
 
 // sandboxID names the learner's sandbox for a lab. It is a keyed hash so

@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labd/labd/grader"
@@ -70,9 +71,14 @@ type Options struct {
 	// (web/bootstrap.go): a banner on every page while it runs, notes on
 	// lab pages whose images are missing; nil: none.
 	BaseImages BaseImages
+	// Admission bounds how fast one client address starts new learners
+	// and sandboxes (web/admission.go); the zero value is the defaults.
+	Admission AdmissionLimit
 
 	// touchEvery overrides touchInterval (tests).
 	touchEvery time.Duration
+	// now is the admission buckets' clock (tests); nil: time.Now.
+	now func() time.Time
 }
 
 // server holds the handler's state. Its exported surface is only
@@ -92,6 +98,10 @@ type server struct {
 	// hosts (preview_auth.go, preview_host.go).
 	signer        *previewSigner
 	previewDomain string
+	// admission: a token bucket per client (admission.go); nil: no limit.
+	admission *limiter
+	// fullLogged is when "the class is full" was last logged (unix nanos).
+	fullLogged atomic.Int64
 }
 
 // New returns the web UI's handler. It panics if a required option is
@@ -119,6 +129,7 @@ func New(opts Options) http.Handler {
 		static: static,
 		terms:  map[string]*liveTerminal{},
 	}
+	s.admission = newLimiter(opts.Admission, opts.now)
 	s.pages = parsePages(static, s.bannerOf)
 	s.previewProxy = s.newPreviewProxy()
 	s.signer = newPreviewSigner(opts.Secret)

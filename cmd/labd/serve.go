@@ -59,6 +59,7 @@ type serveConfig struct {
 	bootstrap      []string     // base images to make in the background (bootstrap.go)
 	bootstrapFrom  *imageSource // --bootstrap-source (bootstrap_source.go)
 	limits         serveLimits  // per sandbox (serve_limits.go)
+	admission      admission    // the most sandboxes, new ones per client (serve_admission.go)
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
@@ -116,6 +117,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.BoolVar(&c.userns, "userns", envDefault("LABD_USERNS", "1") != "0", "run every sandbox's shell, containers and build steps in a user namespace of its own, root mapped to an unprivileged host uid range; turn off only for one trusted user (env LABD_USERNS=0)")
 	fs.StringVar(&c.cgroupParent, "cgroup-parent", envDefault("LABD_CGROUP_PARENT", "labd"), "parent cgroup of every shell, container and build step, as dockerd's --cgroup-parent (env LABD_CGROUP_PARENT)")
 	limits := addLimitFlags(fs)
+	admit := addAdmissionFlags(fs)
 	c.grading.add(fs)
 	c.registry = addRegistryFlags(fs)
 	c.engineRegistry = addEngineRegistryFlags(fs, c.registry)
@@ -133,6 +135,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 		return c, err
 	}
 	if c.limits, err = limits.resolve(); err != nil {
+		return c, err
+	}
+	if c.admission, err = admit.resolve(engine.SandboxCapacity(engine.SharedOptions{UserNS: usernsOptions(c.userns)})); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -192,6 +197,14 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
+	// Ranges stay with the sandbox IDs that had them: say so before new
+	// learners find none left.
+	if free, err := shared.FreeIDRanges(); err != nil {
+		log.Warn("uid range pool", "err", err)
+	} else if free >= 0 && free < cfg.admission.maxSandboxes {
+		log.Warn("uid range pool: fewer ranges free than --max-sandboxes; new learners will be refused once they are gone (each learner's lab keeps its range)",
+			"free", free, "max_sandboxes", cfg.admission.maxSandboxes)
+	}
 	// The learner's shell is a container of the sandbox image
 	// (`labd images bootstrap sandbox`). The simple shell (nsbox) runs as
 	// root beside labd's data: only trusted learners get it, while the
@@ -215,9 +228,10 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	// Official images are pulled through the engines' registry client.
 	images := newServeImages(&baseImageMaker{store: shared.Store, dist: shared.Registry(), source: *cfg.bootstrapFrom}, cfg.bootstrap, shared.Runtime != nil, log)
 	mgr := sandbox.NewManager(images.provider(provider), sandbox.ManagerOptions{
-		DataDir:     cfg.data,
-		IdleTimeout: idle,
-		Logger:      log,
+		DataDir:      cfg.data,
+		IdleTimeout:  idle,
+		Logger:       log,
+		MaxSandboxes: cfg.admission.maxSandboxes,
 	})
 	images.watch(mgr)
 	live, instructorToken, closeGrading, err := startGrading(ctx, cfg.data, cfg.grading, log)
@@ -239,6 +253,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		PreviewDomain:         cfg.previewDomain,
 		BaseImages:            images,
 		MaxUpload:             cfg.maxUploadMiB << 20,
+		Admission:             cfg.admission.limit,
 	}
 	if reg != nil {
 		// Every learner gets an account on their first lab page (a nil
@@ -263,7 +278,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("labd serving", "addr", "http://"+ln.Addr().String(), "content", cfg.content, "data", cfg.data, "idle_timeout", cfg.idleTimeout,
-		"trusted_proxies", fmt.Sprint(cfg.trustedProxies))
+		"trusted_proxies", fmt.Sprint(cfg.trustedProxies), "max_sandboxes", cfg.admission.maxSandboxes,
+		"admission_rate", cfg.admission.limit.PerMinute, "admission_burst", cfg.admission.limit.Burst)
 	defer images.start(ctx)()
 
 	select {

@@ -19,7 +19,7 @@ func (s *Shared) netRunDir(owner string) string { return filepath.Join(s.dir, "r
 // pool returns the subnet pool shared by every engine of the process.
 func (s *Shared) pool() (*network.Pool, error) {
 	s.poolOnce.Do(func() {
-		s.netPool, s.poolErr = network.OpenPool(filepath.Join(s.dir, "net"), network.DefaultPool, 24)
+		s.netPool, s.poolErr = network.OpenPool(filepath.Join(s.dir, "net"), network.DefaultPool, sandboxSubnetBits)
 		if s.poolErr != nil {
 			s.poolErr = fmt.Errorf("open subnet pool: %w", s.poolErr)
 		}

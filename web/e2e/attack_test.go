@@ -97,7 +97,8 @@ func TestAttacks(t *testing.T) {
 	closed.Close()
 
 	a.srv = serveLabd(t, bin, "--addr", "127.0.0.1:0", "--content", filepath.Join(root, "web/e2e/testdata/attack"),
-		"--data", data, "--idle-timeout", "30m", "--registry-addr", freeLoopbackAddr(t))
+		"--data", data, "--idle-timeout", "30m", "--registry-addr", freeLoopbackAddr(t),
+		"--max-sandboxes", strconv.Itoa(floodMax), "--admission-burst", strconv.Itoa(floodBurst), "--admission-rate", strconv.Itoa(floodRate))
 	a.labdPort = a.srv.url[strings.LastIndex(a.srv.url, ":")+1:]
 	// labd in a memory cgroup of its own: a learner who makes labd read
 	// a device without end ends this test, not the machine.

@@ -155,6 +155,9 @@ func (p *Pool) owners() (map[uint32]string, error) {
 	return out, nil
 }
 
+// Count is how many ranges the pool has.
+func (p *Pool) Count() int { return int(p.count) }
+
 func (p *Pool) rangeOf(k uint32) Range { return Range{Base: p.first + k*p.size, Size: p.size} }
 
 func (p *Pool) file(k uint32) string { return filepath.Join(p.dir, strconv.FormatUint(uint64(k), 10)) }
