@@ -10,7 +10,7 @@ export LABD_ARTIFACTS ?= $(CURDIR)/artifacts
 # Docker's default seccomp profile for containers needs libseccomp (cgo).
 export GOFLAGS := $(GOFLAGS) -tags=seccomp
 
-.PHONY: all build image images run test test-unit test-e2e test-labs lint-content vet bench deps-run deps-test assets clean
+.PHONY: all build image images run test test-unit test-e2e test-load test-labs lint-content vet bench test-fuzz deps-run deps-test assets clean
 
 all: build
 
@@ -63,7 +63,17 @@ test-unit: assets
 # stand-in, sandbox image) in TESTDATA beside test-labs' (made once, kept).
 test-e2e: deps-test build
 	mkdir -p $(LABD_ARTIFACTS)
-	LABD_E2E_LABS_DATA=$(abspath $(TESTDATA)) $(GOTEST) -v -- $(GO) test -json -count=1 -timeout 20m ./web/e2e/
+	LABD_E2E_LABS_DATA=$(abspath $(TESTDATA)) $(GOTEST) -v -- $(GO) test -json -count=1 -timeout 30m ./web/e2e/
+
+# A class at once (issue 13): N learners over HTTP and the terminal
+# websocket (page, prompt, build, run, port preview, push), then the same
+# class beside a hostile learner (fork bomb, memory and disk filled).
+# Figures in $(LABD_ARTIFACTS)/load-N.json and load-N-hostile.json,
+# docs/benchmarks.md. test-e2e runs it too, with N=10.
+N ?= 10
+test-load: deps-test build
+	mkdir -p $(LABD_ARTIFACTS)
+	LABD_LOAD_N=$(N) LABD_E2E_LABS_DATA=$(abspath $(TESTDATA)) $(GOTEST) -v -- $(GO) test -json -count=1 -run '^TestLoad$$' -timeout $$((15 + $(N)))m ./web/e2e/
 
 # Every lab's solution.sh in a fresh sandbox: no check passes before,
 # each step's checks pass after its section (grader/labtest).
@@ -74,6 +84,24 @@ test-labs: build
 	./$(BIN) test --data $(TESTDATA) --junit $(LABD_ARTIFACTS)/labs-junit.xml $(CONTENT)
 
 test: deps-test build vet lint-content test-unit test-labs test-e2e
+
+# Each fuzz target for FUZZTIME (go test -fuzz takes one target per
+# package at a time); `make test` runs their seeds and testdata/fuzz
+# regressions as ordinary tests. docs/security.md, "Fuzzing".
+FUZZTIME ?= 20s
+FUZZ_TARGETS := \
+	FuzzLoad:./labs \
+	FuzzChecks:./labs \
+	FuzzPlan:./sandbox/engine/build \
+	FuzzApply:./sandbox/engine/layer \
+	FuzzResolve:./sandbox/engine/image \
+	FuzzDecodeFrame:./web/terminal
+
+test-fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== $${t%%:*} ($${t#*:}, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}\$$" -fuzztime $(FUZZTIME) "$${t#*:}"; \
+	done
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...

@@ -2,6 +2,7 @@ package labs
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -132,47 +133,90 @@ func fieldTypeProblem(typ string, v *yaml.Node) string {
 		if !isScalar || v.Tag == "!!null" || strings.TrimSpace(v.Value) == "" {
 			return " (non-empty)"
 		}
+		if !isText(v) {
+			return ", not " + strconv.Quote(v.Value) + " (quote it)"
+		}
 	case ftBool:
 		if !isScalar || v.Tag != "!!bool" {
 			return ", not " + strconv.Quote(v.Value)
 		}
 	case ftInt:
-		if !isScalar || v.Tag != "!!int" {
+		if !isScalar || v.Tag != "!!int" || !isInt(v) {
 			return ", not " + strconv.Quote(v.Value)
 		}
 	case ftList:
 		if v.Kind == yaml.SequenceNode {
 			for _, it := range v.Content {
-				if it.Kind != yaml.ScalarNode {
+				if it.Kind != yaml.ScalarNode || !isText(it) {
 					return " (each entry text)"
 				}
 			}
 			return ""
 		}
-		if !isScalar || v.Value == "" {
+		if !isScalar || v.Value == "" || !isText(v) {
 			return " (or one text)"
 		}
 	case ftDuration:
+		// The grader reads whole seconds or a Go duration; anything else
+		// would silently become its default.
 		if !isScalar {
-			return ""
+			return ", not a " + kindName(v)
 		}
 		if v.Tag == "!!int" {
+			if !isInt(v) {
+				return ", not " + strconv.Quote(v.Value)
+			}
 			return ""
 		}
-		if _, err := time.ParseDuration(v.Value); err != nil {
+		if _, err := time.ParseDuration(v.Value); err != nil || v.Tag != "!!str" {
 			return ", not " + strconv.Quote(v.Value)
 		}
 	case ftRegexp:
-		if !isScalar || v.Value == "" {
-			return " (non-empty)"
+		if !isScalar || v.Value == "" || !isText(v) {
+			return " (non-empty text; quote it)"
 		}
 		if _, err := regexp.Compile(v.Value); err != nil {
 			return ": " + err.Error()
 		}
 	case ftPublish:
-		if !isScalar || !publishRE.MatchString(v.Value) {
+		if !isScalar || !publishRE.MatchString(v.Value) || !isText(v) {
 			return ", not " + strconv.Quote(v.Value)
 		}
 	}
 	return ""
+}
+
+// isText reports whether the scalar v decodes to a value the grader reads
+// as the text written (grader/spec.go): a string, a bool, a number that
+// fits; not a date, which YAML makes a time, nor a NaN or an integer
+// beyond int64.
+func isText(v *yaml.Node) bool {
+	var x any
+	if v.Decode(&x) != nil {
+		return false
+	}
+	switch x := x.(type) {
+	case string, int, bool:
+		return true
+	case float64:
+		return !math.IsNaN(x) && !math.IsInf(x, 0)
+	}
+	return false
+}
+
+func kindName(v *yaml.Node) string {
+	switch v.Kind {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	}
+	return "value"
+}
+
+// isInt reports whether the !!int scalar v fits an int (YAML gives
+// larger ones as uint64, which the grader would not read).
+func isInt(v *yaml.Node) bool {
+	var n int
+	return v.Decode(&n) == nil
 }

@@ -44,7 +44,7 @@ func (li lineIndex) line(off int) int {
 
 func (p *parser) parse(src []byte) *Lab {
 	src = bytes.TrimPrefix(src, []byte("\xef\xbb\xbf"))
-	src = bytes.ReplaceAll(src, []byte("\r\n"), []byte("\n"))
+	src = normalizeNewlines(src)
 	lab := &Lab{ID: p.id, Dir: p.dir}
 	body := src
 	if yamlText, first, bodyStart, ok := p.splitFrontMatter(src); ok {
@@ -60,6 +60,14 @@ func (p *parser) parse(src []byte) *Lab {
 	}
 	p.body(lab, body)
 	return lab
+}
+
+// normalizeNewlines makes every line end in "\n": CommonMark and YAML
+// both end lines at "\r\n" and at a lone "\r" too, and problems are
+// placed by counting "\n".
+func normalizeNewlines(src []byte) []byte {
+	src = bytes.ReplaceAll(src, []byte("\r\n"), []byte("\n"))
+	return bytes.ReplaceAll(src, []byte("\r"), []byte("\n"))
 }
 
 // doc is one Markdown source being transformed: lab.md's body, or the text

@@ -16,6 +16,7 @@ import (
 type Resources struct {
 	Memory int64 // bytes: the sandbox's shell, containers and builds together
 	Pids   int64 // processes and threads
+	Disk   int64 // bytes: the sandbox's disk quota (workspace, containers, volumes, images it built)
 }
 
 // Smallest values a lab may ask for: below them the shell, the docker CLI
@@ -23,6 +24,7 @@ type Resources struct {
 const (
 	MinMemory int64 = 64 << 20
 	MinPids   int64 = 64
+	MinDisk   int64 = 64 << 20
 )
 
 const resourcesForm = `front matter field "resources" must be a mapping such as {memory: 2g, pids: 2048}`
@@ -70,16 +72,29 @@ func (p *parser) resources(v *yaml.Node, line, off int) Resources {
 			default:
 				r.Pids = n
 			}
+		case "disk":
+			n, err := units.RAMInBytes(s)
+			switch {
+			case err != nil || n <= 0:
+				p.problem(l, fmt.Sprintf("front matter field \"resources\": disk %q is not a size such as 4g or 512m", s))
+			case n < MinDisk:
+				p.problem(l, fmt.Sprintf("front matter field \"resources\": disk %s is below %s, too little for a workspace and one image", s, units.BytesSize(float64(MinDisk))))
+			default:
+				r.Disk = n
+			}
 		default:
-			p.problem(l, fmt.Sprintf("front matter field \"resources\": unknown key %q (known: memory, pids)", k.Value))
+			p.problem(l, fmt.Sprintf("front matter field \"resources\": unknown key %q (known: memory, pids, disk)", k.Value))
 		}
 	}
 	return r
 }
 
 func example(key string) string {
-	if key == "pids" {
+	switch key {
+	case "pids":
 		return "pids: 2048"
+	case "disk":
+		return "disk: 4g"
 	}
 	return "memory: 2g"
 }

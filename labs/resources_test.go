@@ -31,7 +31,9 @@ func TestFrontMatterResources(t *testing.T) {
 		{"fraction pids", "resources: {pids: 1.5}", Resources{}, []string{`pids "1.5" is not a whole number`}},
 		{"too few pids", "resources: {pids: 10}", Resources{}, []string{`pids 10 is below 64, too few for a shell, docker and a container`}},
 		{"empty value", "resources: {memory: }", Resources{}, []string{`memory needs a value, like memory: 2g`}},
-		{"unknown key", "resources:\n  memory: 2g\n  cpus: 4", Resources{Memory: 2 << 30}, []string{`lab.md:8: front matter field "resources": unknown key "cpus" (known: memory, pids)`}},
+		{"unknown key", "resources:\n  memory: 2g\n  cpus: 4", Resources{Memory: 2 << 30}, []string{`lab.md:8: front matter field "resources": unknown key "cpus" (known: memory, pids, disk)`}},
+		{"disk", "resources: {disk: 4g}", Resources{Disk: 4 << 30}, nil},
+		{"too little disk", "resources: {disk: 10m}", Resources{}, []string{`disk 10m is below 64MiB, too little for a workspace and one image`}},
 		{"twice", "resources:\n  pids: 100\n  pids: 200", Resources{Pids: 100}, []string{`lab.md:8: front matter field "resources" has "pids" twice`}},
 	}
 	for _, tt := range tests {

@@ -28,6 +28,9 @@ var (
 	ErrNotOwner = errors.New("sandbox belongs to another owner")
 	// ErrClosed is returned once Close has been called.
 	ErrClosed = errors.New("sandbox manager closed")
+	// ErrNotFound is returned by Wait for an id with no sandbox, made or
+	// being made.
+	ErrNotFound = errors.New("no such sandbox")
 	// ErrFull is returned (as a *FullError) when a new sandbox would
 	// exceed ManagerOptions.MaxSandboxes.
 	ErrFull = errors.New("the server runs its maximum number of sandboxes")
@@ -56,6 +59,8 @@ const (
 	ReasonShellExited                   // the learner's shell ended (e.g. "exit")
 	ReasonShutdown                      // the Manager was closed
 	ReasonAdmin                         // Destroy was called explicitly
+	ReasonLifetime                      // older than MaxLifetime
+	ReasonReset                         // its learner asked for a fresh one
 )
 
 func (r Reason) String() string {
@@ -68,6 +73,10 @@ func (r Reason) String() string {
 		return "shutdown"
 	case ReasonAdmin:
 		return "admin"
+	case ReasonLifetime:
+		return "lifetime"
+	case ReasonReset:
+		return "reset"
 	}
 	return fmt.Sprintf("Reason(%d)", int(r))
 }
@@ -88,7 +97,22 @@ type ManagerOptions struct {
 	// being created and those being destroyed (both still hold a subnet
 	// and a uid range); a creation beyond it fails with a *FullError.
 	// Existing sandboxes are never affected. Zero or less: no maximum.
+	// Warm sandboxes count too.
 	MaxSandboxes int
+	// Warm is how many sandboxes are kept made ahead of their learners
+	// when the Provider is a Warmer (warm.go): a new learner's first page
+	// gets one at once instead of waiting for a shell to start.
+	Warm int
+	// MaxLifetime ends a sandbox this long after it was made, busy or
+	// not (ReasonLifetime); zero or less: never.
+	MaxLifetime time.Duration
+	// WarnBefore is how long before an idle or lifetime end the OnWarn
+	// hooks hear of it; zero: DefaultWarnBefore (at most a third of
+	// IdleTimeout).
+	WarnBefore time.Duration
+	// CreateTimeout bounds the creation Start runs in the background; zero:
+	// DefaultCreateTimeout.
+	CreateTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -103,6 +127,7 @@ type Manager struct {
 	wg      sync.WaitGroup // reaper and Done watchers
 	hooksMu sync.RWMutex
 	hooks   []func(id string, r Reason)
+	warns   []func(id string, w Warning)
 	mu      sync.Mutex
 	closed  bool
 	entries map[string]*entry
@@ -111,16 +136,22 @@ type Manager struct {
 	// bounds. It is entries plus those being destroyed.
 	held     int
 	stopOnce sync.Once
+	pool     pool // warm.go
 }
 
 // entry is a sandbox being created (ready open) or running. Whoever removes
 // an entry from the map owns its destruction and the reason reported.
 type entry struct {
-	ready chan struct{} // closed once sb or err is set
-	sb    Sandbox
-	err   error
-	owner string
-	last  atomic.Int64 // unix nanos of the last activity
+	ready   chan struct{} // closed once sb or err is set
+	sb      Sandbox
+	err     error
+	owner   string
+	created time.Time
+	last    atomic.Int64 // unix nanos of the last activity
+	warned  atomic.Int64 // unix nanos of the end last warned of (lifecycle.go)
+	// warm is the pool's sandbox this entry was given when it was made
+	// (its place under MaxSandboxes passes to the entry); nil: none.
+	warm *warm
 }
 
 // NewManager returns a Manager creating sandboxes with p. It starts the
@@ -135,6 +166,9 @@ func NewManager(p Provider, opts ManagerOptions) *Manager {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.CreateTimeout <= 0 {
+		opts.CreateTimeout = DefaultCreateTimeout
+	}
 	if abs, err := filepath.Abs(opts.DataDir); err == nil && opts.DataDir != "" {
 		opts.DataDir = abs
 	}
@@ -145,7 +179,8 @@ func NewManager(p Provider, opts ManagerOptions) *Manager {
 		stop:    make(chan struct{}),
 		entries: make(map[string]*entry),
 	}
-	if opts.IdleTimeout > 0 {
+	m.startPool()
+	if opts.IdleTimeout > 0 || opts.MaxLifetime > 0 {
 		m.wg.Add(1)
 		go m.reap()
 	}
@@ -208,29 +243,17 @@ type CreateOptions struct {
 // GetOrCreateWith is GetOrCreate with o applied should the sandbox be
 // created now.
 func (m *Manager) GetOrCreateWith(ctx context.Context, id, owner string, o CreateOptions) (Sandbox, error) {
-	if !ValidID(id) {
-		return nil, fmt.Errorf("get sandbox %q: %w", id, ErrInvalidID)
-	}
 	for {
-		m.mu.Lock()
-		if m.closed {
-			m.mu.Unlock()
-			return nil, ErrClosed
+		e, mine, err := m.begin(id, owner, o)
+		if err != nil {
+			return nil, err
 		}
-		e, ok := m.entries[id]
-		if !ok {
-			if max := m.opts.MaxSandboxes; max > 0 && m.held >= max {
-				m.mu.Unlock()
-				return nil, fmt.Errorf("create sandbox %s: %w", id, &FullError{Max: max})
+		if mine {
+			if err := m.admit(id, e, o); err != nil {
+				return nil, err
 			}
-			e = &entry{ready: make(chan struct{}), owner: owner}
-			e.last.Store(time.Now().UnixNano())
-			m.entries[id] = e
-			m.held++
-			m.mu.Unlock()
 			return m.create(ctx, id, e, o)
 		}
-		m.mu.Unlock()
 		select {
 		case <-e.ready:
 		case <-ctx.Done():
@@ -248,15 +271,128 @@ func (m *Manager) GetOrCreateWith(ctx context.Context, id, owner string, o Creat
 	}
 }
 
-func (m *Manager) create(ctx context.Context, id string, e *entry, o CreateOptions) (Sandbox, error) {
-	var sb Sandbox
-	var err error
-	if o.Admit != nil {
-		err = o.Admit()
+// DefaultCreateTimeout bounds a creation Start runs in the background.
+const DefaultCreateTimeout = 3 * time.Minute
+
+// Start is GetOrCreateWith that does not wait for the sandbox: it returns
+// once the sandbox runs, is being made, or has been admitted and is being
+// made in the background, so a page can answer before the shell is up.
+// Refusals (a *FullError, Admit's error, ErrNotOwner) come at once; a
+// failure of the creation itself is Wait's. ctx's values reach the
+// provider, its cancellation does not (CreateTimeout bounds it).
+func (m *Manager) Start(ctx context.Context, id, owner string, o CreateOptions) error {
+	e, mine, err := m.begin(id, owner, o)
+	if err != nil {
+		return err
 	}
+	if !mine {
+		if e.owner != owner {
+			return fmt.Errorf("get sandbox %s: %w", id, ErrNotOwner)
+		}
+		e.last.Store(time.Now().UnixNano())
+		return nil
+	}
+	if err := m.admit(id, e, o); err != nil {
+		return err
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.CreateTimeout)
+		defer cancel()
+		if _, err := m.create(cctx, id, e, o); err != nil {
+			m.log.Warn("create sandbox", "id", id, "err", err)
+		}
+	}()
+	return nil
+}
+
+// Wait returns id's sandbox and owner once it is made (at once if it
+// runs), or why it could not be: ErrNotFound when there is none and none
+// is being made. It counts as activity.
+func (m *Manager) Wait(ctx context.Context, id string) (Sandbox, string, error) {
+	m.mu.Lock()
+	e, ok := m.entries[id]
+	m.mu.Unlock()
+	if !ok {
+		return nil, "", fmt.Errorf("sandbox %s: %w", id, ErrNotFound)
+	}
+	select {
+	case <-e.ready:
+	case <-ctx.Done():
+		return nil, "", fmt.Errorf("wait for sandbox %s: %w", id, ctx.Err())
+	}
+	if e.err != nil {
+		return nil, "", e.err
+	}
+	e.last.Store(time.Now().UnixNano())
+	return e.sb, e.owner, nil
+}
+
+// begin finds id's entry, or makes one that the caller then owns (mine)
+// and must create: a new entry takes a warm sandbox when the learner has
+// no workspace yet, else a place under MaxSandboxes.
+func (m *Manager) begin(id, owner string, o CreateOptions) (e *entry, mine bool, err error) {
+	if !ValidID(id) {
+		return nil, false, fmt.Errorf("get sandbox %q: %w", id, ErrInvalidID)
+	}
+	// A learner's first sandbox of a lab may be a warm one (made with the
+	// default limits); a workspace on disk must be the shell's /root from
+	// the start instead.
+	_, statErr := os.Lstat(filepath.Join(m.opts.DataDir, "sandboxes", id))
+	fresh := errors.Is(statErr, os.ErrNotExist) && o.Resources == (Resources{})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, false, ErrClosed
+	}
+	if e, ok := m.entries[id]; ok {
+		return e, false, nil
+	}
+	e = &entry{ready: make(chan struct{}), owner: owner, created: time.Now()}
+	if fresh {
+		e.warm = m.pool.take()
+	}
+	if e.warm == nil {
+		if max := m.opts.MaxSandboxes; max > 0 && m.held >= max {
+			return nil, false, fmt.Errorf("create sandbox %s: %w", id, &FullError{Max: max})
+		}
+		m.held++
+	} else {
+		m.pool.kick()
+	}
+	e.last.Store(time.Now().UnixNano())
+	m.entries[id] = e
+	return e, true, nil
+}
+
+// admit asks o.Admit about the entry the caller owns; on a refusal the
+// entry goes (its warm sandbox back to the pool).
+func (m *Manager) admit(id string, e *entry, o CreateOptions) error {
+	if o.Admit == nil {
+		return nil
+	}
+	err := o.Admit()
 	if err == nil {
-		sb, err = m.provide(ctx, id, o)
+		return nil
 	}
+	m.mu.Lock()
+	delete(m.entries, id)
+	w := e.warm
+	e.warm = nil
+	if w != nil {
+		m.pool.put(w)
+	} else {
+		m.held--
+	}
+	m.mu.Unlock()
+	e.err = err
+	close(e.ready)
+	return err
+}
+
+func (m *Manager) create(ctx context.Context, id string, e *entry, o CreateOptions) (Sandbox, error) {
+	sb, err := m.provide(ctx, id, e, o)
 	m.mu.Lock()
 	if err == nil && m.closed {
 		err = ErrClosed
@@ -281,22 +417,36 @@ func (m *Manager) create(ctx context.Context, id string, e *entry, o CreateOptio
 	return sb, nil
 }
 
-func (m *Manager) provide(ctx context.Context, id string, o CreateOptions) (Sandbox, error) {
+func (m *Manager) provide(ctx context.Context, id string, e *entry, o CreateOptions) (Sandbox, error) {
 	if m.opts.DataDir == "" {
 		return nil, fmt.Errorf("create sandbox %s: no data directory configured", id)
 	}
-	ws := m.WorkspaceDir(id)
+	env := append(append([]string{}, m.opts.Env...), o.Env...)
+	if w := e.warm; w != nil {
+		e.warm = nil
+		sb, err := m.adopt(ctx, id, w, Spec{Env: env, Resources: o.Resources})
+		if err == nil {
+			return sb, nil
+		}
+		// The learner still gets a sandbox, made the slow way.
+		m.log.Warn("adopt warm sandbox", "id", id, "err", err)
+		_ = w.discard(context.WithoutCancel(ctx))
+	}
+	// A sandbox that was warm once keeps its own name (instance).
+	name := m.instance(id)
+	ws := m.WorkspaceDir(name)
+	spec := Spec{
+		ID:        name,
+		Hostname:  m.opts.Hostname(name),
+		Workspace: ws,
+		Env:       env,
+		Resources: o.Resources,
+	}
 	// 0700 all the way: the workspace may hold the learner's secrets.
 	if err := os.MkdirAll(ws, 0o700); err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
-	sb, err := m.p.Create(ctx, Spec{
-		ID:        id,
-		Hostname:  m.opts.Hostname(id),
-		Workspace: ws,
-		Env:       append(append([]string{}, m.opts.Env...), o.Env...),
-		Resources: o.Resources,
-	})
+	sb, err := m.p.Create(ctx, spec)
 	if err != nil {
 		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
@@ -413,54 +563,6 @@ func isReady(e *entry) bool {
 	}
 }
 
-// reap destroys sandboxes idle for longer than IdleTimeout. It checks
-// several times per timeout so a sandbox overstays by a fraction of it.
-func (m *Manager) reap() {
-	defer m.wg.Done()
-	every := m.opts.IdleTimeout / 4
-	every = min(max(every, 10*time.Millisecond), time.Minute)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case now := <-t.C:
-			for _, id := range m.idle(now) {
-				if err := m.destroyIfIdle(id, now); err != nil {
-					m.log.Warn("reap idle sandbox", "id", id, "err", err)
-				}
-			}
-		}
-	}
-}
-
-func (m *Manager) idle(now time.Time) []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var ids []string
-	for id, e := range m.entries {
-		if isReady(e) && now.Sub(time.Unix(0, e.last.Load())) > m.opts.IdleTimeout {
-			ids = append(ids, id)
-		}
-	}
-	return ids
-}
-
-// destroyIfIdle re-checks idleness under the lock so a Touch between the
-// scan and the removal saves the sandbox.
-func (m *Manager) destroyIfIdle(id string, now time.Time) error {
-	m.mu.Lock()
-	e, ok := m.entries[id]
-	if !ok || now.Sub(time.Unix(0, e.last.Load())) <= m.opts.IdleTimeout {
-		m.mu.Unlock()
-		return nil
-	}
-	delete(m.entries, id)
-	m.mu.Unlock()
-	return m.finish(context.Background(), id, e, ReasonIdle)
-}
-
 // Close destroys every sandbox (ReasonShutdown), stops the reaper and
 // waits for the Manager's goroutines. Later GetOrCreate calls fail with
 // ErrClosed.
@@ -478,6 +580,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 	m.stopOnce.Do(func() { close(m.stop) })
+	poolErr := m.drain(ctx)
 
 	errs := make([]error, len(all))
 	var wg sync.WaitGroup
@@ -492,5 +595,5 @@ func (m *Manager) Close(ctx context.Context) error {
 	// Sandboxes still being created are destroyed by their creators once
 	// they see closed; the watchers end with their sandboxes.
 	m.wg.Wait()
-	return errors.Join(errs...)
+	return errors.Join(append(errs, poolErr)...)
 }

@@ -71,6 +71,7 @@ type Spec struct {
 type Resources struct {
 	Memory int64 // bytes
 	Pids   int64 // processes and threads
+	Disk   int64 // bytes: the sandbox's disk quota
 }
 
 // Provider creates sandboxes. Implementations must make Done close once

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -44,6 +45,9 @@ const (
 	routeFilesRead                        // GET /sandboxes/{sid}/files[/download|/archive]
 	routeFilesWrite                       // POST /sandboxes/{sid}/files (upload)
 	routeRegistry                         // POST /registry/password (the learner's own account)
+	routeTouch                            // POST /sandboxes/{sid}/touch (the idle warning's "I'm still here")
+	routeAdmin                            // POST /instructor/sandboxes/{sid}/stop|remove
+	routeReset                            // POST /labs/{id}/reset ("Reset my sandbox": the learner's own)
 )
 
 // who says whose request a route accepts.
@@ -69,6 +73,9 @@ const (
 	whoHostCookie
 	// whoAuthToken: the single-use token that opens a preview host.
 	whoAuthToken
+	// whoInstructor: the instructor alone, whether the sandbox runs or
+	// not (the handler tells a missing one).
+	whoInstructor
 )
 
 // originRule is what a route needs of the Origin header.
@@ -111,6 +118,9 @@ var rules = map[routeKind]rule{
 	routeFilesRead:       {who: whoKeptWorkspace, what: "its files"},
 	routeFilesWrite:      {who: whoKeptWorkspace, origin: originForm, what: "its files"},
 	routeRegistry:        {who: whoLearner, origin: originForm, what: "a registry account"},
+	routeTouch:           {who: whoOwner, origin: originForm, what: "its idle timer"},
+	routeAdmin:           {who: whoInstructor, origin: originForm, what: "stop or remove sandboxes"},
+	routeReset:           {who: whoLearner, origin: originForm, what: "your sandbox"},
 }
 
 // reason is decide's verdict.
@@ -196,6 +206,11 @@ func decide(k routeKind, st sandboxState, a asker) reason {
 		if a.proof != nil {
 			return badProof
 		}
+	case whoInstructor:
+		if !a.instructor {
+			return notYours
+		}
+		byCookie = !a.bearer
 	}
 	if r.origin != originAny && byCookie && !a.originOK {
 		return foreignOrigin
@@ -227,6 +242,11 @@ func (s *server) check(r *http.Request, k routeKind, sid string, port int) verdi
 	v := verdict{rule: rl}
 	var st sandboxState
 	if rl.who != whoLearner {
+		// A sandbox its lab page is still starting is waited for: the
+		// page answers before the shell is up (starting.go).
+		ctx, cancel := context.WithTimeout(r.Context(), startWait)
+		_ = s.starts.await(ctx, sid)
+		cancel()
 		v.sb, st.owner, st.live = s.opts.Sandboxes.Get(sid)
 	}
 	a := asker{pageLoad: isDocumentLoad(r)}
@@ -257,6 +277,18 @@ func (s *server) check(r *http.Request, k routeKind, sid string, port int) verdi
 	}
 	v.why = decide(k, st, a)
 	v.proof = a.proof
+	if st.kept && v.why == allowed {
+		// An ended sandbox's workspace may need mounting (its disk):
+		// for as long as the request runs.
+		dir, release, err := s.opts.Sandboxes.OpenWorkspace(r.Context(), sid)
+		if err != nil {
+			s.log.Error("open kept workspace", "sandbox", sid, "err", err)
+			v.why = noSandbox
+		} else {
+			v.workspace = dir
+			context.AfterFunc(r.Context(), release)
+		}
+	}
 	v.owner, v.learner = st.owner, a.learner
 	if v.sb != nil {
 		v.workspace = v.sb.Workspace()
@@ -311,6 +343,9 @@ func (s *server) refusalOf(v verdict) refusal {
 		return refusal{http.StatusNotFound, "No such sandbox",
 			"This sandbox is not running. Open its lab page to start it, then try again."}
 	case notYours:
+		if v.rule.who == whoInstructor {
+			return refusal{http.StatusForbidden, "Instructor only", "Only the instructor can " + v.rule.what + "."}
+		}
 		who := "the learner whose sandbox this is"
 		switch v.rule.who {
 		case whoOwnerOrInstructor, whoKeptWorkspace, whoCapability:

@@ -88,6 +88,12 @@ func TestDecide(t *testing.T) {
 		{routeFilesWrite, [nPersonas]reason{ok, nY, ok, nY, fO}},
 		// Everyone's own account.
 		{routeRegistry, [nPersonas]reason{ok, ok, ok, nL, fO}},
+		// The instructor's alone: not even the owner stops it there.
+		{routeAdmin, [nPersonas]reason{nY, nY, ok, nY, nY}},
+		// The idle warning's button: the owner's, from labd's page.
+		{routeTouch, [nPersonas]reason{ok, nY, nY, nY, fO}},
+		// Everyone's own sandbox of the lab (its id comes from the cookie).
+		{routeReset, [nPersonas]reason{ok, ok, ok, nL, fO}},
 	}
 	if len(table) != len(rules) {
 		t.Fatalf("the table has %d route kinds, rules has %d", len(table), len(rules))
@@ -146,6 +152,9 @@ func TestDecide(t *testing.T) {
 		{"expired capability, instructor", routePreviewCap, live, asker{instructor: true, proof: errProofExpired}, badProof},
 		{"preview host, labd's cookie alone", routePreviewHost, live, asker{learner: owner, proof: errProofInvalid}, notYours},
 		{"spent token, owner", routePreviewHostAuth, live, asker{proof: errProofUsed}, badProof},
+		{"admin, instructor's token, no origin", routeAdmin, gone, bearer, allowed},
+		{"admin, instructor cookie, foreign origin", routeAdmin, live, instrForeign, foreignOrigin},
+		{"admin of an ended sandbox, instructor", routeAdmin, kept, personas[pInstructor], allowed},
 	}
 	for _, tt := range tests {
 		if got := decide(tt.k, tt.st, tt.a); got != tt.want {

@@ -427,7 +427,7 @@ func TestAdmissionFull(t *testing.T) {
 	if p := load(t, s, a, addr, "/labs/one"); p.status != 200 || p.sandbox != sidA {
 		t.Errorf("first learner at the maximum: status %d, sandbox %q; want 200 %s", p.status, p.sandbox, sidA)
 	}
-	if _, _, ok := s.mgr.Get(sidA); !ok {
+	if _, _, ok := waitSandbox(t, s.mgr, sidA); !ok {
 		t.Errorf("first learner's sandbox %s gone at the maximum", sidA)
 	}
 

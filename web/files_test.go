@@ -49,7 +49,7 @@ func newFilesServer(t testing.TB, maxUpload int64) *filesServer {
 	})
 	a := s.client(t)
 	sid := sandboxOf(t, a, s.URL)
-	sb, _, ok := s.mgr.Get(sid)
+	sb, _, ok := waitSandbox(t, s.mgr, sid)
 	if !ok {
 		t.Fatalf("sandbox %s not running after the lab page", sid)
 	}

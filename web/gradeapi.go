@@ -53,8 +53,10 @@ func NewGradeAPI(opts Options) http.Handler {
 	g := &gradeAPI{opts: opts, keys: deriveKeys(opts.Secret)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+GradePath, g.grade)
+	// labd admin sandboxes (adminapi.go).
+	registerAdminAPI(mux, sandboxAdmin{opts: opts, keys: g.keys})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		gradeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (labd grade uses GET "+GradePath+")")
+		gradeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path+" (labd grade uses GET "+GradePath+", labd admin sandboxes "+SandboxesPath+")")
 	})
 	return mux
 }

@@ -55,6 +55,9 @@ func (s *server) status(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, routeStatus, gone)
 		return
 	}
+	if !s.awaitStart(w, r, routeStatus, sid) {
+		return
+	}
 	if _, ok := s.access(w, r, routeStatus, sid, 0); !ok {
 		return
 	}

@@ -123,7 +123,7 @@ func TestStatusWebsocket(t *testing.T) {
 			break
 		}
 	}
-	sb, _, _ := s.mgr.Get(sid)
+	sb, _, _ := waitSandbox(t, s.mgr, sid)
 	start := time.Now()
 	if err := os.WriteFile(filepath.Join(sb.Workspace(), "greeting.txt"), []byte("hi\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -6,12 +6,14 @@ import (
 	"crypto/subtle"
 	"encoding/csv"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labd/labd/labs"
+	"github.com/labd/labd/sandbox"
 )
 
 const instructorCookie = "labd_instructor"
@@ -148,7 +150,71 @@ func (s *server) instructor(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "could not read progress", http.StatusInternalServerError)
 		return
 	}
-	s.render(w, r, http.StatusOK, "instructor", struct{ Labs []instructorLab }{tables})
+	s.render(w, r, http.StatusOK, "instructor", instructorPage{Labs: tables, Sandboxes: s.sandboxRows(r), Columns: SandboxColumns})
+}
+
+// instructorPage is the instructor view's data.
+type instructorPage struct {
+	Labs      []instructorLab
+	Sandboxes []sandboxRow
+	Columns   []string
+}
+
+// sandboxRow is one running sandbox on the instructor page: the same
+// columns as `labd admin sandboxes ls`.
+type sandboxRow struct {
+	SandboxInfo
+	Cells []string
+}
+
+func (s *server) sandboxRows(r *http.Request) []sandboxRow {
+	now := time.Now()
+	var rows []sandboxRow
+	for _, si := range (sandboxAdmin{opts: s.opts, keys: s.keys}).list(r.Context()) {
+		rows = append(rows, sandboxRow{si, si.Cells(now)})
+	}
+	return rows
+}
+
+// instructorSandbox is the instructor page's Stop and Remove buttons
+// (POST /instructor/sandboxes/{sid}/stop|remove): forms whose Origin must
+// be labd's own when the instructor's cookie carries them (routeAdmin).
+// Remove deletes the learner's work: its form asks for a ticked box.
+func (s *server) instructorSandbox(w http.ResponseWriter, r *http.Request) {
+	sid, action := r.PathValue("sid"), r.PathValue("action")
+	if _, ok := s.access(w, r, routeAdmin, sid, 0); !ok {
+		return
+	}
+	a := sandboxAdmin{opts: s.opts, keys: s.keys}
+	var err error
+	switch action {
+	case "stop":
+		_, err = a.stop(r.Context(), sid)
+	case "remove":
+		if r.PostFormValue("confirm") != "yes" {
+			s.errorPage(w, r, http.StatusBadRequest, errorData{Title: "Not removed",
+				Message: "Removing a sandbox deletes its learner's files: tick the box beside Remove to confirm."})
+			return
+		}
+		_, err = a.remove(r.Context(), sid)
+	default:
+		s.notFound(w, r)
+		return
+	}
+	if err != nil {
+		status, msg := http.StatusInternalServerError, "labd could not "+action+" sandbox "+sid+": "+err.Error()
+		switch {
+		case errors.Is(err, errStopNotRunning), errors.Is(err, sandbox.ErrNotFound), errors.Is(err, sandbox.ErrInvalidID):
+			status, msg = http.StatusNotFound, "Sandbox "+sid+" is not running and has no files."
+		case errors.Is(err, sandbox.ErrBusy):
+			status = http.StatusConflict
+		default:
+			s.log.Error("instructor: "+action+" sandbox", "sandbox", sid, "err", err)
+		}
+		s.errorPage(w, r, status, errorData{Title: "Could not " + action + " the sandbox", Message: msg})
+		return
+	}
+	http.Redirect(w, r, "/instructor#sandboxes", http.StatusSeeOther)
 }
 
 func (s *server) instructorJSON(w http.ResponseWriter, r *http.Request) {

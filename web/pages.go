@@ -82,9 +82,19 @@ func (s *server) labPage(w http.ResponseWriter, r *http.Request) {
 	if user != "" {
 		env = []string{"LABD_USER=" + user}
 	}
-	sb, err := s.opts.Sandboxes.GetOrCreateWith(r.Context(), sid, learner, sandbox.CreateOptions{
-		Env: env, Resources: sandbox.Resources{Memory: lab.Resources.Memory, Pids: lab.Resources.Pids},
-		Admit: adm.admit})
+	// The page does not wait for the shell (starting.go): the terminal
+	// attaches when the sandbox is up.
+	co := sandbox.CreateOptions{
+		Env: env, Resources: sandbox.Resources{Memory: lab.Resources.Memory, Pids: lab.Resources.Pids, Disk: lab.Resources.Disk},
+		Admit: adm.admit}
+	if bi := s.opts.BaseImages; bi != nil && !bi.ShellReady() {
+		// Until the shell image is made a new sandbox is refused at once
+		// (the page waits for the image) or is the simple shell of
+		// trusted learners: both quick, and the refusal is this page's.
+		_, err = s.opts.Sandboxes.GetOrCreateWith(r.Context(), sid, learner, co)
+	} else {
+		err = s.opts.Sandboxes.Start(r.Context(), sid, learner, co)
+	}
 	if retry, ok := isSlowDown(err); ok {
 		s.slowDown(w, r, lab, retry)
 		return
@@ -107,8 +117,7 @@ func (s *server) labPage(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	s.hubFor(sid, sb)
-	s.watchGrading(sid, learner, user, lab, sb)
+	s.attachLab(sid, learner, user, lab)
 	if box != nil {
 		w.Header().Set("Cache-Control", "private, no-store")
 	}

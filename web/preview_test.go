@@ -517,6 +517,9 @@ func TestPreviewEngine(t *testing.T) {
 		if err := mgr.Close(cctx); err != nil {
 			t.Errorf("close manager: %v", err)
 		}
+		// Ended sandboxes' disks stay mounted for their kept workspaces
+		// until the engine closes, as when labd stops.
+		shared.Close()
 		srv.Close()
 	})
 	s := &testServer{Server: srv, mgr: mgr}
@@ -531,7 +534,7 @@ func TestPreviewEngine(t *testing.T) {
 		t.Fatalf("before the container: got %d, want 502 with the hint:\n%s", resp.StatusCode, body)
 	}
 
-	sb, _, ok := mgr.Get(sid)
+	sb, _, ok := waitSandbox(t, mgr, sid)
 	if !ok {
 		t.Fatal("sandbox not running after the lab page")
 	}

@@ -60,7 +60,7 @@ func registryAccount(t *testing.T, c *http.Client, base string) (user, password 
 func sandboxEnv(t *testing.T, s *testServer, c *http.Client, name string) string {
 	t.Helper()
 	sid := sandboxOf(t, c, s.URL)
-	sb, _, ok := s.mgr.Get(sid)
+	sb, _, ok := waitSandbox(t, s.mgr, sid)
 	if !ok {
 		t.Fatalf("sandbox %s not running after the lab page", sid)
 	}

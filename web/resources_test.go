@@ -49,9 +49,12 @@ func TestLabResources(t *testing.T) {
 	c := s.client(t)
 	want := map[string]sandbox.Resources{"big": {Memory: 2 << 30, Pids: 2048}, "plain": {}}
 	for _, id := range []string{"big", "plain"} {
-		if resp, body := get(t, c, s.URL+"/labs/"+id); resp.StatusCode != 200 {
+		resp, body := get(t, c, s.URL+"/labs/"+id)
+		if resp.StatusCode != 200 {
 			t.Fatalf("GET /labs/%s: %d\n%s", id, resp.StatusCode, body)
 		}
+		// One at a time, so the specs come in the labs' order.
+		waitSandbox(t, mgr, sandboxAttrOf(t, body))
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

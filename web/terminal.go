@@ -3,6 +3,7 @@ package web
 import (
 	"errors"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/labd/labd/sandbox"
@@ -20,6 +21,9 @@ type liveTerminal struct {
 	sb   sandbox.Sandbox
 	hub  *terminal.Hub
 	stop chan struct{}
+	// idleWarned: the hub's standing notice is an idle warning, which
+	// activity withdraws (lifecycle.go).
+	idleWarned atomic.Bool
 }
 
 // hubFor returns the hub of sid's current sandbox, creating it on first
@@ -70,7 +74,7 @@ func (s *server) forwardActivity(sid string, t *liveTerminal) {
 		case <-tick.C:
 			if last := t.hub.LastInput(); last.After(seen) {
 				seen = last
-				s.opts.Sandboxes.Touch(sid)
+				s.touched(sid, t)
 			}
 		}
 	}
@@ -107,6 +111,12 @@ func closeFor(r sandbox.Reason) (int, string) {
 		return terminal.CloseShellExited, "shell exited"
 	case sandbox.ReasonShutdown:
 		return terminal.CloseShutdown, "server shutdown"
+	case sandbox.ReasonLifetime:
+		return terminal.CloseLifetime, "lifetime reached"
+	case sandbox.ReasonAdmin:
+		return terminal.CloseStopped, "stopped by an instructor"
+	case sandbox.ReasonReset:
+		return terminal.CloseDestroyed, "reset by its learner"
 	default:
 		return terminal.CloseDestroyed, "sandbox destroyed"
 	}
@@ -116,6 +126,9 @@ func closeFor(r sandbox.Reason) (int, string) {
 // the owner's, from labd's own pages (routeTerminal).
 func (s *server) terminal(w http.ResponseWriter, r *http.Request) {
 	sid := r.PathValue("sid")
+	if !s.awaitStart(w, r, routeTerminal, sid) {
+		return
+	}
 	g, ok := s.access(w, r, routeTerminal, sid, 0)
 	if !ok {
 		return

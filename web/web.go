@@ -92,6 +92,7 @@ type server struct {
 	mux     *http.ServeMux
 	termsMu sync.Mutex
 	terms   map[string]*liveTerminal // sandbox ID -> hub of its live sandbox
+	starts  startings                // lab pages' sandbox starts (starting.go)
 	// previewProxy serves /sandboxes/{sid}/ports/{port}/ (preview.go).
 	previewProxy *httputil.ReverseProxy
 	// signer and previewDomain: the previews' proofs of ownership and
@@ -144,6 +145,7 @@ func New(opts Options) http.Handler {
 		s.log.Warn("web/static/vendor is empty: the terminal will not load; run make assets before go build")
 	}
 	opts.Sandboxes.OnDestroy(s.sandboxDestroyed)
+	opts.Sandboxes.OnWarn(s.sandboxWarned)
 	if opts.Grader != nil {
 		opts.Sandboxes.OnDestroy(func(sid string, _ sandbox.Reason) { opts.Grader.Stop(sid) })
 	}
@@ -159,6 +161,8 @@ func New(opts Options) http.Handler {
 		{"POST /registry/password", s.rotatePassword},
 		{"GET /sandboxes/{sid}/terminal", s.terminal},
 		{"GET /sandboxes/{sid}/status", s.status},
+		{"POST /sandboxes/{sid}/touch", s.touch},
+		{"POST /labs/{id}/reset", s.resetSandbox},
 		{"GET /sandboxes/{sid}/ports", s.previewForm},
 		{"/sandboxes/{sid}/ports/{port}", s.preview},
 		{"/sandboxes/{sid}/ports/{port}/{path...}", s.preview},
@@ -171,6 +175,7 @@ func New(opts Options) http.Handler {
 		{"GET /instructor", s.instructor},
 		{"GET /instructor.csv", s.instructorCSV},
 		{"GET /instructor.json", s.instructorJSON},
+		{"POST /instructor/sandboxes/{sid}/{action}", s.instructorSandbox},
 		{"GET /static/{path...}", s.static.ServeHTTP},
 		{"GET /bootstrap/status", s.bootstrapStatus},
 		{"GET /healthz", healthz},

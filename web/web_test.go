@@ -209,19 +209,38 @@ func TestLabPageSandbox(t *testing.T) {
 		t.Errorf("two learners share sandbox %s", sidA1)
 	}
 	for _, sid := range []string{sidA1, sidB} {
-		if _, _, ok := s.mgr.Get(sid); !ok {
+		if _, _, ok := waitSandbox(t, s.mgr, sid); !ok {
 			t.Errorf("sandbox %s not running after the lab page", sid)
 		}
 	}
 }
 
 // sandboxOf opens the lab page and returns the sandbox ID embedded in it.
+// waitSandbox is Manager.Get once the sandbox a lab page started is up
+// (the page does not wait for it).
+func waitSandbox(t testing.TB, m *sandbox.Manager, sid string) (sandbox.Sandbox, string, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	sb, owner, err := m.Wait(ctx, sid)
+	if err != nil {
+		t.Logf("sandbox %s: %v", sid, err)
+	}
+	return sb, owner, err == nil
+}
+
 func sandboxOf(t testing.TB, c *http.Client, base string) string {
 	t.Helper()
 	resp, body := get(t, c, base+"/labs/hello-shell")
 	if resp.StatusCode != 200 {
 		t.Fatalf("lab page = %d:\n%s", resp.StatusCode, body)
 	}
+	return sandboxAttrOf(t, body)
+}
+
+// sandboxAttrOf is the sandbox a lab page names.
+func sandboxAttrOf(t testing.TB, body string) string {
+	t.Helper()
 	m := regexp.MustCompile(`data-sandbox="([^"]+)"`).FindStringSubmatch(body)
 	if m == nil {
 		t.Fatalf("lab page has no data-sandbox:\n%s", body)
@@ -404,7 +423,7 @@ func TestTerminal(t *testing.T) {
 	if got := sandboxOf(t, owner, s.URL); got != sid {
 		t.Errorf("sandbox after reload = %s, want %s", got, sid)
 	}
-	if _, _, ok := s.mgr.Get(sid); !ok {
+	if _, _, ok := waitSandbox(t, s.mgr, sid); !ok {
 		t.Error("no fresh sandbox after reloading the lab page")
 	}
 }
@@ -579,7 +598,7 @@ func TestLabPageCrossSite(t *testing.T) {
 			if m == nil {
 				t.Fatalf("no sandbox on the page:\n%s", body)
 			}
-			if _, _, ok := s.mgr.Get(string(m[1])); !ok {
+			if _, _, ok := waitSandbox(t, s.mgr, string(m[1])); !ok {
 				t.Errorf("sandbox %s not running", m[1])
 			}
 		})

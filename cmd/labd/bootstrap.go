@@ -282,7 +282,40 @@ func (b *serveImages) SimpleShell(sid string) bool {
 // without the sandbox image (engine.Provider then falls back to nsbox);
 // watch forgets them when they end.
 func (b *serveImages) provider(p sandbox.Provider) sandbox.Provider {
-	return &shellRecorder{Provider: p, b: b}
+	r := &shellRecorder{Provider: p, b: b}
+	if w, ok := p.(sandbox.Warmer); ok {
+		return &warmRecorder{shellRecorder: r, w: w}
+	}
+	return r
+}
+
+// warmRecorder is a shellRecorder whose provider warms sandboxes: a warm
+// one is always a container shell (Prepare refuses without the image), so
+// there is nothing to record.
+type warmRecorder struct {
+	*shellRecorder
+	w sandbox.Warmer
+}
+
+func (r *warmRecorder) Prepare(ctx context.Context, s sandbox.Spec) (sandbox.Prepared, error) {
+	return r.w.Prepare(ctx, s)
+}
+
+// OpenWorkspace passes the engine's sandbox.WorkspaceOpener through the
+// wrapper: an ended sandbox's workspace is on its unmounted disk.
+func (r *shellRecorder) OpenWorkspace(ctx context.Context, name, workspace string) (string, func(), error) {
+	if o, ok := r.Provider.(sandbox.WorkspaceOpener); ok {
+		return o.OpenWorkspace(ctx, name, workspace)
+	}
+	return workspace, func() {}, nil
+}
+
+// ResetFiles passes the engine's sandbox.Resetter through the wrapper.
+func (r *shellRecorder) ResetFiles(ctx context.Context, name string, keepWorkspace bool) error {
+	if rs, ok := r.Provider.(sandbox.Resetter); ok {
+		return rs.ResetFiles(ctx, name, keepWorkspace)
+	}
+	return nil
 }
 
 func (b *serveImages) watch(m *sandbox.Manager) {

@@ -45,6 +45,7 @@ type serveConfig struct {
 	content        string
 	data           string
 	idleTimeout    time.Duration
+	maxLifetime    time.Duration
 	allowedOrigins []string
 	trustedProxies []netip.Prefix
 	hstsSubdomains bool
@@ -73,7 +74,12 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	if err != nil {
 		return c, fmt.Errorf("LABD_IDLE_TIMEOUT: %w", err)
 	}
-	fs.DurationVar(&c.idleTimeout, "idle-timeout", idle, "destroy a sandbox after this long without terminal input; 0 never (env LABD_IDLE_TIMEOUT)")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", idle, "destroy a sandbox after this long without terminal input (its learner is warned 5 minutes before, with an \"I'm still here\" button); 0 never (env LABD_IDLE_TIMEOUT)")
+	life, err := time.ParseDuration(envDefault("LABD_MAX_LIFETIME", "8h"))
+	if err != nil {
+		return c, fmt.Errorf("LABD_MAX_LIFETIME: %w", err)
+	}
+	fs.DurationVar(&c.maxLifetime, "max-lifetime", life, "destroy a sandbox this long after it started, busy or not (its learner is warned before; a reload starts a new one over the same files); 0 never (env LABD_MAX_LIFETIME)")
 	if v := envDefault("LABD_ALLOWED_ORIGINS", ""); v != "" {
 		c.allowedOrigins = strings.Split(v, ",")
 	}
@@ -224,14 +230,26 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		provider.Inner = nsbox.New(nsbox.Options{Exe: exe})
 		log.Warn("--trusted-learners: while the sandbox image is missing, learners get a shell as root on this machine; never use it for a class")
 	}
+	// What sandboxes of a killed labd left goes now, not at the first
+	// learner's sandbox (issue 13: nothing leaks after a restart).
+	// Absolute: mounts are found by their absolute paths (--data ./data).
+	sandboxesDir, err := filepath.Abs(filepath.Join(cfg.data, "sandboxes"))
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if err := provider.Sweep(sandboxesDir); err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
 	// Missing base images are made in the background once serving.
 	// Official images are pulled through the engines' registry client.
 	images := newServeImages(&baseImageMaker{store: shared.Store, dist: shared.Registry(), source: *cfg.bootstrapFrom}, cfg.bootstrap, shared.Runtime != nil, log)
 	mgr := sandbox.NewManager(images.provider(provider), sandbox.ManagerOptions{
 		DataDir:      cfg.data,
 		IdleTimeout:  idle,
+		MaxLifetime:  cfg.maxLifetime,
 		Logger:       log,
 		MaxSandboxes: cfg.admission.maxSandboxes,
+		Warm:         cfg.admission.warm,
 	})
 	images.watch(mgr)
 	live, instructorToken, closeGrading, err := startGrading(ctx, cfg.data, cfg.grading, log)

@@ -19,6 +19,7 @@ type limitFlags struct {
 	memory, maxMemory                         string
 	pids, maxPids, cpuShares                  string
 	builds, execs, ports                      string
+	disk, maxDisk, containerLog               string
 	maxContext, maxLoad, maxCopy, maxJSONBody string
 }
 
@@ -32,6 +33,9 @@ func addLimitFlags(fs *flag.FlagSet) *limitFlags {
 	str(&f.pids, "sandbox-pids", "LABD_SANDBOX_PIDS", "512", `processes and threads of each sandbox; "none": no limit`)
 	str(&f.maxPids, "sandbox-max-pids", "LABD_SANDBOX_MAX_PIDS", "4096", `most processes a lab's "resources:" may ask for; "none": no maximum`)
 	str(&f.cpuShares, "sandbox-cpu-shares", "LABD_SANDBOX_CPU_SHARES", "1024", "CPU weight of each sandbox against the others when the CPUs are busy (as --cpu-shares; the same for all gives each an equal share)")
+	str(&f.disk, "sandbox-disk", "LABD_SANDBOX_DISK", "2g", `disk quota of each sandbox: its workspace, shell, containers' writable layers and logs, volumes, build scratch and the images it builds or loads; a lab may ask for more ("resources:"); "none": no quota`)
+	str(&f.maxDisk, "sandbox-max-disk", "LABD_SANDBOX_MAX_DISK", "16g", `most disk a lab's "resources:" may ask for; "none": no maximum`)
+	str(&f.containerLog, "max-container-log", "LABD_MAX_CONTAINER_LOG", "30m", "log one container keeps on disk (rotated in 3 files, as json-file's max-size and max-file; docker run --log-opt may ask for less)")
 	str(&f.builds, "max-builds", "LABD_MAX_BUILDS", strconv.Itoa(engine.DefaultMaxBuilds), `builds one sandbox runs at once; "none": no limit`)
 	str(&f.execs, "max-execs", "LABD_MAX_EXECS", strconv.Itoa(engine.DefaultMaxExecs), `docker exec processes one sandbox runs at once; "none": no limit`)
 	str(&f.ports, "max-ports", "LABD_MAX_PORTS", strconv.Itoa(engine.DefaultMaxPorts), `host ports one sandbox's running containers publish; "none": no limit`)
@@ -99,6 +103,9 @@ func (f *limitFlags) resolve() (serveLimits, error) {
 	l.sandbox.Pids = get(count("sandbox-pids", f.pids, labs.MinPids, 0, true))
 	l.sandbox.MaxPids = get(count("sandbox-max-pids", f.maxPids, labs.MinPids, 0, true))
 	l.sandbox.CPUShares = get(count("sandbox-cpu-shares", f.cpuShares, 2, 262144, false))
+	l.sandbox.Disk = get(size("sandbox-disk", f.disk, labs.MinDisk, true))
+	l.sandbox.MaxDisk = get(size("sandbox-max-disk", f.maxDisk, labs.MinDisk, true))
+	l.sandbox.Logs = get(size("max-container-log", f.containerLog, 1<<20, false))
 	l.sandbox.Builds = int(get(count("max-builds", f.builds, 1, 0, true)))
 	l.sandbox.Execs = int(get(count("max-execs", f.execs, 1, 0, true)))
 	l.sandbox.Ports = int(get(count("max-ports", f.ports, 1, 65535, true)))
@@ -111,6 +118,9 @@ func (f *limitFlags) resolve() (serveLimits, error) {
 	}
 	if m, max := l.sandbox.Memory, l.sandbox.MaxMemory; max > 0 && (m < 0 || m > max) {
 		return l, fmt.Errorf("--sandbox-memory %s is above --sandbox-max-memory %s", f.memory, f.maxMemory)
+	}
+	if d, max := l.sandbox.Disk, l.sandbox.MaxDisk; max > 0 && (d < 0 || d > max) {
+		return l, fmt.Errorf("--sandbox-disk %s is above --sandbox-max-disk %s", f.disk, f.maxDisk)
 	}
 	if p, max := l.sandbox.Pids, l.sandbox.MaxPids; max > 0 && (p < 0 || p > max) {
 		return l, fmt.Errorf("--sandbox-pids %s is above --sandbox-max-pids %s", f.pids, f.maxPids)

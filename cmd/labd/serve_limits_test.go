@@ -14,7 +14,8 @@ import (
 // a default above its maximum stops labd naming the flag.
 func TestServeLimitFlags(t *testing.T) {
 	defaults := serveLimits{
-		sandbox:    engine.Limits{Memory: 1 << 30, MaxMemory: 4 << 30, Pids: 512, MaxPids: 4096, CPUShares: 1024, Builds: 2, Execs: 16, Ports: 64},
+		sandbox: engine.Limits{Memory: 1 << 30, MaxMemory: 4 << 30, Pids: 512, MaxPids: 4096, CPUShares: 1024, Builds: 2, Execs: 16, Ports: 64,
+			Disk: 2 << 30, MaxDisk: 16 << 30, Logs: 30 << 20},
 		maxContext: 1 << 30, maxLoad: 1 << 30, maxCopy: 1 << 30, maxJSONBody: 1 << 20,
 	}
 	tests := []struct {
@@ -50,10 +51,15 @@ func TestServeLimitFlags(t *testing.T) {
 		{name: "tiny request body", args: []string{"--max-request-body", "1k"}, wantErr: `--max-request-body 1k: below 64KiB`},
 		{name: "memory above max", args: []string{"--sandbox-memory", "8g"}, wantErr: `--sandbox-memory 8g is above --sandbox-max-memory 4g`},
 		{name: "no memory limit under a max", args: []string{"--sandbox-memory", "none"}, wantErr: `--sandbox-memory none is above --sandbox-max-memory 4g`},
+		{name: "disk", env: map[string]string{"LABD_SANDBOX_DISK": "1g"}, args: []string{"--sandbox-max-disk", "none", "--max-container-log", "10m"},
+			want: func(l *serveLimits) { l.sandbox.Disk, l.sandbox.MaxDisk, l.sandbox.Logs = 1<<30, -1, 10<<20 }},
+		{name: "disk above max", args: []string{"--sandbox-disk", "20g"}, wantErr: `--sandbox-disk 20g is above --sandbox-max-disk 16g`},
+		{name: "too little disk", args: []string{"--sandbox-disk", "1m"}, wantErr: `--sandbox-disk 1m: below 64MiB`},
 		{name: "pids above max", args: []string{"--sandbox-pids", "5000"}, wantErr: `--sandbox-pids 5000 is above --sandbox-max-pids 4096`},
 	}
 	envs := []string{"LABD_SANDBOX_MEMORY", "LABD_SANDBOX_MAX_MEMORY", "LABD_SANDBOX_PIDS", "LABD_SANDBOX_MAX_PIDS", "LABD_SANDBOX_CPU_SHARES",
-		"LABD_MAX_BUILDS", "LABD_MAX_EXECS", "LABD_MAX_PORTS", "LABD_MAX_CONTEXT", "LABD_MAX_LOAD", "LABD_MAX_COPY", "LABD_MAX_REQUEST_BODY"}
+		"LABD_MAX_BUILDS", "LABD_MAX_EXECS", "LABD_MAX_PORTS", "LABD_MAX_CONTEXT", "LABD_MAX_LOAD", "LABD_MAX_COPY", "LABD_MAX_REQUEST_BODY",
+		"LABD_SANDBOX_DISK", "LABD_SANDBOX_MAX_DISK", "LABD_MAX_CONTAINER_LOG"}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, k := range envs {

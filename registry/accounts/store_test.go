@@ -132,3 +132,42 @@ func TestStore(t *testing.T) {
 		t.Errorf("schema version = %d, %v", v, err)
 	}
 }
+
+// TestGeneratedPassword: a password labd generated is checked against the
+// one kept in the row, not by bcrypt, and stops working once a person sets
+// one (or it is rotated).
+func TestGeneratedPassword(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "accounts.db"))
+	pw, err := s.EnsureLearner(ctx, "ada")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hash string
+	if err := s.db.QueryRowContext(ctx, `SELECT hash FROM registry_accounts WHERE name = 'ada'`).Scan(&hash); err != nil || hash != generatedHash {
+		t.Fatalf("hash column %q (%v), want %q", hash, err, generatedHash)
+	}
+	for _, c := range []struct {
+		name, password string
+		ok             bool
+	}{
+		{"the generated one", pw, true},
+		{"wrong", pw[:len(pw)-1] + "x", false},
+		{"a prefix", pw[:8], false},
+		{"empty", "", false},
+		{"the marker itself", generatedHash, false},
+	} {
+		if _, err := s.Check(ctx, "ada", c.password); (err == nil) != c.ok {
+			t.Errorf("%s: Check error %v, want ok=%v", c.name, err, c.ok)
+		}
+	}
+	if err := s.SetPassword(ctx, "ada", "correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Check(ctx, "ada", pw); !errors.Is(err, ErrBadPassword) {
+		t.Errorf("the generated password after a person set one: %v, want ErrBadPassword", err)
+	}
+	if _, err := s.Check(ctx, "ada", "correct horse battery"); err != nil {
+		t.Errorf("the person's password: %v", err)
+	}
+}

@@ -52,20 +52,23 @@ type fsUse struct {
 	done   chan struct{} // closed when the mount is gone
 }
 
-var (
-	fsMu   sync.Mutex
-	fsUses = map[string]*fsUse{} // container ID → temporary mount
-)
+// stoppedRoots are the temporary root filesystems of an engine's stopped
+// containers that docker cp is reading or writing, by container ID: one
+// mount per container however many copies run, gone with the last.
+type stoppedRoots struct {
+	mu   sync.Mutex
+	uses map[string]*fsUse
+}
 
 // waitFSIdleLocked waits, with c.mu held on entry and on return, until no
 // copy holds c's temporary root filesystem. c.mu is released while it
 // waits (copies take it for their events); copies register under c.mu, so
 // the final check with c.mu held is conclusive.
-func waitFSIdleLocked(c *ctr) {
+func (e *Engine) waitFSIdleLocked(c *ctr) {
 	for {
-		fsMu.Lock()
-		u := fsUses[c.meta.ID]
-		fsMu.Unlock()
+		e.roots.mu.Lock()
+		u := e.roots.uses[c.meta.ID]
+		e.roots.mu.Unlock()
 		if u == nil {
 			return
 		}
@@ -128,10 +131,10 @@ func (e *Engine) rootOf(c *ctr) (*ctrRoot, error) {
 			release: release, ids: e.idMap(), raw: rawRoots(pinned, pins)}, nil
 	}
 	// Registered under c.mu: a start after this waits for the release.
-	fsMu.Lock()
-	defer fsMu.Unlock()
+	e.roots.mu.Lock()
+	defer e.roots.mu.Unlock()
 	c.mu.Unlock()
-	u := fsUses[id]
+	u := e.roots.uses[id]
 	if u == nil {
 		root, err := e.mountStopped(c)
 		if err != nil {
@@ -144,20 +147,23 @@ func (e *Engine) rootOf(c *ctr) (*ctrRoot, error) {
 			_ = os.Remove(root)
 			return nil, err
 		}
-		fsUses[id] = u
+		if e.roots.uses == nil {
+			e.roots.uses = map[string]*fsUse{}
+		}
+		e.roots.uses[id] = u
 	}
 	mounts = u.mounts
 	u.n++
 	var once sync.Once
 	release := func() {
 		once.Do(func() {
-			fsMu.Lock()
-			defer fsMu.Unlock()
+			e.roots.mu.Lock()
+			defer e.roots.mu.Unlock()
 			u.n--
 			if u.n > 0 {
 				return
 			}
-			delete(fsUses, id)
+			delete(e.roots.uses, id)
 			unpinAll(u.pins)
 			if err := unix.Unmount(u.root, 0); err != nil {
 				_ = unix.Unmount(u.root, unix.MNT_DETACH)

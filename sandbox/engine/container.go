@@ -418,6 +418,14 @@ func (e *Engine) loadContainers() error {
 	if err != nil {
 		return fmt.Errorf("load containers: %w", err)
 	}
+	// And those on the sandbox's disk (quota.go).
+	if own := e.containersDir(); own != dir {
+		more, err := loadContainers(own, e.name)
+		if err != nil {
+			return fmt.Errorf("load containers: %w", err)
+		}
+		list = append(list, more...)
+	}
 	for _, c := range list {
 		e.ctrs.add(c)
 	}

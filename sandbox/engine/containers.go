@@ -94,6 +94,9 @@ func (e *Engine) ContainerCreate(ctx context.Context, name string, cfg *containe
 	if err := validateHostConfig(hc); err != nil {
 		return container.CreateResponse{}, err
 	}
+	if _, err := logPolicyOf(hc.LogConfig, e.limits.Logs); err != nil {
+		return container.CreateResponse{}, err
+	}
 	if _, err := netpkg.ParseMode(string(hc.NetworkMode)); err != nil {
 		return container.CreateResponse{}, mapNetErr(err)
 	}
@@ -136,7 +139,7 @@ func (e *Engine) ContainerCreate(ctx context.Context, name string, cfg *containe
 	}
 	args := append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...)
 	c := &ctr{
-		dir: filepath.Join(e.shared.dir, "containers", id),
+		dir: filepath.Join(e.containersDir(), id),
 		meta: ctrMeta{
 			ID: id, Name: fullName, View: e.name, Created: time.Now().UTC(),
 			Path: args[0], Args: args[1:], Config: cfg, Image: imgID.String(), Networking: nc,
@@ -279,17 +282,10 @@ func setHostConfigDefaults(hc *container.HostConfig) {
 		hc.RestartPolicy.Name = "no"
 	}
 	if hc.OomScoreAdj == 0 && hc.MaskedPaths == nil {
-		hc.MaskedPaths = defaultMaskedPaths
-		hc.ReadonlyPaths = defaultReadonlyPaths
+		hc.MaskedPaths = runtime.DefaultMaskedPaths()
+		hc.ReadonlyPaths = runtime.DefaultReadonlyPaths()
 	}
 }
-
-var defaultMaskedPaths = []string{
-	"/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-	"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
-}
-
-var defaultReadonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
 
 func mapNetErr(err error) error {
 	if errors.Is(err, netpkg.ErrHostNetwork) {
@@ -339,7 +335,7 @@ func (e *Engine) start(ctx context.Context, c *ctr) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// A docker cp of the stopped container holds its own overlay (archive.go).
-	waitFSIdleLocked(c)
+	e.waitFSIdleLocked(c)
 	if c.removed || c.meta.State.Removing {
 		return api.ConflictError(fmt.Errorf("container is marked for removal and cannot be started"))
 	}
@@ -431,7 +427,7 @@ func (e *Engine) start(ctx context.Context, c *ctr) error {
 		c.releasePortsLocked()
 	}
 
-	logf, err := openLog(c.logPath())
+	logf, err := e.openContainerLog(c)
 	if err != nil {
 		detach()
 		return err

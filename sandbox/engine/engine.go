@@ -58,6 +58,7 @@ type Shared struct {
 	dist    *distribution.Client // push, pull, login
 	sharedNet
 	remap remap
+	disks disks // sandboxes' disks (quota.go)
 }
 
 // OpenShared opens the engine state under dataDir/engine, sweeping what a
@@ -125,6 +126,7 @@ func (s *Shared) buildDir() string { return filepath.Join(s.dir, "build") }
 // Close releases what s keeps outside the data dir (the runtime's root
 // under /run with user namespaces) once every engine is closed.
 func (s *Shared) Close() {
+	s.closeDisks()
 	if s.Runtime != nil {
 		s.Runtime.Close()
 	}
@@ -188,6 +190,7 @@ type Engine struct {
 	allowBind BindPolicy
 	userns    *runtime.UserNS // nil: containers run as host root (remap.go)
 	group     *runtime.Group  // the sandbox's cgroup; nil: none (limits.go)
+	disk      *sandboxDisk    // the sandbox's disk and quota; nil: none (quota.go)
 	limits    EngineLimits
 	count     counters
 	execMu    sync.Mutex
@@ -197,6 +200,7 @@ type Engine struct {
 
 	// closers run at the end of Close (the standalone engine's network).
 	closers []func(context.Context) error
+	roots   stoppedRoots // docker cp's mounts of stopped containers (archive.go)
 }
 
 var _ api.Backend = (*Engine)(nil)
@@ -211,7 +215,7 @@ func (s *Shared) Engine(viewName string) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("records of view %s: %w", viewName, err)
 	}
-	e := &Engine{shared: s, view: v, events: newEventBus(), name: viewName, execs: map[string]*execProc{}, rec: rec}
+	e := &Engine{shared: s, view: v, events: newEventBus(), name: viewName, execs: map[string]*execProc{}, rec: rec, disk: s.diskOf(viewName)}
 	e.events.onPublish = e.recordEvent
 	if err := e.loadContainers(); err != nil {
 		return nil, err
@@ -224,7 +228,7 @@ func (s *Shared) Engine(viewName string) (*Engine, error) {
 		Store:         storeAdapter{e},
 		Runner:        runner,
 		Puller:        e,
-		WorkDir:       s.buildDir(),
+		WorkDir:       s.buildScratch(viewName),
 		DockerVersion: Version,
 	})
 	return e, nil
@@ -358,6 +362,9 @@ func (a storeAdapter) CommitRunLayer(ctx context.Context, upper string) (string,
 func (a storeAdapter) commit(ctx context.Context, upper string, shift *layer.IDShift) (string, error) {
 	info, err := a.e.shared.Store.CommitShiftedLayer(ctx, upper, shift)
 	if err != nil {
+		return "", err
+	}
+	if err := a.e.checkDisk(info.Size); err != nil {
 		return "", err
 	}
 	if info.Empty {

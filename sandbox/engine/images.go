@@ -384,6 +384,11 @@ func (e *Engine) ImageSave(ctx context.Context, names []string, w io.Writer) err
 
 // ImageLoad implements api.Backend.
 func (e *Engine) ImageLoad(ctx context.Context, r io.Reader, out io.Writer) error {
+	// A load's size is bounded by --max-load; it is counted against the
+	// disk quota once loaded (quota.go), and refused when already full.
+	if err := e.checkDisk(0); err != nil {
+		return err
+	}
 	before := e.imageIDs()
 	err := e.view.Load(ctx, r, func(line string) { _, _ = io.WriteString(out, line) })
 	if err != nil {

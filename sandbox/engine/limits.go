@@ -57,6 +57,12 @@ type Limits struct {
 	MaxMemory, MaxPids int64
 	// The sandbox's engine.
 	Builds, Execs, Ports int
+	// Logs is what one container's log keeps on disk (bytes; default
+	// DefaultMaxContainerLog, logfile.go).
+	Logs int64
+	// Disk is the sandbox's disk quota (bytes; default DefaultSandboxDisk,
+	// quota.go) and MaxDisk what a lab's "resources:" may ask for.
+	Disk, MaxDisk int64
 }
 
 // pick resolves a limit: 0 is def, negative is none (0).
@@ -97,15 +103,17 @@ func (l Limits) sandboxLimits(res sandbox.Resources) (_ runtime.Limits, capped [
 // engineLimits resolves l's engine bounds.
 func (l Limits) engineLimits() EngineLimits {
 	n := func(v, def int) int { return int(pick(int64(v), int64(def))) }
-	return EngineLimits{Builds: n(l.Builds, DefaultMaxBuilds), Execs: n(l.Execs, DefaultMaxExecs), Ports: n(l.Ports, DefaultMaxPorts)}
+	return EngineLimits{Builds: n(l.Builds, DefaultMaxBuilds), Execs: n(l.Execs, DefaultMaxExecs), Ports: n(l.Ports, DefaultMaxPorts),
+		Logs: pick(l.Logs, DefaultMaxContainerLog)}
 }
 
 // EngineLimits bound what one engine runs at once; 0 is no limit (the
 // standalone engine, as dockerd).
 type EngineLimits struct {
-	Builds int // builds running
-	Execs  int // `docker exec` processes running
-	Ports  int // host ports published by running containers
+	Builds int   // builds running
+	Execs  int   // `docker exec` processes running
+	Ports  int   // host ports published by running containers
+	Logs   int64 // bytes one container's log keeps (rotated, logfile.go)
 }
 
 // counters is what an engine counts against its EngineLimits.

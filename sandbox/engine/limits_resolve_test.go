@@ -21,11 +21,11 @@ func TestSandboxLimitsResolve(t *testing.T) {
 		capped []string
 		eng    EngineLimits
 	}{
-		{name: "defaults", want: def, eng: EngineLimits{Builds: DefaultMaxBuilds, Execs: DefaultMaxExecs, Ports: DefaultMaxPorts}},
-		{name: "none", l: Limits{Memory: -1, Pids: -1, Builds: -1, Execs: -1, Ports: -1},
+		{name: "defaults", want: def, eng: EngineLimits{Builds: DefaultMaxBuilds, Execs: DefaultMaxExecs, Ports: DefaultMaxPorts, Logs: DefaultMaxContainerLog}},
+		{name: "none", l: Limits{Memory: -1, Pids: -1, Builds: -1, Execs: -1, Ports: -1, Logs: -1},
 			want: runtime.Limits{CPUShares: 1024}},
 		{name: "server's", l: Limits{Memory: 512 << 20, Pids: 100, CPUShares: 512, Builds: 1, Execs: 3, Ports: 5},
-			want: runtime.Limits{Memory: 512 << 20, Pids: 100, CPUShares: 512}, eng: EngineLimits{Builds: 1, Execs: 3, Ports: 5}},
+			want: runtime.Limits{Memory: 512 << 20, Pids: 100, CPUShares: 512}, eng: EngineLimits{Builds: 1, Execs: 3, Ports: 5, Logs: DefaultMaxContainerLog}},
 		{name: "lab asks more", res: sandbox.Resources{Memory: 2 << 30, Pids: 2048},
 			want: runtime.Limits{Memory: 2 << 30, Pids: 2048, CPUShares: 1024}},
 		{name: "lab asks less", res: sandbox.Resources{Memory: 128 << 20},

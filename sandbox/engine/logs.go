@@ -1,14 +1,12 @@
 package engine
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -30,12 +28,14 @@ type logRecord struct {
 // timestampFormat is dockerd's RFC3339NanoFixed (`docker logs -t`).
 const timestampFormat = "2006-01-02T15:04:05.000000000Z07:00"
 
-func openLog(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+// openContainerLog opens the log of c's next run with the rotation its
+// --log-opt asks for, within the engine's cap.
+func (e *Engine) openContainerLog(c *ctr) (*logFile, error) {
+	pol, err := logPolicyOf(c.hc.LogConfig, e.limits.Logs)
 	if err != nil {
-		return nil, fmt.Errorf("open container log: %w", err)
+		return nil, err
 	}
-	return f, nil
+	return openLogFile(c.logPath(), pol)
 }
 
 // attachHub is a container's attached clients; it lives as long as the
@@ -162,16 +162,16 @@ func (h *attachHub) addLocked(a *attachClient) {
 	h.clients[a] = struct{}{}
 }
 
-// addAfterLog adds a to the hub of a running container and returns how
-// many bytes of the log file hold the output a did not get: replaying
-// those, then a's own output, shows every byte once. The start of an
+// addAfterLog adds a to the hub of a running container and returns the
+// log as it holds the output a did not get: replaying it, then a's own
+// output, shows every byte once. The start of an
 // unfinished line went to the clients before a joined but is not in the
 // file yet; it is queued for a.
-func (h *attachHub) addAfterLog(a *attachClient, o *output) int64 {
+func (h *attachHub) addAfterLog(a *attachClient, o *output) *logSnapshot {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	o.mu.Lock()
-	size := o.size
+	snap := snapshotLog(o.log.path, o.log.size)
 	if !o.closed {
 		for _, s := range []string{"stdout", "stderr"} {
 			if p := o.partial[s]; len(p) > 0 {
@@ -182,7 +182,7 @@ func (h *attachHub) addAfterLog(a *attachClient, o *output) int64 {
 	}
 	o.mu.Unlock()
 	h.addLocked(a)
-	return size
+	return snap
 }
 
 func (h *attachHub) remove(a *attachClient) {
@@ -214,20 +214,15 @@ func (h *attachHub) endAll() {
 // clients and to `logs -f` followers.
 type output struct {
 	mu        sync.Mutex
-	log       *os.File
-	size      int64
+	log       *logFile
 	hub       *attachHub
 	partial   map[string][]byte
 	followers map[chan logRecord]struct{}
 	closed    bool
 }
 
-func newOutput(log *os.File, hub *attachHub) *output {
-	o := &output{log: log, hub: hub, partial: map[string][]byte{}, followers: map[chan logRecord]struct{}{}}
-	if fi, err := log.Stat(); err == nil {
-		o.size = fi.Size()
-	}
-	return o
+func newOutput(log *logFile, hub *attachHub) *output {
+	return &output{log: log, hub: hub, partial: map[string][]byte{}, followers: map[chan logRecord]struct{}{}}
 }
 
 type streamWriter struct {
@@ -267,15 +262,22 @@ func (w streamWriter) Write(p []byte) (int, error) {
 
 func (o *output) writer(stream string) io.Writer { return streamWriter{o: o, stream: stream} }
 
+// snapshot is the log as written so far.
+func (o *output) snapshot() *logSnapshot {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return snapshotLog(o.log.path, -1)
+	}
+	return snapshotLog(o.log.path, o.log.size)
+}
+
 func (o *output) recordLocked(r logRecord) {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return
 	}
-	b = append(b, '\n')
-	if n, err := o.log.Write(b); err == nil {
-		o.size += int64(n)
-	}
+	o.log.write(append(b, '\n'))
 	for ch := range o.followers {
 		select {
 		case ch <- r:
@@ -286,18 +288,19 @@ func (o *output) recordLocked(r logRecord) {
 	}
 }
 
-// follow registers a follower; records written from now on (the file
-// holds everything before size) go to the channel until the run ends.
-func (o *output) follow() (ch chan logRecord, size int64, cancel func()) {
+// follow registers a follower; records written from now on (the snapshot
+// holds everything before) go to the channel until the run ends.
+func (o *output) follow() (ch chan logRecord, snap *logSnapshot, cancel func()) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	ch = make(chan logRecord, 1024)
+	snap = snapshotLog(o.log.path, o.log.size)
 	if o.closed {
 		close(ch)
-		return ch, o.size, func() {}
+		return ch, snap, func() {}
 	}
 	o.followers[ch] = struct{}{}
-	return ch, o.size, func() {
+	return ch, snap, func() {
 		o.mu.Lock()
 		defer o.mu.Unlock()
 		if _, ok := o.followers[ch]; ok {
@@ -319,7 +322,7 @@ func (o *output) close() {
 			}
 		}
 		o.closed = true
-		o.log.Close()
+		o.log.close()
 		for ch := range o.followers {
 			close(ch)
 		}
@@ -327,28 +330,6 @@ func (o *output) close() {
 	}
 	o.mu.Unlock()
 	o.hub.endAll()
-}
-
-// readLog reads the records in the first size bytes of the log.
-func readLog(path string, size int64) ([]logRecord, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []logRecord
-	sc := bufio.NewScanner(io.LimitReader(f, size))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var r logRecord
-		if err := json.Unmarshal(sc.Bytes(), &r); err == nil {
-			out = append(out, r)
-		}
-	}
-	return out, sc.Err()
 }
 
 func parseLogTime(v string) (time.Time, error) {
@@ -387,24 +368,26 @@ func (e *Engine) ContainerLogs(ctx context.Context, name string, cfg api.LogsCon
 	tty := c.meta.Config.Tty
 	out := c.out
 	path := c.logPath()
+	logType := c.hc.LogConfig.Type
 	c.mu.Unlock()
+	if logType == "none" {
+		return api.InvalidParameterError(errors.New("configured logging driver does not support reading"))
+	}
 
 	var live chan logRecord
-	var size int64 = -1
-	if cfg.Follow && out != nil {
+	var snap *logSnapshot
+	switch {
+	case cfg.Follow && out != nil:
 		var cancel func()
-		live, size, cancel = out.follow()
+		live, snap, cancel = out.follow()
 		defer cancel()
-	}
-	if size < 0 {
-		if fi, err := os.Stat(path); err == nil {
-			size = fi.Size()
-		} else {
-			size = 0
-		}
+	case out != nil:
+		snap = out.snapshot()
+	default:
+		snap = snapshotLog(path, -1)
 	}
 	stdout, stderr := cfg.Start(tty)
-	recs, err := readLog(path, size)
+	recs, err := snap.records()
 	if err != nil {
 		return err
 	}
@@ -494,24 +477,28 @@ func (e *Engine) ContainerAttach(ctx context.Context, name string, cfg api.Attac
 	stdinOnce := c.meta.Config.StdinOnce
 	path := c.logPath()
 	var cl *attachClient
-	logSize := int64(-1)
+	var snap *logSnapshot
 	if cfg.Stream {
 		cl = newAttachClient()
 		switch {
 		case cfg.Logs && c.out != nil:
-			logSize = c.hub.addAfterLog(cl, c.out)
+			snap = c.hub.addAfterLog(cl, c.out)
 		case cfg.Logs:
-			// Not running: the file is complete until the next start,
+			// Not running: the files are complete until the next start,
 			// whose output cl gets.
-			logSize = 0
-			if fi, err := os.Stat(path); err == nil {
-				logSize = fi.Size()
-			}
+			snap = snapshotLog(path, -1)
 			c.hub.add(cl)
 		default:
 			c.hub.add(cl)
 		}
 		e.containerEvent(c, events.ActionAttach, nil)
+	} else if cfg.Logs {
+		// The log so far, without a stream (docker attach --no-stream).
+		if c.out != nil {
+			snap = c.out.snapshot()
+		} else {
+			snap = snapshotLog(path, -1)
+		}
 	}
 	c.mu.Unlock()
 	if cl != nil {
@@ -522,14 +509,14 @@ func (e *Engine) ContainerAttach(ctx context.Context, name string, cfg api.Attac
 		if cl != nil {
 			cl.abandon()
 		}
+		if snap != nil {
+			snap.close()
+		}
 		return err
 	}
 	defer st.Close()
-	if cfg.Logs {
-		if logSize < 0 {
-			logSize = 1 << 62
-		}
-		recs, _ := readLog(path, logSize)
+	if snap != nil {
+		recs, _ := snap.records()
 		for _, r := range recs {
 			switch {
 			case r.Stream == "stdout" && st.Stdout != nil:

@@ -59,8 +59,13 @@ type Provider struct {
 	warnOnce sync.Once
 }
 
-// Create implements sandbox.Provider.
-func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandbox, err error) {
+// Sweep removes what the sandboxes of a killed labd left (their
+// networks' and user namespaces' pins, shells' and checks' files, their
+// disks' mounts under sandboxesDir, DATA/sandboxes), once per Provider;
+// the first Create does it too. labd serve calls it at start: left for
+// the first learner, the pins kept the dead sandboxes' namespaces (and
+// the bridges and veths in them) for as long as nobody came back.
+func (p *Provider) Sweep(sandboxesDir string) error {
 	p.once.Do(func() {
 		if p.Shared.Runtime != nil {
 			// No sandbox outlives labd: shells' and check containers'
@@ -68,14 +73,28 @@ func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.San
 			// their mounts and cgroups).
 			p.sweepErr = errors.Join(p.Shared.sweepSandboxNetworks(), sweepDir(filepath.Join(p.Shared.dir, "shells")),
 				sweepDir(filepath.Join(p.Shared.dir, checksDir)), p.Shared.sweepUserNS())
+			sweepDisks(sandboxesDir)
 		}
 	})
 	if p.sweepErr != nil {
-		return nil, fmt.Errorf("clean sandbox networks: %w", p.sweepErr)
+		return fmt.Errorf("clean sandbox networks: %w", p.sweepErr)
+	}
+	return nil
+}
+
+// create makes sandbox spec; with hold, its shell waits to be released
+// (a warm sandbox, warm.go).
+func (p *Provider) create(ctx context.Context, spec sandbox.Spec, hold bool) (_ *engineSandbox, err error) {
+	if err := p.Sweep(filepath.Dir(filepath.Dir(spec.Workspace))); err != nil {
+		return nil, err
+	}
+	releaseDisk, err := p.mountDisk(ctx, spec) // quota.go
+	if err != nil {
+		return nil, err
 	}
 	eng, err := p.Shared.Engine(spec.ID)
 	if err != nil {
-		return nil, fmt.Errorf("engine of sandbox %s: %w", spec.ID, err)
+		return nil, errors.Join(fmt.Errorf("engine of sandbox %s: %w", spec.ID, err), releaseDisk())
 	}
 	sock := filepath.Join(filepath.Dir(spec.Workspace), SocketName)
 	graderSock := filepath.Join(filepath.Dir(spec.Workspace), GraderSocketName)
@@ -86,7 +105,7 @@ func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.San
 			return nil, fmt.Errorf("engine socket path %s is longer than 107 bytes: use a shorter --data", s)
 		}
 	}
-	sb := &engineSandbox{id: spec.ID, eng: eng}
+	sb := &engineSandbox{id: spec.ID, eng: eng, releaseDisk: releaseDisk}
 	defer func() {
 		if err != nil {
 			_ = sb.Destroy(context.WithoutCancel(ctx))
@@ -158,7 +177,7 @@ func (p *Provider) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.San
 		sh, err := startShell(ctx, p.Shared, shellConfig{
 			spec: spec, image: shellImg, socket: sock, graderAPI: graderAPI,
 			netns: sb.net.NetNSPath(), gateway: sb.net.Gateway(), userns: eng.userns,
-			group: sb.group,
+			group: sb.group, hold: hold,
 		})
 		if err != nil {
 			return nil, err
@@ -239,6 +258,7 @@ type engineSandbox struct {
 	release         func() error
 	releaseUserNS   func() error   // nil without a user namespace
 	group           *runtime.Group // the sandbox's cgroup; nil without a runtime
+	releaseDisk     func() error   // unmounts the sandbox's disk (quota.go)
 
 	destroyOnce sync.Once
 	destroyErr  error
@@ -281,6 +301,9 @@ func (s *engineSandbox) Destroy(ctx context.Context) error {
 			gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), groupGrace)
 			errs = append(errs, s.group.Remove(gctx))
 			cancel()
+		}
+		if s.releaseDisk != nil {
+			errs = append(errs, s.releaseDisk())
 		}
 		s.destroyErr = errors.Join(errs...)
 	})

@@ -62,6 +62,9 @@ func (e *Engine) ImagePull(ctx context.Context, name, tag string, auth registry.
 	if err != nil {
 		return err
 	}
+	if err := e.checkDisk(0); err != nil {
+		return err
+	}
 	_, err = e.pull(ctx, ref, auth, out)
 	return err
 }

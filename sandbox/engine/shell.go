@@ -42,6 +42,10 @@ type shellConfig struct {
 	gateway   netip.Addr
 	userns    *runtime.UserNS // the sandbox's; nil: host root is the shell's root
 	group     *runtime.Group  // the sandbox's cgroup; nil: none
+	// hold starts the shell's container without running its command: a
+	// warm sandbox's, which shellBox.release runs with its learner's
+	// environment (warm.go).
+	hold bool
 }
 
 // shellBox is a learner's shell running as a container of the shared
@@ -49,6 +53,7 @@ type shellConfig struct {
 // implements sandbox.Sandbox.
 type shellBox struct {
 	id, hostname, workspace string
+	sh                      *Shared
 	env                     []string // of the shell and of Exec
 	dir                     string   // upper and work directories
 	c                       *runtime.Container
@@ -60,7 +65,9 @@ type shellBox struct {
 	destroyOnce sync.Once
 	destroyErr  error
 
-	checks *checkRunner // the grader's script checks (check.go)
+	checks *checkRunner // the grader's script checks (check.go); nil until released
+	// checkCfg is what checks are made with once the shell runs.
+	checkCfg checkConfig
 }
 
 // shellID is the runtime ID of a sandbox's shell container; Docker IDs are
@@ -108,7 +115,7 @@ func startShell(ctx context.Context, sh *Shared, cfg shellConfig) (*shellBox, er
 		"DOCKER_BUILDKIT=0",
 	), cfg.spec.Env)
 
-	dir := filepath.Join(sh.dir, "shells", cfg.spec.ID)
+	dir := sh.shellDir(cfg.spec.ID)
 	// Whatever a killed labd left: the shell's own changes do not outlive
 	// it (only the workspace persists).
 	if err := os.RemoveAll(dir); err != nil {
@@ -119,14 +126,34 @@ func startShell(ctx context.Context, sh *Shared, cfg shellConfig) (*shellBox, er
 	}
 	b := &shellBox{
 		id: cfg.spec.ID, hostname: cfg.spec.Hostname, workspace: cfg.spec.Workspace,
-		env: env, dir: dir, done: make(chan struct{}),
+		env: env, dir: dir, done: make(chan struct{}), sh: sh,
 	}
 	hosts, resolv := network.HostsFile(cfg.spec.Hostname, cfg.gateway), network.ResolvConf()
-	b.checks = newCheckRunner(sh, checkConfig{
+	b.checkCfg = checkConfig{
 		sandboxID: cfg.spec.ID, hostname: cfg.spec.Hostname, workspace: cfg.spec.Workspace,
 		env: env, lowers: lowers, engine: cfg.graderAPI, netns: cfg.netns,
 		hosts: hosts, resolvConf: resolv, userns: cfg.userns, group: cfg.group,
-	})
+	}
+	mounts := []runtime.Mount{
+		// Idmapped under a user namespace: the workspace keeps container
+		// ids on disk, so the Files panel and the grader see the
+		// learner's files as root's, as the learner does.
+		{Source: cfg.spec.Workspace, Destination: shellHome, IDMap: cfg.userns != nil},
+		{Source: cfg.socket, Destination: shellSocket},
+	}
+	if cfg.hold {
+		// The learner's environment is known only when the sandbox is
+		// given out: the command reads it from a file labd writes then
+		// (host root's, read-only, so the learner cannot change it).
+		f := filepath.Join(dir, "env")
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			return nil, fmt.Errorf("shell env file: %w", err)
+		}
+		mounts = append(mounts, runtime.Mount{Source: f, Destination: shellEnvFile, ReadOnly: true})
+		args = append([]string{"/bin/sh", "-c", `set -a; . ` + shellEnvFile + `; set +a; exec "$@"`, "sh"}, args...)
+	} else {
+		b.checks = newCheckRunner(sh, b.checkCfg)
+	}
 	b.inR, b.inW = io.Pipe()
 	b.outR, b.outW = io.Pipe()
 	shellEnv := append(append([]string{}, env...),
@@ -149,17 +176,12 @@ func startShell(ctx context.Context, sh *Shared, cfg shellConfig) (*shellBox, er
 		NetNS:      cfg.netns,
 		Hosts:      hosts,
 		ResolvConf: resolv,
-		Mounts: []runtime.Mount{
-			// Idmapped under a user namespace: the workspace keeps container
-			// ids on disk, so the Files panel and the grader see the
-			// learner's files as root's, as the learner does.
-			{Source: cfg.spec.Workspace, Destination: shellHome, IDMap: cfg.userns != nil},
-			{Source: cfg.socket, Destination: shellSocket},
-		},
-		UserNS: cfg.userns,
+		Mounts:     mounts,
+		UserNS:     cfg.userns,
 		// The shell keeps labd's oom_score_adj (0): the learner's
 		// containers (500) go first when the sandbox runs out of memory.
 		Group: cfg.group,
+		Hold:  cfg.hold,
 	})
 	if err != nil {
 		b.closePipes(ErrShellEnded)
@@ -219,7 +241,9 @@ func (b *shellBox) Destroy(ctx context.Context) error {
 		if err := b.c.Kill(); err != nil && !errors.Is(err, runtime.ErrNotRunning) {
 			b.destroyErr = fmt.Errorf("kill shell of %s: %w", b.id, err)
 		}
-		if err := b.checks.close(ctx); err != nil {
+		if b.checks == nil {
+			// Never released: no check ran.
+		} else if err := b.checks.close(ctx); err != nil {
 			b.destroyErr = errors.Join(b.destroyErr, fmt.Errorf("check containers of %s: %w", b.id, err))
 		}
 		// Unblock the terminal's readers and writers, and the runtime's
@@ -232,6 +256,42 @@ func (b *shellBox) Destroy(ctx context.Context) error {
 		}
 	})
 	return b.destroyErr
+}
+
+// shellEnvFile is where a held shell reads its learner's environment.
+const shellEnvFile = "/etc/labd/env"
+
+// release runs the command of a shell started with hold, with env added
+// to its environment, and makes its checks.
+func (b *shellBox) release(env []string) error {
+	var sb strings.Builder
+	for _, kv := range env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !validEnvName(k) {
+			return fmt.Errorf("shell environment: invalid variable %q", kv)
+		}
+		sb.WriteString(k + "='" + strings.ReplaceAll(v, "'", `'\''`) + "'\n")
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, "env"), []byte(sb.String()), 0o644); err != nil {
+		return fmt.Errorf("shell env file: %w", err)
+	}
+	b.env = mergeEnv(b.env, env)
+	b.checkCfg.env = b.env
+	b.checks = newCheckRunner(b.sh, b.checkCfg)
+	return b.c.Release()
+}
+
+// validEnvName: what the shell's `.` can assign.
+func validEnvName(k string) bool {
+	if k == "" || k[0] >= '0' && k[0] <= '9' {
+		return false
+	}
+	for _, c := range k {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // execKillWait bounds how long Exec waits for a killed command's output.

@@ -365,9 +365,14 @@ func testShellContainerSandbox(t *testing.T, userns bool) {
 			}
 		}
 	}
-	if _, err := os.Stat(filepath.Join(a.Workspace(), "from-shell.txt")); err != nil {
+	dir, release, err := mgr.OpenWorkspace(ctx, "shell-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "from-shell.txt")); err != nil {
 		t.Errorf("workspace lost after destroy: %v", err)
 	}
+	release()
 }
 
 // shellSandbox creates a container-shell sandbox over a fresh workspace
@@ -494,6 +499,7 @@ func benchShellSandboxToPrompt(b *testing.B, userns bool) {
 	for _, sb := range live {
 		sb.Destroy(ctx)
 	}
+	shared.Close() // the ended sandboxes' parked disks, as labd stopping
 	b.ReportMetric(float64(rss1-rss0)/n/(1<<20), "labd-MiB/sandbox")
 	b.ReportMetric(float64(shellRSS)/n/(1<<20), "shell-MiB/sandbox")
 }

@@ -20,7 +20,7 @@ var validVolumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
 
 // volumeDir is where a volume's data lives: <data>/engine/volumes/<view>/<name>/_data.
 func (e *Engine) volumeDir(name string) string {
-	return filepath.Join(e.shared.dir, "volumes", e.name, name, "_data")
+	return filepath.Join(e.volumesDir(), name, "_data")
 }
 
 func mountTypeAPI(t string) mount.Type { return mount.Type(t) }

@@ -32,7 +32,7 @@ type volumeMeta struct {
 	API bool `json:",omitempty"`
 }
 
-func (e *Engine) volumesRoot() string { return filepath.Join(e.shared.dir, "volumes", e.name) }
+func (e *Engine) volumesRoot() string { return e.volumesDir() }
 
 type noSuchVolume string
 

@@ -53,7 +53,7 @@ echo done`,
 			}
 			// On the host: every process of the attacker's shell runs as
 			// the range's base, and the workspace keeps container ids.
-			if n := hostRootProcs(t, a.attacker.sid); n != 0 {
+			if n := hostRootProcs(t, sandboxInstance(a.data, a.attacker.sid)); n != 0 {
 				t.Errorf("%d processes of the attacker's sandbox run as host root", n)
 			}
 			ws := filepath.Join(a.data, "sandboxes", a.attacker.sid, "workspace")

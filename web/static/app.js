@@ -25,7 +25,9 @@
     // labd destroys every sandbox when it stops, so reconnecting after a
     // shutdown cannot find the shell again: a reload starts a new one.
     4002: 'The server is shutting down.',
-    4003: 'The shell exited.'
+    4003: 'The shell exited.',
+    4006: 'Your sandbox reached this server\'s time limit. Your files are kept: reload the page for a new one.',
+    4007: 'An instructor stopped your sandbox. Your files are kept: reload the page for a new one.'
   };
 
   // Flow control: ask the server to pause output while xterm.js has more
@@ -57,6 +59,52 @@
   var statusEl = document.getElementById('term-status');
   var statusText = statusEl && statusEl.querySelector('.term-text');
   var restartBtn = document.getElementById('btn-restart');
+
+  // The sandbox's coming end (idle, or the server's time limit): a bar
+  // above the terminal counting down, with "I'm still here" for an idle
+  // end. A warning without a message withdraws it.
+  var endWarning = (function () {
+    var el = document.getElementById('end-warning');
+    var text = el && el.querySelector('.end-warning-text');
+    var btn = document.getElementById('btn-still-here');
+    var timer = null, base = '';
+    function tick(ends) {
+      var left = Math.max(0, Math.round((ends - Date.now()) / 1000));
+      var m = Math.floor(left / 60), sec = left % 60;
+      text.textContent = base + ' (' + m + ':' + (sec < 10 ? '0' : '') + sec + ' left)';
+    }
+    if (btn) {
+      btn.addEventListener('click', function () {
+        btn.disabled = true;
+        fetch(el.dataset.touchUrl, { method: 'POST', credentials: 'same-origin' }).then(function (r) {
+          btn.disabled = false;
+          if (r.ok) hide();
+        }, function () { btn.disabled = false; });
+      });
+    }
+    function hide() {
+      if (timer) clearInterval(timer);
+      timer = null;
+      if (el) el.hidden = true;
+    }
+    return {
+      show: function (n) {
+        if (!el) return;
+        if (!n.message) { hide(); return; }
+        base = n.message;
+        btn.hidden = n.action !== 'still-here';
+        el.hidden = false;
+        if (timer) clearInterval(timer);
+        if (n.ends) {
+          tick(n.ends);
+          timer = setInterval(function () { tick(n.ends); }, 1000);
+        } else {
+          text.textContent = base;
+        }
+      },
+      hide: hide
+    };
+  })();
 
   function setStatus(state, text, offerRestart) {
     if (!statusEl) return;
@@ -173,7 +221,10 @@
     this.pending = 0;
     this.paused = false;
     this.closing = null;
-    setStatus(this.failed ? 'reconnecting' : 'connecting', this.failed ? 'Reconnecting…' : 'Connecting…', false);
+    // The first connection waits for the sandbox when the page came
+    // before its shell (labd answers pages at once).
+    setStatus(this.failed ? 'reconnecting' : 'connecting',
+      this.failed ? 'Reconnecting…' : (gen === 1 ? 'Starting your sandbox…' : 'Connecting…'), false);
     var ws;
     try {
       ws = new WebSocket(this.url(), [SUBPROTOCOL]);
@@ -198,6 +249,7 @@
         // (from the "closing" notice or the close frame) otherwise.
         var why = ev.code >= 4000 ? final : (self.closing || ev.reason || final);
         setStatus('closed', why, true);
+        endWarning.hide();
         return;
       }
       self.retry();
@@ -264,6 +316,8 @@
         try { notice = JSON.parse(new TextDecoder().decode(payload)); } catch (e) { return; }
         if (notice.kind === 'closing') {
           this.closing = notice.message;
+        } else if (notice.kind === 'warning') {
+          endWarning.show(notice);
         } else if (notice.message) {
           statusText.textContent = notice.message;
         }

@@ -89,6 +89,7 @@ type Hub struct {
 	readBytes int64
 	tooSlow   int
 	targets   []*client // scratch for broadcast, used only by the reader
+	notice    *Notice   // the standing notice (Notify), sent to every new client
 
 	in        chan Message // Input and Resize, to inputLoop
 	lastInput atomic.Int64
@@ -247,6 +248,25 @@ func (h *Hub) inputLoop() {
 // exit, ctx); otherwise an error saying why the client was dropped (a
 // *ProtocolError, ErrTooSlow, a keep-alive timeout or a network error).
 // Attach always closes conn.
+// Notify sends n to every attached client and keeps it as the standing
+// notice every client attaching later gets too (a tab opened after an
+// idle warning sees it), until the next Notify; a Notice without a
+// Message withdraws it (the page hides what it showed).
+func (h *Hub) Notify(n Notice) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.end != nil {
+		return
+	}
+	h.notice = &n
+	if n.Message == "" {
+		h.notice = nil
+	}
+	for c := range h.clients {
+		c.send(n)
+	}
+}
+
 func (h *Hub) Attach(ctx context.Context, conn *Conn) error {
 	c := newClient(h, conn)
 	defer close(c.detached)
@@ -260,6 +280,9 @@ func (h *Hub) Attach(ctx context.Context, conn *Conn) error {
 		MaxMessage: int(conn.readLimit),
 		PingMS:     int(h.opts.PingInterval / time.Millisecond),
 	})
+	if h.notice != nil {
+		c.ctrl = append(c.ctrl, *h.notice)
+	}
 	c.q.Push(snap)
 	if end := h.end; end != nil {
 		r := *end

@@ -49,6 +49,8 @@ const (
 	CloseShellExited    = 4003 // the login shell ended
 	CloseTooSlow        = 4004 // the client's output queue stayed full too long
 	CloseKeepAlive      = 4005 // no pong or message within two ping intervals
+	CloseLifetime       = 4006 // the sandbox reached the server's maximum lifetime
+	CloseStopped        = 4007 // an instructor stopped the sandbox
 )
 
 // Resize bounds, inclusive.
@@ -111,6 +113,12 @@ type Notice struct {
 	Kind    string `json:"kind"`
 	Code    int    `json:"code,omitempty"`
 	Message string `json:"message"`
+	// Ends is when the sandbox ends (unix milliseconds) for a warning
+	// of its idle or lifetime end; the page counts down to it.
+	Ends int64 `json:"ends,omitempty"`
+	// Action names what the page offers with it: "still-here" (the
+	// idle warning's button).
+	Action string `json:"action,omitempty"`
 }
 
 func (Input) Type() Type  { return TypeInput }
@@ -236,7 +244,9 @@ func strictJSON(p []byte, v any) error {
 	if err := d.Decode(v); err != nil {
 		return fmt.Errorf("invalid JSON: %w", err)
 	}
-	if d.More() {
+	// More would let a stray "}" or "]" through: it reports whether an
+	// array or object continues, not whether the input does.
+	if _, err := d.Token(); err != io.EOF {
 		return errors.New("invalid JSON: trailing data")
 	}
 	return nil

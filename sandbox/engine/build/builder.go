@@ -238,16 +238,26 @@ type buildState struct {
 
 const stepFormat = "Step %d/%d : %v\n"
 
-func (bs *buildState) run(ast *parser.Result) (string, error) {
-	o := bs.req.Options
+// plan is a parsed Dockerfile as the build dispatches it: its stages, cut
+// at the target and with the --label options appended, the meta ARGs
+// before the first FROM, and the number of steps the output counts.
+type plan struct {
+	stages   []instructions.Stage
+	metaArgs []instructions.ArgCommand
+	total    int
+}
+
+// newPlan turns a parsed Dockerfile into a plan; its errors are the
+// learner's (400s).
+func newPlan(ast *parser.Result, o *buildtypes.ImageBuildOptions) (*plan, error) {
 	stages, metaArgs, err := instructions.Parse(ast.AST, nil)
 	if err != nil {
-		return "", invalidParam{legacyParseError(err)}
+		return nil, invalidParam{legacyParseError(err)}
 	}
 	if o.Target != "" {
 		ix, found := instructions.HasStage(stages, o.Target)
 		if !found {
-			return "", invalidParam{fmt.Errorf("failed to reach build target %s in Dockerfile", o.Target)}
+			return nil, invalidParam{fmt.Errorf("failed to reach build target %s in Dockerfile", o.Target)}
 		}
 		stages = stages[:ix+1]
 	}
@@ -259,13 +269,23 @@ func (bs *buildState) run(ast *parser.Result) (string, error) {
 			last.AddCommand(instructions.NewLabelCommand(k, o.Labels[k], true))
 		}
 	}
-	ast.PrintWarnings(bs.stderr)
-
-	args := newBuildArgs(o.BuildArgs)
 	total := len(metaArgs) + len(stages)
 	for _, s := range stages {
 		total += len(s.Commands)
 	}
+	return &plan{stages: stages, metaArgs: metaArgs, total: total}, nil
+}
+
+func (bs *buildState) run(ast *parser.Result) (string, error) {
+	o := bs.req.Options
+	p, err := newPlan(ast, o)
+	if err != nil {
+		return "", err
+	}
+	ast.PrintWarnings(bs.stderr)
+
+	args := newBuildArgs(o.BuildArgs)
+	stages, metaArgs, total := p.stages, p.metaArgs, p.total
 	index := 1
 	shlex := shell.NewLex(ast.EscapeToken)
 	for i := range metaArgs {

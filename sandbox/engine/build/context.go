@@ -228,15 +228,25 @@ func (c *buildContext) readDockerfile(name string) (*parser.Result, error) {
 		// dockerd's wording for a Dockerfile it cannot read, a 500 too.
 		return nil, fmt.Errorf("unexpected error reading Dockerfile: %w", err)
 	}
+	res, err := parseDockerfile(name, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.removeIgnored(name); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// parseDockerfile parses the Dockerfile name holds; its errors are the
+// learner's (400s).
+func parseDockerfile(name string, data []byte) (*parser.Result, error) {
 	if len(data) == 0 {
 		return nil, invalidParam{fmt.Errorf("the Dockerfile (%s) cannot be empty", name)}
 	}
 	res, err := parser.Parse(bytes.NewReader(data))
 	if err != nil {
 		return nil, invalidParam{err}
-	}
-	if err := c.removeIgnored(name); err != nil {
-		return nil, err
 	}
 	return res, nil
 }

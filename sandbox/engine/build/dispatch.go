@@ -176,15 +176,9 @@ func (st *stageState) runTriggers(triggers []string) error {
 
 // dispatch runs one instruction (dockerd's evaluator.dispatch).
 func (st *stageState) dispatch(cmd instructions.Command) (retErr error) {
-	env := st.runConfig.Env
-	envs := shell.EnvsFromSlice(append(append([]string{}, env...), st.args.filterAllowed(env)...))
-	if ex, ok := cmd.(instructions.SupportsSingleWordExpansion); ok {
-		if err := ex.Expand(func(word string) (string, error) {
-			w, _, err := st.shlex.ProcessWord(word, envs)
-			return w, err
-		}); err != nil {
-			return invalidParam{err}
-		}
+	envs, err := st.expand(cmd)
+	if err != nil {
+		return err
 	}
 	defer func() {
 		o := st.bs.req.Options
@@ -316,6 +310,22 @@ func (st *stageState) dispatch(cmd instructions.Command) (retErr error) {
 	return fmt.Errorf("unsupported command type: %v", reflect.TypeOf(cmd))
 }
 
+// expand substitutes the stage's environment and allowed build args in
+// cmd's words, in place, and returns that environment.
+func (st *stageState) expand(cmd instructions.Command) (shell.EnvGetter, error) {
+	env := st.runConfig.Env
+	envs := shell.EnvsFromSlice(append(append([]string{}, env...), st.args.filterAllowed(env)...))
+	if ex, ok := cmd.(instructions.SupportsSingleWordExpansion); ok {
+		if err := ex.Expand(func(word string) (string, error) {
+			w, _, err := st.shlex.ProcessWord(word, envs)
+			return w, err
+		}); err != nil {
+			return nil, invalidParam{err}
+		}
+	}
+	return envs, nil
+}
+
 // legacyHealthConfig is container.HealthConfig as dockerd 20.10 had it
 // (no StartInterval), for the HEALTHCHECK created-by string.
 type legacyHealthConfig struct {
@@ -327,6 +337,12 @@ type legacyHealthConfig struct {
 }
 
 func (st *stageState) dispatchEnv(c *instructions.EnvCommand) error {
+	return st.commit(st.applyEnv(c))
+}
+
+// applyEnv sets c's variables in the run config and returns the step's
+// created-by text.
+func (st *stageState) applyEnv(c *instructions.EnvCommand) string {
 	msg := bytes.NewBufferString("ENV")
 	for _, e := range c.Env {
 		nv := e.String()
@@ -344,7 +360,7 @@ func (st *stageState) dispatchEnv(c *instructions.EnvCommand) error {
 			st.runConfig.Env = append(st.runConfig.Env, nv)
 		}
 	}
-	return st.commit(msg.String())
+	return msg.String()
 }
 
 // resolveCmdLine is dockerd's for Linux: the parsed command line as is,

@@ -37,6 +37,7 @@ type Client struct {
 	mu      sync.Mutex
 	logs    map[string]*transferLog
 	flights map[digest.Digest]*flight
+	zips    map[digest.Digest]*zipFlight // compressions of layers for pushes, by diffID
 }
 
 // New opens the client's records under the store's directory

@@ -311,11 +311,13 @@ func (c *Client) pushLayer(ctx context.Context, o *out, s *session, repo Repo, d
 			break
 		}
 	}
-	rec, err := c.uploadLayer(ctx, o, s, repo, diffID, uploadURL)
+	rec, reused, err := c.uploadLayer(ctx, o, s, repo, diffID, uploadURL)
 	if err != nil {
 		return pushedLayer{}, err
 	}
-	return done(rec, OutcomePushed, "Pushed", "")
+	pl, err := done(rec, OutcomePushed, "Pushed", "")
+	pl.lt.Reused = reused
+	return pl, err
 }
 
 // familiarPath is how dockerd names a mount source: the repository's
@@ -354,40 +356,33 @@ func (c *Client) startUpload(ctx context.Context, s *session, repo Repo) (string
 	return s.location(resp)
 }
 
-// uploadLayer compresses the stored layer on the fly into one PATCH (as
-// dockerd does), then commits it with PUT ?digest=.
-func (c *Client) uploadLayer(ctx context.Context, o *out, s *session, repo Repo, diffID digest.Digest, loc string) (BlobRecord, error) {
+// uploadLayer uploads the layer's gzip blob in one PATCH (as dockerd
+// does), then commits it with PUT ?digest=. The blob is compressed once
+// and kept in the store (compressedLayer): a class pushing the same base
+// layer into 50 namespaces, none of which may mount from another,
+// compresses it once, not 50 times.
+func (c *Client) uploadLayer(ctx context.Context, o *out, s *session, repo Repo, diffID digest.Digest, loc string) (_ BlobRecord, reused bool, err error) {
 	pid := shortID(diffID)
 	if loc == "" {
-		var err error
 		if loc, err = c.startUpload(ctx, s, repo); err != nil {
-			return BlobRecord{}, err
+			return BlobRecord{}, false, err
 		}
 	}
-	tarSize := int64(0)
-	if f, err := c.store.OpenBlob(diffID); err == nil {
-		if st, err := f.Stat(); err == nil {
-			tarSize = st.Size()
-		}
-		f.Close()
-	}
-	layer, err := c.store.OpenLayer(diffID)
+	blob, _, reused, err := c.compressedLayer(ctx, o, diffID)
 	if err != nil {
-		return BlobRecord{}, err
+		return BlobRecord{}, false, err
 	}
-	defer layer.Close()
+	f, err := c.store.OpenBlob(blob)
+	if err != nil {
+		return BlobRecord{}, false, fmt.Errorf("layer %s: %w", pid, err)
+	}
+	defer f.Close()
 	pr, pw := io.Pipe()
 	ch := newCountingHash()
 	go func() {
-		// Buffered so the request goes in large chunks, not one per
-		// deflate write.
+		// Buffered so the request goes in large chunks.
 		bw := bufio.NewWriterSize(io.MultiWriter(pw, ch), 64<<10)
-		gz := gzip.NewWriter(bw)
-		src := &progressReader{r: layer, total: tarSize, report: func(n, t int64) { _ = o.progress(pid, "Pushing", n, t) }}
-		_, err := io.Copy(gz, src)
-		if err == nil {
-			err = gz.Close()
-		}
+		_, err := io.Copy(bw, f)
 		if err == nil {
 			err = bw.Flush()
 		}
@@ -396,11 +391,11 @@ func (c *Client) uploadLayer(ctx context.Context, o *out, s *session, repo Repo,
 	resp, err := s.do(ctx, http.MethodPatch, loc, pr, http.Header{"Content-Type": {"application/octet-stream"}})
 	pr.CloseWithError(errors.New("upload ended"))
 	if err != nil {
-		return BlobRecord{}, err
+		return BlobRecord{}, false, err
 	}
 	if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusCreated {
 		defer resp.Body.Close()
-		return BlobRecord{}, responseError(resp)
+		return BlobRecord{}, false, responseError(resp)
 	}
 	next, err := s.location(resp)
 	drain(resp)
@@ -410,18 +405,122 @@ func (c *Client) uploadLayer(ctx context.Context, o *out, s *session, repo Repo,
 	d := ch.digest()
 	put, err := withQuery(next, "digest", d.String())
 	if err != nil {
-		return BlobRecord{}, err
+		return BlobRecord{}, false, err
 	}
 	resp, err = s.do(ctx, http.MethodPut, put, nil, http.Header{"Content-Length": {"0"}})
 	if err != nil {
-		return BlobRecord{}, err
+		return BlobRecord{}, false, err
 	}
 	if resp.StatusCode != http.StatusCreated {
 		defer resp.Body.Close()
-		return BlobRecord{}, responseError(resp)
+		return BlobRecord{}, false, responseError(resp)
 	}
 	drain(resp)
-	return BlobRecord{Digest: d, Size: ch.n, DiffID: diffID, MediaType: MediaTypeLayer, Verified: true}, nil
+	if d != blob {
+		return BlobRecord{}, false, fmt.Errorf("layer %s: the stored blob %s changed while it was uploaded (%s)", pid, blob, d)
+	}
+	return BlobRecord{Digest: d, Size: ch.n, DiffID: diffID, MediaType: MediaTypeLayer, Verified: true}, reused, nil
+}
+
+// compressedLayer returns the digest and size of a gzip blob of layer
+// diffID in the store: one a push made before (the records tie it to the
+// layer), or one made now. Pushes of the same layer at the same time wait
+// for one compression; reused says this push did not compress it.
+func (c *Client) compressedLayer(ctx context.Context, o *out, diffID digest.Digest) (_ digest.Digest, _ int64, reused bool, _ error) {
+	for _, rec := range c.rec.forDiffID(diffID) {
+		if (rec.MediaType == "" || rec.MediaType == MediaTypeLayer || rec.MediaType == MediaTypeOCILayer) && rec.Verified && c.store.HasBlob(rec.Digest) {
+			return rec.Digest, rec.Size, true, nil
+		}
+	}
+	c.mu.Lock()
+	if c.zips == nil {
+		c.zips = map[digest.Digest]*zipFlight{}
+	}
+	z, running := c.zips[diffID]
+	if !running {
+		z = &zipFlight{done: make(chan struct{})}
+		c.zips[diffID] = z
+	}
+	c.mu.Unlock()
+	if running {
+		select {
+		case <-z.done:
+			return z.blob, z.size, true, z.err
+		case <-ctx.Done():
+			return "", 0, false, ctx.Err()
+		}
+	}
+	z.blob, z.size, z.err = c.compress(ctx, o, diffID)
+	if z.err == nil {
+		// Known from now on by the records (a verified blob of the layer
+		// that no repository holds yet).
+		z.err = c.rec.add(z.blob, z.size, diffID, MediaTypeLayer, "", "", true)
+	}
+	c.mu.Lock()
+	delete(c.zips, diffID)
+	c.mu.Unlock()
+	close(z.done)
+	return z.blob, z.size, false, z.err
+}
+
+// zipFlight is one compression of a layer that pushes wait for.
+type zipFlight struct {
+	done chan struct{}
+	blob digest.Digest
+	size int64
+	err  error
+}
+
+// compress gzips the stored layer into the store.
+func (c *Client) compress(ctx context.Context, o *out, diffID digest.Digest) (digest.Digest, int64, error) {
+	pid := shortID(diffID)
+	tarSize := int64(0)
+	if f, err := c.store.OpenBlob(diffID); err == nil {
+		if st, err := f.Stat(); err == nil {
+			tarSize = st.Size()
+		}
+		f.Close()
+	}
+	layer, err := c.store.OpenLayer(diffID)
+	if err != nil {
+		return "", 0, err
+	}
+	defer layer.Close()
+	pr, pw := io.Pipe()
+	go func() {
+		bw := bufio.NewWriterSize(pw, 64<<10)
+		gz := gzip.NewWriter(bw)
+		// Reported as dockerd's "Pushing" of the layer: compressing is
+		// most of a push's time.
+		src := &progressReader{r: &ctxReader{ctx: ctx, r: layer}, total: tarSize, report: func(n, t int64) { _ = o.progress(pid, "Pushing", n, t) }}
+		_, err := io.Copy(gz, src)
+		if err == nil {
+			err = gz.Close()
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		pw.CloseWithError(err)
+	}()
+	d, n, err := c.store.PutBlob(pr)
+	pr.CloseWithError(errors.New("compression ended"))
+	if err != nil {
+		return "", 0, fmt.Errorf("compress layer %s: %w", pid, err)
+	}
+	return d, n, nil
+}
+
+// ctxReader ends a read when ctx does (a cancelled push stops compressing).
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r *ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
 }
 
 func (c *Client) pushConfig(ctx context.Context, s *session, repo Repo, id digest.Digest, raw []byte) error {

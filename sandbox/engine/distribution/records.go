@@ -207,6 +207,9 @@ type LayerTransfer struct {
 	Size    int64         `json:"size,omitempty"`   // compressed size
 	Outcome string        `json:"outcome"`
 	From    string        `json:"from,omitempty"` // mount source repository
+	// Reused: a pushed layer's gzip blob was one kept from an earlier
+	// push (or being made by one at the same time), not compressed again.
+	Reused bool `json:"reused,omitempty"`
 }
 
 // Transfer is one push or pull (one tag), as recorded for graders.

@@ -203,6 +203,34 @@ func TestRegistryPushDifferential(t *testing.T) {
 	if !strings.Contains(rd, regs["labd"].Addr+"/alice/pushdiff@"+last[1].Digest.String()) {
 		t.Errorf("RepoDigests after push: %s", rd)
 	}
+	for _, l := range last[0].Layers {
+		if l.Reused {
+			t.Errorf("first push: layer %s reused a blob nobody had made yet", l.DiffID)
+		}
+	}
+	// A registry where nothing can be mounted from (another host): every
+	// layer goes again, compressed once already (the kept gzip blobs), so
+	// a class pushing one base layer into many namespaces compresses it once.
+	fresh := StartDockerRegistry(t, nil)
+	ref = fresh.Addr + "/carol/pushdiff"
+	pair.Labd.Must(t, DockerCLI20, "", "tag", "pushdiff:v2", ref)
+	if again := pushLines(pair.Labd.Must(t, DockerCLI20, "", "push", ref)); count(again, ": Pushed") != 4 {
+		t.Errorf("push to another registry:\n%s", strings.Join(again, "\n"))
+	}
+	var carol *distribution.Transfer
+	for _, tr := range readTransfers(t, filepath.Join(pair.Dir, "labd-data"), engine.DefaultView) {
+		if tr.Kind == "push" && tr.Registry == fresh.Addr {
+			carol = &tr
+		}
+	}
+	if carol == nil || len(carol.Layers) != 4 {
+		t.Fatalf("push to another registry: transfer %+v", carol)
+	}
+	for _, l := range carol.Layers {
+		if !l.Reused || l.Outcome != "pushed" {
+			t.Errorf("push to another registry: layer %+v, want pushed from the kept blob", l)
+		}
+	}
 }
 
 // TestRegistryBadInput: a tag that does not exist locally, malformed

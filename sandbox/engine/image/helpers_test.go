@@ -13,7 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-func openStore(t *testing.T) *Store {
+func openStore(t testing.TB) *Store {
 	t.Helper()
 	s, err := Open(filepath.Join(t.TempDir(), "engine"))
 	if err != nil {
@@ -22,7 +22,7 @@ func openStore(t *testing.T) *Store {
 	return s
 }
 
-func view(t *testing.T, s *Store, name string) *View {
+func view(t testing.TB, s *Store, name string) *View {
 	t.Helper()
 	v, err := s.View(name)
 	if err != nil {
@@ -32,7 +32,7 @@ func view(t *testing.T, s *Store, name string) *View {
 }
 
 // layerTar returns a layer tar holding the given files (name -> body).
-func layerTar(t *testing.T, files ...string) []byte {
+func layerTar(t testing.TB, files ...string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -52,7 +52,7 @@ func layerTar(t *testing.T, files ...string) []byte {
 
 // putImage stores layers and a config on top of parent's layers, adds
 // it to v and returns its ID. created orders images (seconds).
-func putImage(t *testing.T, v *View, parent digest.Digest, builtLocally bool, created int64, layers ...[]byte) digest.Digest {
+func putImage(t testing.TB, v *View, parent digest.Digest, builtLocally bool, created int64, layers ...[]byte) digest.Digest {
 	t.Helper()
 	ctx := context.Background()
 	var diffIDs []digest.Digest

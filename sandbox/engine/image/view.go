@@ -523,3 +523,19 @@ func (v *View) List(all bool) []Summary {
 	})
 	return out
 }
+
+// RemoveView forgets the named view: its tags and images. Blobs and layers
+// stay for GC (other views share them). The base view cannot go; the
+// caller makes sure no engine uses the view.
+func (s *Store) RemoveView(name string) error {
+	if name == BaseView || !viewNameRE.MatchString(name) {
+		return fmt.Errorf("remove view %q: not a sandbox's view", name)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.views, name)
+	if err := os.Remove(s.path("views", name+".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove view %s: %w", name, err)
+	}
+	return nil
+}

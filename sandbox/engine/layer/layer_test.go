@@ -24,7 +24,7 @@ var capV2 = []byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0, 0, 0, 0, 0
 
 // makeUpper builds an overlay upper directory with every kind of entry a
 // container step can leave behind.
-func makeUpper(t *testing.T) string {
+func makeUpper(t testing.TB) string {
 	t.Helper()
 	d := t.TempDir()
 	must := func(err error) {

@@ -48,6 +48,15 @@ func (c *Container) ID() string { return c.id }
 // Pid returns the host pid of the init process.
 func (c *Container) Pid() int { return c.init.pid }
 
+// Release executes the init process of a container started with
+// Spec.Hold; it is an error for any other container, or twice.
+func (c *Container) Release() error {
+	if err := c.lc.Exec(); err != nil {
+		return fmt.Errorf("release container %s: %w", c.id, err)
+	}
+	return nil
+}
+
 // Done is closed once the init process has exited and everything but the
 // upper and work directories has been released.
 func (c *Container) Done() <-chan struct{} { return c.done }
@@ -171,7 +180,7 @@ func (c *Container) Exec(e ExecSpec) (*Process, error) {
 		return nil, fmt.Errorf("exec in container %s: %w", c.id, err)
 	}
 	p.containerDone = c.done
-	if err := p.start(c.lc); err != nil {
+	if err := p.start(c.lc, false); err != nil {
 		return nil, fmt.Errorf("exec in container %s: %w", c.id, err)
 	}
 	return p, nil

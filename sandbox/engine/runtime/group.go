@@ -65,6 +65,7 @@ func (r *Runtime) groupsDir() string { return filepath.Join(r.root, "groups") }
 // containers ending) is waited for until ctx ends. Remove it once its
 // containers are gone.
 func (r *Runtime) NewGroup(ctx context.Context, name string, l Limits) (_ *Group, err error) {
+	r.detectCgroupFiles()
 	if !validID.MatchString(name) {
 		return nil, fmt.Errorf("invalid container group name %q", name)
 	}
@@ -266,4 +267,23 @@ func (r *Runtime) sweepGroups() {
 		}
 		_ = os.Remove(filepath.Join(r.groupsDir(), name))
 	}
+}
+
+// cgroupDetect: the cgroup library finds out, on its first Set, which
+// files some controllers use (blkio's weight file) and keeps that in
+// package variables without a lock; two sandboxes made at once would race
+// on them. One Set on a throwaway group, before any other, does it once.
+var cgroupDetect sync.Once
+
+func (r *Runtime) detectCgroupFiles() {
+	cgroupDetect.Do(func() {
+		m, res, err := r.groupManager(fmt.Sprintf("labd-probe-%d", os.Getpid()), Limits{})
+		if err != nil {
+			return
+		}
+		if m.Apply(-1) == nil {
+			_ = m.Set(res)
+		}
+		_ = m.Destroy()
+	})
 }

@@ -138,8 +138,13 @@ func newProcess(s processSpec, init bool) (_ *Process, err error) {
 
 // start runs the process in lc (as its init when p.init) and starts the
 // stdio copies and the waiter.
-func (p *Process) start(lc *libcontainer.Container) error {
-	err := lc.Run(p.lp)
+func (p *Process) start(lc *libcontainer.Container, hold bool) error {
+	var err error
+	if hold {
+		err = lc.Start(p.lp) // Container.Release executes it
+	} else {
+		err = lc.Run(p.lp)
+	}
 	for _, f := range p.afterStart {
 		f.Close()
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/labd/labd/sandbox/engine/userns"
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/seccomp"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -153,6 +154,10 @@ type Spec struct {
 	// Group puts the container's cgroup in a group's (<CgroupParent>/
 	// <group>/<id>), under the group's limits; nil: <CgroupParent>/<id>.
 	Group *Group
+	// Hold makes the container with its init process set up (namespaces,
+	// mounts, cgroups, terminal) but not yet executed, as `runc create`:
+	// Container.Release executes it. A warm sandbox's shell waits so.
+	Hold bool
 	// OOMScoreAdj is the oom_score_adj of the container's processes (how
 	// readily the kernel's OOM killer picks them, -1000 to 1000); nil
 	// inherits labd's.
@@ -338,6 +343,7 @@ func (r *Runtime) Run(ctx context.Context, s Spec) (exitCode int, err error) {
 // runs until its process exits or it is killed. After the process has
 // exited, everything but Upper and Work is released (see Wait).
 func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
+	r.detectCgroupFiles()
 	if !validID.MatchString(s.ID) {
 		return nil, fmt.Errorf("invalid container id %q", s.ID)
 	}
@@ -439,11 +445,7 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
-	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
-		CgroupName:   s.ID,
-		Spec:         spec,
-		NoNewKeyring: false,
-	})
+	cfg, err := createConfig(s.ID, spec)
 	if err != nil {
 		return nil, fmt.Errorf("start container %s: config: %w", s.ID, err)
 	}
@@ -474,12 +476,38 @@ func (r *Runtime) Start(ctx context.Context, s Spec) (_ *Container, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
-	if err := p.start(lc); err != nil {
+	if err := p.start(lc, s.Hold); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", s.ID, err)
 	}
 	c.init = p
 	go c.monitor()
 	return c, nil
+}
+
+// specconvMu: runc's specconv hands every config the same default
+// device nodes (specconv.AllowedDevices, pointers to package variables)
+// and, under a user namespace, writes the container's root uid into them.
+// Two containers of different sandboxes made at once would race there,
+// and one could get /dev nodes owned by the other's uid range. The
+// conversion runs alone, and each config gets devices of its own.
+var specconvMu sync.Mutex
+
+func createConfig(id string, spec *specs.Spec) (*configs.Config, error) {
+	specconvMu.Lock()
+	defer specconvMu.Unlock()
+	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		CgroupName:   id,
+		Spec:         spec,
+		NoNewKeyring: false,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range cfg.Devices {
+		own := *d
+		cfg.Devices[i] = &own
+	}
+	return cfg, nil
 }
 
 // swapLimitSupported reports whether the kernel accounts swap per cgroup

@@ -55,6 +55,12 @@ var (
 	}
 )
 
+// DefaultMaskedPaths and DefaultReadonlyPaths are copies of Docker's
+// lists, for what shows them (docker inspect's HostConfig) to use the
+// runtime's own.
+func DefaultMaskedPaths() []string   { return append([]string(nil), maskedPaths...) }
+func DefaultReadonlyPaths() []string { return append([]string(nil), readonlyPaths...) }
+
 // defaultMounts are Docker's default container mounts (moby
 // oci.DefaultLinuxSpec). /dev/shm gets Docker's default --shm-size.
 func defaultMounts() []specs.Mount {
