@@ -150,8 +150,23 @@ func (m *Manager) removeOldWarm() {
 		}
 		if err := os.RemoveAll(d); err != nil {
 			m.log.Warn("remove an earlier run's warm sandbox", "dir", d, "err", err)
+			continue
+		}
+		// What the provider keeps of it beside the directory (the engine:
+		// its uid range, its records), which a killed labd never freed.
+		if f, ok := m.p.(Forgetter); ok {
+			if err := f.Forget(filepath.Base(d)); err != nil {
+				m.log.Warn("forget an earlier run's warm sandbox", "name", filepath.Base(d), "err", err)
+			}
 		}
 	}
+}
+
+// Forgetter is a Provider that keeps something of a sandbox beyond its
+// directory (DATA/sandboxes/<name>) and can let it go once the directory
+// is gone for good.
+type Forgetter interface {
+	Forget(name string) error
 }
 
 // Warm returns how many warm sandboxes are ready now.

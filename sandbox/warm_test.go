@@ -26,6 +26,14 @@ type warming struct {
 	mu       sync.Mutex
 	adopted  []sandbox.Spec
 	failNext atomic.Bool // the next Adopt fails
+	forgot   []string    // Forget calls
+}
+
+func (w *warming) Forget(name string) error {
+	w.mu.Lock()
+	w.forgot = append(w.forgot, name)
+	w.mu.Unlock()
+	return nil
 }
 
 func (w *warming) Prepare(ctx context.Context, s sandbox.Spec) (sandbox.Prepared, error) {
@@ -201,8 +209,16 @@ func TestWarmPoolRestart(t *testing.T) {
 	if err := m.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	m2, _ := newWarmManager(t, data, sandbox.ManagerOptions{Warm: 1})
+	m2, w2 := newWarmManager(t, data, sandbox.ManagerOptions{Warm: 1})
 	waitWarm(t, m2, 1)
+	// What the provider keeps of the unused ones beside their directories
+	// (the engine: uid ranges, records) goes too; the given-out one stays.
+	w2.mu.Lock()
+	forgot := append([]string{}, w2.forgot...)
+	w2.mu.Unlock()
+	if !slices.Contains(forgot, "sb-w000000000000") || slices.Contains(forgot, filepath.Base(filepath.Dir(ws))) {
+		t.Errorf("forgotten after the restart: %v, want the unused warm sandboxes only", forgot)
+	}
 	if b, err := os.ReadFile(filepath.Join(m2.WorkspaceDir("kept"), "work")); err != nil || !bytes.Equal(b, []byte("x")) {
 		t.Errorf("the learner's file after a restart: %q, %v", b, err)
 	}

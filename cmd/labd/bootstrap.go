@@ -310,6 +310,14 @@ func (r *shellRecorder) OpenWorkspace(ctx context.Context, name, workspace strin
 	return workspace, func() {}, nil
 }
 
+// Forget passes the engine's sandbox.Forgetter through the wrapper.
+func (r *shellRecorder) Forget(name string) error {
+	if f, ok := r.Provider.(sandbox.Forgetter); ok {
+		return f.Forget(name)
+	}
+	return nil
+}
+
 // ResetFiles passes the engine's sandbox.Resetter through the wrapper.
 func (r *shellRecorder) ResetFiles(ctx context.Context, name string, keepWorkspace bool) error {
 	if rs, ok := r.Provider.(sandbox.Resetter); ok {

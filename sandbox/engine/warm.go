@@ -71,6 +71,15 @@ func (w *prepared) Destroy(ctx context.Context) error {
 	return errors.Join(err, w.eng.shared.forget(w.id))
 }
 
+// Forget implements sandbox.Forgetter: an earlier run's warm sandbox
+// nobody was given (its directory is gone) frees its uid range and records.
+func (p *Provider) Forget(name string) error {
+	if !sandbox.ValidID(name) {
+		return fmt.Errorf("forget sandbox %q: %w", name, sandbox.ErrInvalidID)
+	}
+	return errors.Join(p.Shared.forget(name), p.Shared.Store.RemoveView(name))
+}
+
 // forget releases what a destroyed sandbox keeps for its workspace: a
 // mount of its disk for a reader (kept.go), its uid range, its records.
 func (s *Shared) forget(id string) error {
