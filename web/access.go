@@ -244,9 +244,7 @@ func (s *server) check(r *http.Request, k routeKind, sid string, port int) verdi
 	if rl.who != whoLearner {
 		// A sandbox its lab page is still starting is waited for: the
 		// page answers before the shell is up (starting.go).
-		ctx, cancel := context.WithTimeout(r.Context(), startWait)
-		_ = s.starts.await(ctx, sid)
-		cancel()
+		_ = s.starts.await(r.Context(), sid)
 		v.sb, st.owner, st.live = s.opts.Sandboxes.Get(sid)
 	}
 	a := asker{pageLoad: isDocumentLoad(r)}

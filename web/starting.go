@@ -67,8 +67,9 @@ func (st *starting) finished() bool {
 	}
 }
 
-// await waits for sid's start, if a lab page began one, and returns its
-// error.
+// await waits, at most startWait, for sid's start if a lab page began
+// one that has not ended, and returns its error. A sandbox already up (or
+// never started here) costs a map lookup: every preview request asks.
 func (ss *startings) await(ctx context.Context, sid string) error {
 	ss.mu.Lock()
 	st, ok := ss.m[sid]
@@ -76,11 +77,18 @@ func (ss *startings) await(ctx context.Context, sid string) error {
 	if !ok {
 		return nil
 	}
+	if st.finished() {
+		return st.err
+	}
+	t := time.NewTimer(startWait)
+	defer t.Stop()
 	select {
 	case <-st.done:
 		return st.err
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-t.C:
+		return context.DeadlineExceeded
 	}
 }
 
@@ -111,12 +119,10 @@ func (s *server) attachLab(sid, learner, user string, lab *labs.Lab) {
 	}()
 }
 
-// awaitStart is awaitStart for a websocket request: false when the
+// awaitStart is await for a websocket request: false when the
 // sandbox could not start, with the answer written.
 func (s *server) awaitStart(w http.ResponseWriter, r *http.Request, k routeKind, sid string) bool {
-	ctx, cancel := context.WithTimeout(r.Context(), startWait)
-	defer cancel()
-	err := s.starts.await(ctx, sid)
+	err := s.starts.await(r.Context(), sid)
 	if err == nil || r.Context().Err() != nil {
 		return err == nil
 	}
