@@ -188,12 +188,14 @@ type admission struct {
 }
 
 // admissionFor works out what opening sandbox sid costs: nothing when the
-// learner (not fresh: their cookie is valid) has it running or had it
-// before, a token otherwise.
+// learner (not fresh: their cookie is valid) has it running or being
+// made, or had it before, a token otherwise.
 func (s *server) admissionFor(r *http.Request, learner, sid string, fresh bool) admission {
 	a := admission{s: s, r: r, client: admissionClient(r)}
 	if !fresh {
-		if _, owner, ok := s.opts.Sandboxes.Get(sid); ok && owner == learner {
+		// Info, not Get: a sandbox still being made (the page does not
+		// wait for it, so a reload comes early) is the learner's too.
+		if in, ok := s.opts.Sandboxes.Info(sid); ok && in.Owner == learner {
 			a.free = true
 		} else if fi, err := os.Stat(s.opts.Sandboxes.WorkspaceDir(sid)); err == nil && fi.IsDir() {
 			a.free = true
