@@ -19,6 +19,7 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/labd/labd/sandbox/engine/api"
 	"github.com/labd/labd/sandbox/engine/beneath"
+	"github.com/labd/labd/sandbox/engine/ctr"
 	"github.com/moby/go-archive"
 	"github.com/moby/go-archive/chrootarchive"
 	"github.com/moby/sys/user"
@@ -47,7 +48,7 @@ func (containerFileNotFound) NotFound() {}
 type fsUse struct {
 	n      int
 	root   string
-	mounts []mountPoint // bind sources pinned for the copies (pins)
+	mounts []ctr.MountPoint // bind sources pinned for the copies (pins)
 	pins   []string
 	done   chan struct{} // closed when the mount is gone
 }
@@ -60,28 +61,28 @@ type stoppedRoots struct {
 	uses map[string]*fsUse
 }
 
-// waitFSIdleLocked waits, with c.mu held on entry and on return, until no
-// copy holds c's temporary root filesystem. c.mu is released while it
-// waits (copies take it for their events); copies register under c.mu, so
-// the final check with c.mu held is conclusive.
-func (e *Engine) waitFSIdleLocked(c *ctr) {
+// waitFSIdleLocked waits, with c's lock held on entry and on return, until
+// no copy holds c's temporary root filesystem. The lock is released while
+// it waits (copies take it for their events); copies register under it,
+// so the final check with the lock held is conclusive.
+func (e *Engine) waitFSIdleLocked(c *ctr.Container) {
 	for {
 		e.roots.mu.Lock()
-		u := e.roots.uses[c.meta.ID]
+		u := e.roots.uses[c.Meta.ID]
 		e.roots.mu.Unlock()
 		if u == nil {
 			return
 		}
-		c.mu.Unlock()
+		c.Unlock()
 		<-u.done
-		c.mu.Lock()
+		c.Lock()
 	}
 }
 
 // ctrRoot is the view of a container's files one copy works on.
 type ctrRoot struct {
 	root    string // the merged root filesystem
-	mounts  []mountPoint
+	mounts  []ctr.MountPoint
 	bundle  string // running: where the /etc files are
 	release func()
 	// ids maps the root filesystem's host ids to container ids (a user
@@ -100,28 +101,28 @@ func (r *ctrRoot) idsFor(root string) user.IdentityMapping {
 }
 
 // rootOf gives access to c's root filesystem until release is called.
-func (e *Engine) rootOf(c *ctr) (*ctrRoot, error) {
-	c.mu.Lock()
-	if c.removed || c.meta.State.Removing {
-		c.mu.Unlock()
-		return nil, api.ConflictError(fmt.Errorf("container %s is marked for removal", c.meta.ID))
+func (e *Engine) rootOf(c *ctr.Container) (*ctrRoot, error) {
+	c.Lock()
+	if c.RemovedLocked() || c.Meta.State.Removing {
+		c.Unlock()
+		return nil, api.ConflictError(fmt.Errorf("container %s is marked for removal", c.Meta.ID))
 	}
-	mounts := append([]mountPoint(nil), c.meta.Mounts...)
-	id := c.meta.ID
-	if c.meta.State.Running && c.rc != nil {
+	mounts := append([]ctr.MountPoint(nil), c.Meta.Mounts...)
+	id := c.Meta.ID
+	if c.Meta.State.Running && c.RuntimeLocked() != nil {
 		bundle := e.shared.Runtime.BundleDir(id)
-		c.mu.Unlock()
+		c.Unlock()
 		// Bind and volume sources are pinned for the copy (resolved now,
 		// beneath their roots), not taken from the container: the
 		// container's own are idmapped under a user namespace, and host
 		// root cannot write through those.
-		cpDir := "cp-" + newID()[:12]
+		cpDir := "cp-" + ctr.NewID()[:12]
 		pinned, pins, err := e.pinBinds(c, mounts, cpDir)
 		release := func() {
 			unpinAll(pins)
 			// Not RemoveAll: were a pin still mounted, that would reach
 			// into the learner's workspace.
-			_ = os.Remove(filepath.Join(c.dir, cpDir))
+			_ = os.Remove(filepath.Join(c.Dir, cpDir))
 		}
 		if err != nil {
 			release()
@@ -130,10 +131,10 @@ func (e *Engine) rootOf(c *ctr) (*ctrRoot, error) {
 		return &ctrRoot{root: filepath.Join(bundle, "rootfs"), mounts: pinned, bundle: bundle,
 			release: release, ids: e.idMap(), raw: rawRoots(pinned, pins)}, nil
 	}
-	// Registered under c.mu: a start after this waits for the release.
+	// Registered under c's lock: a start after this waits for the release.
 	e.roots.mu.Lock()
 	defer e.roots.mu.Unlock()
-	c.mu.Unlock()
+	c.Unlock()
 	u := e.roots.uses[id]
 	if u == nil {
 		root, err := e.mountStopped(c)
@@ -180,10 +181,10 @@ func (e *Engine) rootOf(c *ctr) (*ctrRoot, error) {
 // trees, never a path a learner can swap while they run. Under a user
 // namespace volumes are pinned too. Pins are not idmapped: they show the
 // container ids the files have on disk (rawRoots).
-func (e *Engine) pinBinds(c *ctr, mounts []mountPoint, dir string) ([]mountPoint, []string, error) {
-	out := append([]mountPoint(nil), mounts...)
+func (e *Engine) pinBinds(c *ctr.Container, mounts []ctr.MountPoint, dir string) ([]ctr.MountPoint, []string, error) {
+	out := append([]ctr.MountPoint(nil), mounts...)
 	var pins []string
-	dir = filepath.Join(c.dir, dir)
+	dir = filepath.Join(c.Dir, dir)
 	for i, m := range out {
 		if m.Type != "bind" && (m.Type != "volume" || e.userns == nil) {
 			continue
@@ -211,7 +212,7 @@ func (e *Engine) pinBinds(c *ctr, mounts []mountPoint, dir string) ([]mountPoint
 }
 
 // rawRoots are the pinned sources among mounts (container ids on disk).
-func rawRoots(mounts []mountPoint, pins []string) map[string]bool {
+func rawRoots(mounts []ctr.MountPoint, pins []string) map[string]bool {
 	raw := map[string]bool{}
 	for _, p := range pins {
 		raw[p] = true
@@ -238,17 +239,17 @@ func unpinAll(pins []string) {
 
 // mountStopped mounts c's root filesystem (init layer, image layers,
 // upper) at <container>/cpfs.
-func (e *Engine) mountStopped(c *ctr) (string, error) {
-	lowers, err := e.shared.Store.Layers(digest.Digest(c.meta.Image))
+func (e *Engine) mountStopped(c *ctr.Container) (string, error) {
+	lowers, err := e.shared.Store.Layers(digest.Digest(c.Meta.Image))
 	if err != nil {
 		return "", mapErr(err)
 	}
-	initDir := filepath.Join(c.dir, "init")
+	initDir := filepath.Join(c.Dir, "init")
 	if err := writeInitLayer(initDir); err != nil {
-		return "", fmt.Errorf("init layer of %s: %w", c.meta.ID, err)
+		return "", fmt.Errorf("init layer of %s: %w", c.Meta.ID, err)
 	}
-	target := filepath.Join(c.dir, "cpfs")
-	for _, d := range []string{target, c.upperDir(), c.workDir()} {
+	target := filepath.Join(c.Dir, "cpfs")
+	for _, d := range []string{target, c.UpperDir(), c.WorkDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return "", err
 		}
@@ -257,12 +258,12 @@ func (e *Engine) mountStopped(c *ctr) (string, error) {
 	if e.userns != nil {
 		// Idmapped lowers, as in the container: the upper holds host ids
 		// of the sandbox's range, and both must show the same.
-		if err := e.shared.Runtime.MountOverlay(target, all, c.upperDir(), c.workDir(), e.userns); err != nil {
+		if err := e.shared.Runtime.MountOverlay(target, all, c.UpperDir(), c.WorkDir(), e.userns); err != nil {
 			return "", err
 		}
 		return target, nil
 	}
-	if err := mountOverlay(target, all, c.upperDir(), c.workDir()); err != nil {
+	if err := mountOverlay(target, all, c.UpperDir(), c.WorkDir()); err != nil {
 		return "", err
 	}
 	return target, nil
@@ -330,10 +331,10 @@ func mountOverlay(target string, lowers []string, upper, work string) error {
 // inside that root.
 func (r *ctrRoot) locate(p string) (root, rel string) {
 	clean := filepath.Clean("/" + p)
-	ms := append([]mountPoint(nil), r.mounts...)
+	ms := append([]ctr.MountPoint(nil), r.mounts...)
 	if r.bundle != "" {
 		for _, f := range []string{"hosts", "hostname", "resolv.conf"} {
-			ms = append(ms, mountPoint{Type: "bind", Source: filepath.Join(r.bundle, f), Destination: "/etc/" + f})
+			ms = append(ms, ctr.MountPoint{Type: "bind", Source: filepath.Join(r.bundle, f), Destination: "/etc/" + f})
 		}
 	}
 	sort.Slice(ms, func(i, j int) bool { return len(ms[i].Destination) > len(ms[j].Destination) })
@@ -447,7 +448,7 @@ func (e *Engine) statIn(r *ctrRoot, name, p string) (*container.PathStat, string
 
 // ContainerStatPath implements api.ArchiveBackend.
 func (e *Engine) ContainerStatPath(ctx context.Context, name, p string) (*container.PathStat, error) {
-	c, err := e.ctrs.get(name)
+	c, err := e.ctrs.Get(name)
 	if err != nil {
 		return nil, err
 	}
@@ -463,7 +464,7 @@ func (e *Engine) ContainerStatPath(ctx context.Context, name, p string) (*contai
 // ContainerArchivePath implements api.ArchiveBackend (dockerd's
 // containerArchivePath: entries rebased on the requested name).
 func (e *Engine) ContainerArchivePath(ctx context.Context, name, p string) (io.ReadCloser, *container.PathStat, error) {
-	c, err := e.ctrs.get(name)
+	c, err := e.ctrs.Get(name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -491,9 +492,9 @@ func (e *Engine) ContainerArchivePath(ctx context.Context, name, p string) (io.R
 		r.release()
 		return nil, nil, err
 	}
-	c.mu.Lock()
-	e.containerEvent(c, events.ActionArchivePath, nil)
-	c.mu.Unlock()
+	c.Lock()
+	e.ctrs.EventLocked(c, events.ActionArchivePath, nil)
+	c.Unlock()
 	return &releaseReader{ReadCloser: rc, release: r.release}, st, nil
 }
 
@@ -517,7 +518,7 @@ func (extractNotDir) InvalidParameter() {}
 // containerExtractToDir: the last element is followed, it must be a
 // directory).
 func (e *Engine) ContainerExtractToDir(ctx context.Context, name, p string, copyUIDGID, noOverwriteDirNonDir bool, body io.Reader) error {
-	c, err := e.ctrs.get(name)
+	c, err := e.ctrs.Get(name)
 	if err != nil {
 		return err
 	}
@@ -564,9 +565,9 @@ func (e *Engine) ContainerExtractToDir(ctx context.Context, name, p string, copy
 	if copyUIDGID {
 		// The files take the container user's IDs; root unless set
 		// (dockerd resolves names in the container's /etc/passwd).
-		c.mu.Lock()
-		user := c.meta.Config.User
-		c.mu.Unlock()
+		c.Lock()
+		user := c.Meta.Config.User
+		c.Unlock()
 		if uid, gid, ok := numericUser(user); ok {
 			// go-archive applies ChownOpts as host ids, unmapped.
 			if len(ids.UIDMaps) > 0 {
@@ -579,9 +580,9 @@ func (e *Engine) ContainerExtractToDir(ctx context.Context, name, p string, copy
 	if err := chrootarchive.UntarWithRoot(body, resolved, opts, root); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	e.containerEvent(c, events.ActionExtractToDir, nil)
-	c.mu.Unlock()
+	c.Lock()
+	e.ctrs.EventLocked(c, events.ActionExtractToDir, nil)
+	c.Unlock()
 	return nil
 }
 
@@ -606,7 +607,7 @@ func numericUser(u string) (int, int, bool) {
 // ContainerExport implements api.ArchiveBackend: the root filesystem
 // without volumes, as dockerd exports it.
 func (e *Engine) ContainerExport(ctx context.Context, name string) (io.ReadCloser, error) {
-	c, err := e.ctrs.get(name)
+	c, err := e.ctrs.Get(name)
 	if err != nil {
 		return nil, err
 	}
@@ -619,9 +620,9 @@ func (e *Engine) ContainerExport(ctx context.Context, name string) (io.ReadClose
 		r.release()
 		return nil, err
 	}
-	c.mu.Lock()
-	e.containerEvent(c, events.ActionExport, nil)
-	c.mu.Unlock()
+	c.Lock()
+	e.ctrs.EventLocked(c, events.ActionExport, nil)
+	c.Unlock()
 	return &releaseReader{ReadCloser: rc, release: r.release}, nil
 }
 

@@ -22,13 +22,13 @@ import (
 // a modification. The walk is depth-first in readdir order, not sorted, as
 // dockerd's: on the same filesystem both list changes in the same order.
 func (e *Engine) ContainerChanges(ctx context.Context, name string) ([]container.FilesystemChange, error) {
-	c, err := e.ctrs.get(name)
+	c, err := e.ctrs.Get(name)
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	img, upper := c.meta.Image, c.upperDir()
-	c.mu.Unlock()
+	c.Lock()
+	img, upper := c.Meta.Image, c.UpperDir()
+	c.Unlock()
 	lowers, err := e.shared.Store.Layers(digest.Digest(img))
 	if err != nil {
 		return nil, mapErr(err)

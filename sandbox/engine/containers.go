@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,11 +19,10 @@ import (
 	"github.com/docker/docker/api/types/storage"
 	"github.com/docker/go-connections/nat"
 	"github.com/labd/labd/sandbox/engine/api"
-	"github.com/labd/labd/sandbox/engine/mountinfo"
+	"github.com/labd/labd/sandbox/engine/ctr"
 	netpkg "github.com/labd/labd/sandbox/engine/network"
 	"github.com/labd/labd/sandbox/engine/runtime"
 	"github.com/opencontainers/go-digest"
-	"golang.org/x/sys/unix"
 )
 
 // Networker is what containers need from the engine's bridge network
@@ -54,34 +51,7 @@ func (e *Engine) SetAllowBind(f BindPolicy) { e.allowBind = f }
 // resolved from the host's root.
 func AllowAllBinds(p string) (string, string, error) { return "/", p, nil }
 
-const defaultStopTimeout = 10
-
 var validName = regexp.MustCompile(`^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
-
-type notModifiedErr struct{}
-
-func (notModifiedErr) Error() string { return "not modified" }
-func (notModifiedErr) NotModified()  {}
-
-type errNotRunning string
-
-func (e errNotRunning) Error() string { return fmt.Sprintf("Container %s is not running", string(e)) }
-func (errNotRunning) Conflict()       {}
-
-func (e *Engine) containerEvent(c *ctr, action events.Action, extra map[string]string) {
-	attrs := map[string]string{}
-	if c.meta.Config != nil {
-		for k, v := range c.meta.Config.Labels {
-			attrs[k] = v
-		}
-		attrs["image"] = c.meta.Config.Image
-	}
-	attrs["name"] = c.name()
-	for k, v := range extra {
-		attrs[k] = v
-	}
-	e.events.publish(events.ContainerEventType, action, c.meta.ID, attrs)
-}
 
 // ContainerCreate implements api.ContainerBackend.
 func (e *Engine) ContainerCreate(ctx context.Context, name string, cfg *container.Config, hc *container.HostConfig, nc *network.NetworkingConfig) (container.CreateResponse, error) {
@@ -94,7 +64,7 @@ func (e *Engine) ContainerCreate(ctx context.Context, name string, cfg *containe
 	if err := validateHostConfig(hc); err != nil {
 		return container.CreateResponse{}, err
 	}
-	if _, err := logPolicyOf(hc.LogConfig, e.limits.Logs); err != nil {
+	if err := ctr.CheckLogConfig(hc.LogConfig, e.limits.Logs); err != nil {
 		return container.CreateResponse{}, err
 	}
 	if _, err := netpkg.ParseMode(string(hc.NetworkMode)); err != nil {
@@ -129,43 +99,37 @@ func (e *Engine) ContainerCreate(ctx context.Context, name string, cfg *containe
 	}
 	setHostConfigDefaults(hc)
 
-	id := newID()
+	id := ctr.NewID()
 	if cfg.Hostname == "" {
 		cfg.Hostname = id[:12]
 	}
-	fullName, err := e.ctrs.reserveName(name, id)
+	fullName, err := e.ctrs.ReserveName(name, id)
 	if err != nil {
 		return container.CreateResponse{}, err
 	}
 	args := append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...)
-	c := &ctr{
-		dir: filepath.Join(e.containersDir(), id),
-		meta: ctrMeta{
-			ID: id, Name: fullName, View: e.name, Created: time.Now().UTC(),
-			Path: args[0], Args: args[1:], Config: cfg, Image: imgID.String(), Networking: nc,
-		},
-		hc:      hc,
-		changed: make(chan struct{}),
-		execs:   map[string]*execProc{},
-	}
-	if err := os.MkdirAll(c.dir, 0o710); err != nil {
-		e.ctrs.releaseName(fullName, id)
+	c := ctr.New(filepath.Join(e.containersDir(), id), ctr.Meta{
+		ID: id, Name: fullName, View: e.name, Created: time.Now().UTC(),
+		Path: args[0], Args: args[1:], Config: cfg, Image: imgID.String(), Networking: nc,
+	}, hc)
+	if err := os.MkdirAll(c.Dir, 0o710); err != nil {
+		e.ctrs.ReleaseName(fullName, id)
 		return container.CreateResponse{}, fmt.Errorf("create container dir: %w", err)
 	}
 	mounts, err := e.setupMounts(cfg, hc)
 	if err != nil {
-		e.ctrs.releaseName(fullName, id)
-		_ = os.RemoveAll(c.dir)
+		e.ctrs.ReleaseName(fullName, id)
+		_ = os.RemoveAll(c.Dir)
 		return container.CreateResponse{}, err
 	}
-	c.meta.Mounts = mounts
-	if err := c.saveLocked(); err != nil {
-		e.ctrs.releaseName(fullName, id)
-		_ = os.RemoveAll(c.dir)
+	c.Meta.Mounts = mounts
+	if err := c.SaveLocked(); err != nil {
+		e.ctrs.ReleaseName(fullName, id)
+		_ = os.RemoveAll(c.Dir)
 		return container.CreateResponse{}, err
 	}
-	e.ctrs.add(c)
-	e.containerEvent(c, events.ActionCreate, nil)
+	e.ctrs.Add(c)
+	e.ctrs.EventLocked(c, events.ActionCreate, nil)
 	return container.CreateResponse{ID: id, Warnings: []string{}}, nil
 }
 
@@ -300,56 +264,52 @@ var initBinary = "/usr/bin/docker-init"
 
 // ContainerStart implements api.ContainerBackend.
 func (e *Engine) ContainerStart(ctx context.Context, name string) error {
-	c, err := e.ctrs.get(name)
+	c, err := e.ctrs.Get(name)
 	if err != nil {
 		return err
 	}
 	err = e.start(ctx, c)
-	if err != nil && !errors.As(err, new(notModifiedErr)) {
-		c.mu.Lock()
-		auto := c.hc.AutoRemove
-		c.mu.Unlock()
+	if err != nil && !errors.As(err, new(ctr.NotModifiedError)) {
+		c.Lock()
+		auto := c.HostConfig.AutoRemove
+		c.Unlock()
 		if auto {
 			// As dockerd: a --rm container that could not start is removed,
 			// so the client's wait for its removal ends. The client gives
 			// up its wait as soon as it reads this start error (CLI 20.10
 			// then logs "error waiting for container: context canceled"),
 			// so the waits get their answer first, as from dockerd.
-			_ = e.remove(context.WithoutCancel(ctx), c, true, true)
-			handedOff := make(chan struct{})
-			go func() { c.waiting.Wait(); close(handedOff) }()
-			select {
-			case <-handedOff:
+			_ = e.ctrs.Remove(context.WithoutCancel(ctx), c, true, true)
+			if c.AwaitWaiters(time.Second) {
 				// The answer is written; let it reach the client before
 				// the start error does (dockerd's removal takes about as
 				// long, which is why its clients never see the race).
 				time.Sleep(100 * time.Millisecond)
-			case <-time.After(time.Second):
 			}
 		}
 	}
 	return err
 }
 
-func (e *Engine) start(ctx context.Context, c *ctr) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (e *Engine) start(ctx context.Context, c *ctr.Container) error {
+	c.Lock()
+	defer c.Unlock()
 	// A docker cp of the stopped container holds its own overlay (archive.go).
 	e.waitFSIdleLocked(c)
-	if c.removed || c.meta.State.Removing {
+	if c.RemovedLocked() || c.Meta.State.Removing {
 		return api.ConflictError(fmt.Errorf("container is marked for removal and cannot be started"))
 	}
-	if c.meta.State.Running {
-		return notModifiedErr{}
+	if c.Meta.State.Running {
+		return ctr.NotModifiedError{}
 	}
-	cfg, hc := c.meta.Config, c.hc
-	lowers, err := e.shared.Store.Layers(digest.Digest(c.meta.Image))
+	cfg, hc := c.Meta.Config, c.HostConfig
+	lowers, err := e.shared.Store.Layers(digest.Digest(c.Meta.Image))
 	if err != nil {
-		return fmt.Errorf("layers of image %s: %w", c.meta.Image, err)
+		return fmt.Errorf("layers of image %s: %w", c.Meta.Image, err)
 	}
 	spec := runtime.Spec{
-		ID: c.meta.ID, Lowers: lowers, Upper: c.upperDir(), Work: c.workDir(),
-		Args: append([]string{c.meta.Path}, c.meta.Args...), Env: cfg.Env, Cwd: cfg.WorkingDir,
+		ID: c.Meta.ID, Lowers: lowers, Upper: c.UpperDir(), Work: c.WorkDir(),
+		Args: append([]string{c.Meta.Path}, c.Meta.Args...), Env: cfg.Env, Cwd: cfg.WorkingDir,
 		User: cfg.User, Hostname: cfg.Hostname, Tty: cfg.Tty,
 		Memory: hc.Memory, MemorySwap: hc.MemorySwap, CPUShares: hc.CPUShares,
 		CPUQuota: hc.CPUQuota, CPUPeriod: hc.CPUPeriod,
@@ -365,21 +325,13 @@ func (e *Engine) start(ctx context.Context, c *ctr) error {
 		spec.CPUPeriod = 100000
 		spec.CPUQuota = hc.NanoCPUs * 100000 / 1e9
 	}
-	if !hasEnv(spec.Env, "PATH") {
-		spec.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, spec.Env...)
-	}
-	if !hasEnv(spec.Env, "HOSTNAME") {
-		spec.Env = append([]string{spec.Env[0], "HOSTNAME=" + cfg.Hostname}, spec.Env[1:]...)
-	}
-	if cfg.Tty && !hasEnv(spec.Env, "TERM") {
-		spec.Env = append(spec.Env, "TERM=xterm")
-	}
-	if c.tty != nil {
-		spec.TtyHeight, spec.TtyWidth = c.tty.h, c.tty.w
+	spec.Env = ctr.ProcessEnv(spec.Env, cfg.Hostname, cfg.Tty)
+	if c.Tty != nil {
+		spec.TtyHeight, spec.TtyWidth = c.Tty.H, c.Tty.W
 	} else if hc.ConsoleSize[0] > 0 && hc.ConsoleSize[1] > 0 {
 		spec.TtyHeight, spec.TtyWidth = uint16(hc.ConsoleSize[0]), uint16(hc.ConsoleSize[1])
 	}
-	for _, m := range c.meta.Mounts {
+	for _, m := range c.Meta.Mounts {
 		rm, err := e.runtimeMount(m)
 		if err != nil {
 			return err
@@ -396,23 +348,23 @@ func (e *Engine) start(ctx context.Context, c *ctr) error {
 		return mapNetErr(err)
 	}
 	var ep *netpkg.Endpoint
+	releasePorts := func() {}
 	if mode == netpkg.ModeBridge && e.net != nil {
 		bindings, err := netpkg.BindingsFromDocker(cfg.ExposedPorts, hc.PortBindings, hc.PublishAllPorts)
 		if err != nil {
 			return api.InvalidParameterError(err)
 		}
-		releasePorts, err := e.acquirePorts(len(bindings))
+		releasePorts, err = e.acquirePorts(len(bindings))
 		if err != nil {
 			return err
 		}
-		c.releasePorts = releasePorts
-		ep, err = e.net.Attach(ctx, c.meta.ID, cfg.Hostname, bindings)
+		ep, err = e.net.Attach(ctx, c.Meta.ID, cfg.Hostname, bindings)
 		if err != nil {
-			c.releasePortsLocked()
+			releasePorts()
 			var pa *netpkg.PortAllocatedError
 			if errors.As(err, &pa) {
 				// dockerd's wording, without the network's own context.
-				return fmt.Errorf("driver failed programming external connectivity on endpoint %s (%s): %w", c.name(), newID(), pa)
+				return fmt.Errorf("driver failed programming external connectivity on endpoint %s (%s): %w", c.Name(), ctr.NewID(), pa)
 			}
 			return err
 		}
@@ -420,79 +372,16 @@ func (e *Engine) start(ctx context.Context, c *ctr) error {
 		spec.Hosts = ep.Hosts
 		spec.ResolvConf = ep.ResolvConf
 	}
-	detach := func() {
+	// The ports are given back after the endpoint, so a start that
+	// follows this run's exit finds them free on the host too.
+	id := c.Meta.ID
+	release := func() {
 		if ep != nil {
-			_ = e.net.Detach(context.WithoutCancel(ctx), c.meta.ID)
+			_ = e.net.Detach(context.WithoutCancel(ctx), id)
 		}
-		c.releasePortsLocked()
+		releasePorts()
 	}
-
-	logf, err := e.openContainerLog(c)
-	if err != nil {
-		detach()
-		return err
-	}
-	out := newOutput(logf, &c.hub)
-	spec.Stdout = out.writer("stdout")
-	spec.Stderr = out.writer("stderr")
-	var stdinW *io.PipeWriter
-	var stdinR *io.PipeReader
-	if cfg.OpenStdin {
-		stdinR, stdinW = io.Pipe()
-		spec.Stdin = stdinR
-	}
-
-	rc, err := e.shared.Runtime.Start(context.WithoutCancel(ctx), spec)
-	if err != nil {
-		detach()
-		out.close()
-		if stdinW != nil {
-			stdinW.Close()
-		}
-		code := 128
-		msg := err.Error()
-		switch {
-		case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
-			code = 127
-		case strings.Contains(msg, "permission denied"):
-			code = 126
-		}
-		c.meta.State.ExitCode = code
-		c.meta.State.Error = msg
-		_ = c.saveLocked()
-		if ue := (*runtime.UserError)(nil); errors.As(err, &ue) {
-			return ue // dockerd 20.10's words, a 500: no task was made
-		}
-		return api.InvalidParameterError(fmt.Errorf("failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: %s: unknown", startErrText(msg)))
-	}
-	c.rc = rc
-	c.endpoint = ep
-	c.out = out
-	c.stdin = stdinW
-	c.meta.State = ctrState{Running: true, Pid: rc.Pid(), StartedAt: time.Now().UTC()}
-	c.meta.HasBeenStarted = true
-	_ = c.saveLocked()
-	c.notifyLocked()
-	e.containerEvent(c, events.ActionStart, nil)
-	go e.monitor(c, rc, out, stdinR, stdinW)
-	return nil
-}
-
-// startErrText trims the runtime's wrapping to what runc reports.
-func startErrText(msg string) string {
-	if i := strings.Index(msg, "exec: "); i >= 0 {
-		return msg[i:]
-	}
-	return msg
-}
-
-func hasEnv(env []string, key string) bool {
-	for _, kv := range env {
-		if k, _, _ := strings.Cut(kv, "="); k == key {
-			return true
-		}
-	}
-	return false
+	return e.ctrs.StartLocked(ctx, c, e.shared.Runtime, ctr.Run{Spec: spec, Endpoint: ep, LogCap: e.limits.Logs, Release: release})
 }
 
 func mountType(t string) string {
@@ -502,327 +391,65 @@ func mountType(t string) string {
 	return "bind"
 }
 
-func mountOptions(m mountPoint) []string {
+func mountOptions(m ctr.MountPoint) []string {
 	if m.Type == "tmpfs" {
 		return []string{"nosuid", "nodev", "noexec"}
 	}
 	return []string{"rbind"}
 }
 
-// monitor waits for the container's exit and records it.
-func (e *Engine) monitor(c *ctr, rc *runtime.Container, out *output, stdinR *io.PipeReader, stdinW *io.PipeWriter) {
-	exit, err := rc.Wait(context.Background())
-	if err != nil {
-		exit = runtime.Exit{ExitCode: 255}
-	}
-	if stdinW != nil {
-		stdinR.Close()
-		stdinW.Close()
-	}
-	out.close()
-	if e.net != nil {
-		_ = e.net.Detach(context.Background(), c.meta.ID)
-	}
-	c.mu.Lock()
-	c.releasePortsLocked()
-	c.rc = nil
-	c.stdin = nil
-	c.out = nil
-	c.endpoint = nil
-	c.stopping = false
-	c.meta.State.Running = false
-	c.meta.State.Pid = 0
-	c.meta.State.ExitCode = exit.ExitCode
-	c.meta.State.OOMKilled = exit.OOMKilled
-	c.meta.State.FinishedAt = time.Now().UTC()
-	for _, x := range c.execs {
-		x.containerExited()
-	}
-	_ = c.saveLocked()
-	if exit.OOMKilled {
-		e.containerEvent(c, events.ActionOOM, nil)
-	}
-	e.containerEvent(c, events.ActionDie, map[string]string{"exitCode": strconv.Itoa(exit.ExitCode)})
-	c.exitSeq++
-	c.notifyLocked()
-	auto := c.hc.AutoRemove
-	c.mu.Unlock()
-	if auto {
-		if err := e.remove(context.Background(), c, false, true); err != nil {
-			e.shared.log.Warn("auto-remove container", "id", c.meta.ID, "err", err)
-		}
-	}
-}
-
 // ContainerWait implements api.ContainerBackend.
 func (e *Engine) ContainerWait(ctx context.Context, name string, cond container.WaitCondition) (<-chan container.WaitResponse, error) {
-	c, err := e.ctrs.get(name)
+	c, err := e.ctrs.Get(name)
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	seq := c.exitSeq
-	c.mu.Unlock()
-	// Unbuffered: a send returns once the API handler has the result.
-	ch := make(chan container.WaitResponse)
-	c.waiting.Add(1)
-	go func() {
-		defer c.waiting.Done()
-		defer close(ch)
-		for {
-			c.mu.Lock()
-			done := false
-			switch cond {
-			case container.WaitConditionNextExit:
-				done = c.exitSeq != seq || c.removed
-			case container.WaitConditionRemoved:
-				done = c.removed
-			default:
-				done = !c.meta.State.Running || c.removed
-			}
-			code := c.meta.State.ExitCode
-			changed := c.changed
-			c.mu.Unlock()
-			if done {
-				select {
-				case ch <- container.WaitResponse{StatusCode: int64(code)}:
-				case <-ctx.Done():
-				}
-				return
-			}
-			if c.waitChanged(ctx, changed) != nil {
-				return
-			}
-		}
-	}()
-	return ch, nil
-}
-
-// parseSignal accepts "SIGTERM", "TERM", "15".
-func parseSignal(s string) (syscall.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
-			return 0, fmt.Errorf("Invalid signal: %s", s)
-		}
-		return syscall.Signal(n), nil
-	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if sig := unix.SignalNum(name); sig != 0 {
-		return sig, nil
-	}
-	return 0, fmt.Errorf("Invalid signal: %s", s)
-}
-
-// waitExit waits until c has exited after sequence seq, at most d (d < 0:
-// no limit). It reports whether it did.
-func waitExit(ctx context.Context, c *ctr, seq int, d time.Duration) bool {
-	var timer <-chan time.Time
-	if d >= 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		timer = t.C
-	}
-	for {
-		c.mu.Lock()
-		done := c.exitSeq != seq || !c.meta.State.Running
-		ch := c.changed
-		c.mu.Unlock()
-		if done {
-			return true
-		}
-		select {
-		case <-ch:
-		case <-timer:
-			return false
-		case <-ctx.Done():
-			return false
-		}
-	}
+	return e.ctrs.Wait(ctx, c, cond), nil
 }
 
 // ContainerStop implements api.ContainerBackend.
 func (e *Engine) ContainerStop(ctx context.Context, name, signal string, timeout *int) error {
-	c, err := e.ctrs.get(name)
+	c, err := e.ctrs.Get(name)
 	if err != nil {
 		return err
 	}
-	return e.stop(ctx, c, signal, timeout)
-}
-
-func (e *Engine) stop(ctx context.Context, c *ctr, signal string, timeout *int) error {
-	c.mu.Lock()
-	if !c.meta.State.Running || c.rc == nil {
-		c.mu.Unlock()
-		return notModifiedErr{}
-	}
-	rc, seq := c.rc, c.exitSeq
-	if signal == "" {
-		signal = c.meta.Config.StopSignal
-	}
-	t := defaultStopTimeout
-	if c.meta.Config.StopTimeout != nil {
-		t = *c.meta.Config.StopTimeout
-	}
-	if timeout != nil {
-		t = *timeout
-	}
-	c.stopping = true
-	c.mu.Unlock()
-	sig := syscall.SIGTERM
-	if signal != "" {
-		s, err := parseSignal(signal)
-		if err != nil {
-			return api.InvalidParameterError(err)
-		}
-		sig = s
-	}
-	c.mu.Lock()
-	e.containerEvent(c, events.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
-	c.mu.Unlock()
-	_ = rc.Signal(sig)
-	d := time.Duration(t) * time.Second
-	if t < 0 {
-		d = -1
-	}
-	if !waitExit(ctx, c, seq, d) {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		c.mu.Lock()
-		e.containerEvent(c, events.ActionKill, map[string]string{"signal": "9"})
-		c.mu.Unlock()
-		_ = rc.Kill()
-		if !waitExit(ctx, c, seq, -1) {
-			return ctx.Err()
-		}
-	}
-	c.mu.Lock()
-	e.containerEvent(c, events.ActionStop, nil)
-	c.mu.Unlock()
-	return nil
+	return e.ctrs.Stop(ctx, c, signal, timeout)
 }
 
 // ContainerKill implements api.ContainerBackend.
 func (e *Engine) ContainerKill(ctx context.Context, name, signal string) error {
-	c, err := e.ctrs.get(name)
+	c, err := e.ctrs.Get(name)
 	if err != nil {
 		return err
 	}
-	sig := syscall.SIGKILL
-	if signal != "" {
-		s, err := parseSignal(signal)
-		if err != nil {
-			return api.InvalidParameterError(err)
-		}
-		sig = s
-	}
-	c.mu.Lock()
-	if !c.meta.State.Running || c.rc == nil {
-		c.mu.Unlock()
-		return api.ConflictError(fmt.Errorf("Cannot kill container: %s: %w", name, errNotRunning(c.meta.ID)))
-	}
-	rc, seq := c.rc, c.exitSeq
-	e.containerEvent(c, events.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
-	c.mu.Unlock()
-	if sig == syscall.SIGKILL {
-		_ = rc.Kill()
-		// Like dockerd, answer once the container is gone.
-		waitExit(ctx, c, seq, 20*time.Second)
-		return nil
-	}
-	return rc.Signal(sig)
+	return e.ctrs.Kill(ctx, c, name, signal)
 }
 
 // ContainerRestart implements api.ContainerBackend.
 func (e *Engine) ContainerRestart(ctx context.Context, name, signal string, timeout *int) error {
-	c, err := e.ctrs.get(name)
+	c, err := e.ctrs.Get(name)
 	if err != nil {
 		return err
 	}
-	if err := e.stop(ctx, c, signal, timeout); err != nil && !errors.As(err, new(notModifiedErr)) {
+	if err := e.ctrs.Stop(ctx, c, signal, timeout); err != nil && !errors.As(err, new(ctr.NotModifiedError)) {
 		return err
 	}
 	if err := e.start(ctx, c); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	e.containerEvent(c, events.ActionRestart, nil)
-	c.mu.Unlock()
+	c.Lock()
+	e.ctrs.EventLocked(c, events.ActionRestart, nil)
+	c.Unlock()
 	return nil
 }
 
 // ContainerRemove implements api.ContainerBackend.
 func (e *Engine) ContainerRemove(ctx context.Context, name string, force, volumes bool) error {
-	c, err := e.ctrs.get(name)
+	c, err := e.ctrs.Get(name)
 	if err != nil {
 		return err
 	}
-	return e.remove(ctx, c, force, volumes)
-}
-
-func (e *Engine) remove(ctx context.Context, c *ctr, force, volumes bool) error {
-	c.mu.Lock()
-	if c.removed {
-		c.mu.Unlock()
-		return nil
-	}
-	if c.meta.State.Removing {
-		c.mu.Unlock()
-		return api.ConflictError(fmt.Errorf("removal of container %s is already in progress", c.meta.ID))
-	}
-	if c.meta.State.Running {
-		if !force {
-			c.mu.Unlock()
-			return api.ConflictError(fmt.Errorf("You cannot remove a running container %s. Stop the container before attempting removal or force remove", c.meta.ID))
-		}
-		rc, seq := c.rc, c.exitSeq
-		c.meta.State.Removing = true
-		e.containerEvent(c, events.ActionKill, map[string]string{"signal": "9"})
-		c.mu.Unlock()
-		_ = rc.Kill()
-		if !waitExit(ctx, c, seq, 30*time.Second) {
-			c.mu.Lock()
-			c.meta.State.Removing = false
-			c.mu.Unlock()
-			return fmt.Errorf("could not kill running container %s, cannot remove", c.meta.ID)
-		}
-		c.mu.Lock()
-	}
-	c.meta.State.Removing = true
-	c.notifyLocked()
-	mounts := c.meta.Mounts
-	c.mu.Unlock()
-
-	mountinfo.UnmountUnder(c.dir)
-	if err := os.RemoveAll(c.dir); err != nil {
-		c.mu.Lock()
-		c.meta.State.Removing = false
-		c.meta.State.Dead = true
-		_ = c.saveLocked()
-		c.mu.Unlock()
-		return fmt.Errorf("unable to remove filesystem for %s: %w", c.meta.ID, err)
-	}
-	if volumes {
-		for _, m := range mounts {
-			if m.Type == "volume" && m.Anonymous {
-				_ = os.RemoveAll(filepath.Dir(m.Source))
-			}
-		}
-	}
-	e.ctrs.delete(c)
-	c.mu.Lock()
-	c.removed = true
-	c.meta.State.Removing = false
-	e.containerEvent(c, events.ActionDestroy, nil)
-	c.notifyLocked()
-	c.mu.Unlock()
-	// A client attached to a container that never ran again has nothing
-	// more to wait for.
-	c.hub.endAll()
-	return nil
+	return e.ctrs.Remove(ctx, c, force, volumes)
 }
 
 // ContainerRename implements api.ContainerBackend.
@@ -833,43 +460,40 @@ func (e *Engine) ContainerRename(ctx context.Context, name, newName string) erro
 	if !validName.MatchString(newName) {
 		return api.InvalidParameterError(fmt.Errorf("Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", newName))
 	}
-	c, err := e.ctrs.get(name)
+	c, err := e.ctrs.Get(name)
 	if err != nil {
 		return err
 	}
 	newName = "/" + strings.TrimPrefix(newName, "/")
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	old := c.meta.Name
+	c.Lock()
+	defer c.Unlock()
+	old := c.Meta.Name
 	if old == newName {
 		return api.InvalidParameterError(errors.New("Renaming a container with the same name as its current name"))
 	}
-	if _, err := e.ctrs.reserveName(newName, c.meta.ID); err != nil {
+	if _, err := e.ctrs.ReserveName(newName, c.Meta.ID); err != nil {
 		return api.ConflictError(fmt.Errorf("Error when allocating new name: %w", err))
 	}
-	e.ctrs.releaseName(old, c.meta.ID)
-	c.meta.Name = newName
-	if err := c.saveLocked(); err != nil {
+	e.ctrs.ReleaseName(old, c.Meta.ID)
+	c.Meta.Name = newName
+	if err := c.SaveLocked(); err != nil {
 		return err
 	}
-	e.containerEvent(c, events.ActionRename, map[string]string{"oldName": old})
+	e.ctrs.EventLocked(c, events.ActionRename, map[string]string{"oldName": old})
 	return nil
 }
 
 // ContainerResize implements api.ContainerBackend.
 func (e *Engine) ContainerResize(ctx context.Context, name string, height, width uint16) error {
-	c, err := e.ctrs.get(name)
+	c, err := e.ctrs.Get(name)
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.Lock()
+	defer c.Unlock()
 	// Before start (docker run -it resizes at once) the size is kept for
 	// the start.
-	c.tty = &ttySize{h: height, w: width}
-	if c.rc != nil && c.meta.Config.Tty {
-		_ = c.rc.Resize(width, height)
-	}
+	c.ResizeLocked(height, width)
 	return nil
 }
 
@@ -910,22 +534,22 @@ func (e *Engine) ContainerList(ctx context.Context, opts container.ListOptions) 
 			}
 		}
 	}
-	list := e.ctrs.all()
+	list := e.ctrs.All()
 	var beforeT, sinceT time.Time
 	for key, dst := range map[string]*time.Time{"before": &beforeT, "since": &sinceT} {
 		for _, v := range f.Get(key) {
-			c, err := e.ctrs.get(v)
+			c, err := e.ctrs.Get(v)
 			if err != nil {
 				return nil, err
 			}
-			*dst = c.created()
+			*dst = c.Created()
 		}
 	}
 	out := []container.Summary{}
 	for _, c := range list {
-		c.mu.Lock()
-		st := c.meta.State.status()
-		ok := all || c.meta.State.Running
+		c.Lock()
+		st := c.Meta.State.Status()
+		ok := all || c.Meta.State.Running
 		if ok && f.Contains("status") && !f.ExactMatch("status", st) {
 			ok = false
 		}
@@ -933,33 +557,33 @@ func (e *Engine) ContainerList(ctx context.Context, opts container.ListOptions) 
 			match := false
 			if st == "exited" {
 				for _, n := range exited {
-					match = match || n == c.meta.State.ExitCode
+					match = match || n == c.Meta.State.ExitCode
 				}
 			}
 			ok = match
 		}
-		if ok && f.Contains("name") && !f.Match("name", c.meta.Name) && !f.Match("name", c.name()) {
+		if ok && f.Contains("name") && !f.Match("name", c.Meta.Name) && !f.Match("name", c.Name()) {
 			ok = false
 		}
-		if ok && f.Contains("id") && !f.Match("id", c.meta.ID) {
+		if ok && f.Contains("id") && !f.Match("id", c.Meta.ID) {
 			ok = false
 		}
-		if ok && f.Contains("label") && !f.MatchKVList("label", c.meta.Config.Labels) {
+		if ok && f.Contains("label") && !f.MatchKVList("label", c.Meta.Config.Labels) {
 			ok = false
 		}
-		if ok && ancestors != nil && !ancestors[c.meta.Image] {
+		if ok && ancestors != nil && !ancestors[c.Meta.Image] {
 			ok = false
 		}
-		if ok && !beforeT.IsZero() && !c.meta.Created.Before(beforeT) {
+		if ok && !beforeT.IsZero() && !c.Meta.Created.Before(beforeT) {
 			ok = false
 		}
-		if ok && !sinceT.IsZero() && !c.meta.Created.After(sinceT) {
+		if ok && !sinceT.IsZero() && !c.Meta.Created.After(sinceT) {
 			ok = false
 		}
 		if ok {
 			out = append(out, e.summaryLocked(c, opts.Size))
 		}
-		c.mu.Unlock()
+		c.Unlock()
 		if opts.Limit > 0 && len(out) >= opts.Limit {
 			break
 		}
@@ -968,57 +592,57 @@ func (e *Engine) ContainerList(ctx context.Context, opts container.ListOptions) 
 }
 
 // command is docker ps's COMMAND before the CLI quotes and truncates it.
-func command(c *ctr) string {
-	if len(c.meta.Args) == 0 {
-		return c.meta.Path
+func command(c *ctr.Container) string {
+	if len(c.Meta.Args) == 0 {
+		return c.Meta.Path
 	}
 	var args []string
-	for _, a := range c.meta.Args {
+	for _, a := range c.Meta.Args {
 		if strings.Contains(a, " ") {
 			a = "'" + a + "'"
 		}
 		args = append(args, a)
 	}
-	return c.meta.Path + " " + strings.Join(args, " ")
+	return c.Meta.Path + " " + strings.Join(args, " ")
 }
 
 // imageName is docker ps's IMAGE: the name the container was created with
 // while it still names the same image, else the image ID.
-func (e *Engine) imageName(c *ctr) string {
-	img := c.meta.Config.Image
-	if img == c.meta.Image {
+func (e *Engine) imageName(c *ctr.Container) string {
+	img := c.Meta.Config.Image
+	if img == c.Meta.Image {
 		return img
 	}
 	id, err := e.view.Resolve(img)
-	if err != nil || id.String() != c.meta.Image {
-		return c.meta.Image
+	if err != nil || id.String() != c.Meta.Image {
+		return c.Meta.Image
 	}
 	return img
 }
 
-func (e *Engine) summaryLocked(c *ctr, size bool) container.Summary {
+func (e *Engine) summaryLocked(c *ctr.Container, size bool) container.Summary {
 	s := container.Summary{
-		ID:      c.meta.ID,
-		Names:   []string{c.meta.Name},
+		ID:      c.Meta.ID,
+		Names:   []string{c.Meta.Name},
 		Image:   e.imageName(c),
-		ImageID: c.meta.Image,
+		ImageID: c.Meta.Image,
 		Command: command(c),
-		Created: c.meta.Created.Unix(),
+		Created: c.Meta.Created.Unix(),
 		Ports:   e.apiPortsLocked(c),
-		Labels:  c.meta.Config.Labels,
-		State:   c.meta.State.status(),
-		Status:  c.meta.State.String(),
-		Mounts:  apiMounts(c.meta.Mounts),
+		Labels:  c.Meta.Config.Labels,
+		State:   c.Meta.State.Status(),
+		Status:  c.Meta.State.String(),
+		Mounts:  apiMounts(c.Meta.Mounts),
 	}
 	if s.Labels == nil {
 		s.Labels = map[string]string{}
 	}
-	s.HostConfig.NetworkMode = string(c.hc.NetworkMode)
+	s.HostConfig.NetworkMode = string(c.HostConfig.NetworkMode)
 	s.NetworkSettings = &container.NetworkSettingsSummary{Networks: e.networksLocked(c)}
 	if size {
-		rw := dirSize(c.upperDir())
+		rw := dirSize(c.UpperDir())
 		s.SizeRw = rw
-		if info, err := e.view.Image(digest.Digest(c.meta.Image)); err == nil {
+		if info, err := e.view.Image(digest.Digest(c.Meta.Image)); err == nil {
 			s.SizeRootFs = rw + info.Size
 		} else {
 			s.SizeRootFs = rw
@@ -1028,25 +652,25 @@ func (e *Engine) summaryLocked(c *ctr, size bool) container.Summary {
 }
 
 // apiPortsLocked lists published (while running) and exposed ports.
-func (e *Engine) apiPortsLocked(c *ctr) []container.Port {
+func (e *Engine) apiPortsLocked(c *ctr.Container) []container.Port {
 	var pubs []netpkg.PublishedPort
-	if c.endpoint != nil {
-		pubs = c.endpoint.Ports
+	if c.Endpoint != nil {
+		pubs = c.Endpoint.Ports
 	}
-	ports := netpkg.APIPorts(c.meta.Config.ExposedPorts, pubs)
+	ports := netpkg.APIPorts(c.Meta.Config.ExposedPorts, pubs)
 	if ports == nil {
 		ports = []container.Port{}
 	}
 	return ports
 }
 
-func (e *Engine) networksLocked(c *ctr) map[string]*network.EndpointSettings {
-	mode := string(c.hc.NetworkMode)
+func (e *Engine) networksLocked(c *ctr.Container) map[string]*network.EndpointSettings {
+	mode := string(c.HostConfig.NetworkMode)
 	if mode == "default" || mode == "" {
 		mode = "bridge"
 	}
 	es := &network.EndpointSettings{}
-	if ep := c.endpoint; ep != nil {
+	if ep := c.Endpoint; ep != nil {
 		es.EndpointID = ep.EndpointID
 		es.IPAddress = ep.IP.String()
 		es.IPPrefixLen = ep.PrefixLen
@@ -1059,7 +683,7 @@ func (e *Engine) networksLocked(c *ctr) map[string]*network.EndpointSettings {
 	return map[string]*network.EndpointSettings{mode: es}
 }
 
-func apiMounts(ms []mountPoint) []container.MountPoint {
+func apiMounts(ms []ctr.MountPoint) []container.MountPoint {
 	out := []container.MountPoint{}
 	for _, m := range ms {
 		mp := container.MountPoint{
@@ -1102,50 +726,44 @@ func formatTime(t time.Time) string {
 
 // ContainerInspect implements api.ContainerBackend.
 func (e *Engine) ContainerInspect(ctx context.Context, name string, size bool) (*container.InspectResponse, error) {
-	c, err := e.ctrs.get(name)
+	c, err := e.ctrs.Get(name)
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st := c.meta.State
+	c.Lock()
+	defer c.Unlock()
+	st := c.Meta.State
 	state := &container.State{
-		Status: st.status(), Running: st.Running, Restarting: st.Restarting, OOMKilled: st.OOMKilled,
+		Status: st.Status(), Running: st.Running, Restarting: st.Restarting, OOMKilled: st.OOMKilled,
 		Dead: st.Dead, Pid: st.Pid, ExitCode: st.ExitCode, Error: st.Error,
 		StartedAt: formatTime(st.StartedAt), FinishedAt: formatTime(st.FinishedAt),
 	}
-	var execIDs []string
-	for id, x := range c.execs {
-		if x.isRunning() {
-			execIDs = append(execIDs, id)
-		}
-	}
-	sort.Strings(execIDs)
-	lowers, _ := e.shared.Store.Layers(digest.Digest(c.meta.Image))
+	execIDs := c.RunningExecsLocked()
+	lowers, _ := e.shared.Store.Layers(digest.Digest(c.Meta.Image))
 	gd := storage.DriverData{Name: "overlay2", Data: map[string]string{
 		"LowerDir":  strings.Join(lowers, ":"),
-		"MergedDir": e.mergedDir(c.meta.ID),
-		"UpperDir":  c.upperDir(),
-		"WorkDir":   c.workDir(),
+		"MergedDir": e.mergedDir(c.Meta.ID),
+		"UpperDir":  c.UpperDir(),
+		"WorkDir":   c.WorkDir(),
 	}}
 	base := &container.ContainerJSONBase{
-		ID: c.meta.ID, Created: formatTime(c.meta.Created), Path: c.meta.Path, Args: c.meta.Args,
-		State: state, Image: c.meta.Image,
-		ResolvConfPath: filepath.Join(c.dir, "resolv.conf"),
-		HostnamePath:   filepath.Join(c.dir, "hostname"),
-		HostsPath:      filepath.Join(c.dir, "hosts"),
-		LogPath:        c.logPath(),
-		Name:           c.meta.Name, RestartCount: c.meta.RestartCount,
+		ID: c.Meta.ID, Created: formatTime(c.Meta.Created), Path: c.Meta.Path, Args: c.Meta.Args,
+		State: state, Image: c.Meta.Image,
+		ResolvConfPath: filepath.Join(c.Dir, "resolv.conf"),
+		HostnamePath:   filepath.Join(c.Dir, "hostname"),
+		HostsPath:      filepath.Join(c.Dir, "hosts"),
+		LogPath:        c.LogPath(),
+		Name:           c.Meta.Name, RestartCount: c.Meta.RestartCount,
 		Driver: "overlay2", Platform: "linux", ExecIDs: execIDs,
-		HostConfig: c.hc, GraphDriver: gd,
+		HostConfig: c.HostConfig, GraphDriver: gd,
 	}
 	if base.Args == nil {
 		base.Args = []string{}
 	}
 	if size {
-		rw := dirSize(c.upperDir())
+		rw := dirSize(c.UpperDir())
 		root := rw
-		if info, err := e.view.Image(digest.Digest(c.meta.Image)); err == nil {
+		if info, err := e.view.Image(digest.Digest(c.Meta.Image)); err == nil {
 			root += info.Size
 		}
 		base.SizeRw, base.SizeRootFs = &rw, &root
@@ -1153,23 +771,23 @@ func (e *Engine) ContainerInspect(ctx context.Context, name string, size bool) (
 	ns := &container.NetworkSettings{}
 	ns.Networks = e.networksLocked(c)
 	var pubs []netpkg.PublishedPort
-	if c.endpoint != nil {
-		pubs = c.endpoint.Ports
-		ns.SandboxKey = c.endpoint.NetNSPath
-		ns.EndpointID = c.endpoint.EndpointID
-		ns.IPAddress = c.endpoint.IP.String()
-		ns.IPPrefixLen = c.endpoint.PrefixLen
-		ns.Gateway = c.endpoint.Gateway.String()
-		ns.MacAddress = c.endpoint.MacAddress.String()
+	if c.Endpoint != nil {
+		pubs = c.Endpoint.Ports
+		ns.SandboxKey = c.Endpoint.NetNSPath
+		ns.EndpointID = c.Endpoint.EndpointID
+		ns.IPAddress = c.Endpoint.IP.String()
+		ns.IPPrefixLen = c.Endpoint.PrefixLen
+		ns.Gateway = c.Endpoint.Gateway.String()
+		ns.MacAddress = c.Endpoint.MacAddress.String()
 	}
-	ns.Ports = netpkg.PortMap(c.meta.Config.ExposedPorts, pubs)
+	ns.Ports = netpkg.PortMap(c.Meta.Config.ExposedPorts, pubs)
 	if ns.Ports == nil {
 		ns.Ports = nat.PortMap{}
 	}
 	return &container.InspectResponse{
 		ContainerJSONBase: base,
-		Mounts:            apiMounts(c.meta.Mounts),
-		Config:            c.meta.Config,
+		Mounts:            apiMounts(c.Meta.Mounts),
+		Config:            c.Meta.Config,
 		NetworkSettings:   ns,
 	}, nil
 }
@@ -1193,27 +811,27 @@ func (e *Engine) ContainersPrune(ctx context.Context, f filters.Args) (*containe
 		}
 	}
 	rep := &container.PruneReport{}
-	for _, c := range e.ctrs.all() {
-		c.mu.Lock()
-		skip := c.meta.State.Running || c.meta.State.Removing
-		if !until.IsZero() && !c.meta.Created.Before(until) {
+	for _, c := range e.ctrs.All() {
+		c.Lock()
+		skip := c.Meta.State.Running || c.Meta.State.Removing
+		if !until.IsZero() && !c.Meta.Created.Before(until) {
 			skip = true
 		}
-		if f.Contains("label") && !f.MatchKVList("label", c.meta.Config.Labels) {
+		if f.Contains("label") && !f.MatchKVList("label", c.Meta.Config.Labels) {
 			skip = true
 		}
-		if f.Contains("label!") && f.MatchKVList("label!", c.meta.Config.Labels) {
+		if f.Contains("label!") && f.MatchKVList("label!", c.Meta.Config.Labels) {
 			skip = true
 		}
-		c.mu.Unlock()
+		c.Unlock()
 		if skip {
 			continue
 		}
-		size := dirSize(c.upperDir())
-		if err := e.remove(ctx, c, false, false); err != nil {
+		size := dirSize(c.UpperDir())
+		if err := e.ctrs.Remove(ctx, c, false, false); err != nil {
 			continue
 		}
-		rep.ContainersDeleted = append(rep.ContainersDeleted, c.meta.ID)
+		rep.ContainersDeleted = append(rep.ContainersDeleted, c.Meta.ID)
 		rep.SpaceReclaimed += uint64(size)
 	}
 	e.events.publish(events.ContainerEventType, events.ActionPrune, "", map[string]string{"reclaimed": strconv.FormatUint(rep.SpaceReclaimed, 10)})
@@ -1223,16 +841,7 @@ func (e *Engine) ContainersPrune(ctx context.Context, f filters.Args) (*containe
 // Close stops every running container of the engine (SIGKILL): a sandbox
 // being destroyed takes its containers along. State stays on disk.
 func (e *Engine) Close(ctx context.Context) error {
-	for _, c := range e.ctrs.all() {
-		c.mu.Lock()
-		rc, seq := c.rc, c.exitSeq
-		c.mu.Unlock()
-		if rc == nil {
-			continue
-		}
-		_ = rc.Kill()
-		waitExit(ctx, c, seq, 30*time.Second)
-	}
+	e.ctrs.KillAll(ctx)
 	return e.runClosers(ctx)
 }
 

@@ -96,15 +96,15 @@ func (e *Engine) SystemDiskUsage(ctx context.Context, kinds map[string]bool) (*t
 // paused container counts as paused only, running ones include
 // restarting).
 func (e *Engine) countContainers(info *system.Info) {
-	for _, c := range e.ctrs.all() {
-		c.mu.Lock()
+	for _, c := range e.ctrs.All() {
+		c.Lock()
 		info.Containers++
 		switch {
-		case c.meta.State.Running:
+		case c.Meta.State.Running:
 			info.ContainersRunning++
 		default:
 			info.ContainersStopped++
 		}
-		c.mu.Unlock()
+		c.Unlock()
 	}
 }

@@ -9,13 +9,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/labd/labd/sandbox/engine/api"
 	"github.com/labd/labd/sandbox/engine/build"
+	"github.com/labd/labd/sandbox/engine/ctr"
 	"github.com/labd/labd/sandbox/engine/distribution"
 	"github.com/labd/labd/sandbox/engine/image"
 	"github.com/labd/labd/sandbox/engine/layer"
@@ -185,7 +185,7 @@ type Engine struct {
 	events  *eventBus
 	name    string
 
-	ctrs      *containerStore
+	ctrs      *ctr.Store
 	net       Networker
 	allowBind BindPolicy
 	userns    *runtime.UserNS // nil: containers run as host root (remap.go)
@@ -193,8 +193,6 @@ type Engine struct {
 	disk      *sandboxDisk    // the sandbox's disk and quota; nil: none (quota.go)
 	limits    EngineLimits
 	count     counters
-	execMu    sync.Mutex
-	execs     map[string]*execProc
 
 	rec *records // for graders (records.go)
 
@@ -215,7 +213,7 @@ func (s *Shared) Engine(viewName string) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("records of view %s: %w", viewName, err)
 	}
-	e := &Engine{shared: s, view: v, events: newEventBus(), name: viewName, execs: map[string]*execProc{}, rec: rec, disk: s.diskOf(viewName)}
+	e := &Engine{shared: s, view: v, events: newEventBus(), name: viewName, rec: rec, disk: s.diskOf(viewName)}
 	e.events.onPublish = e.recordEvent
 	if err := e.loadContainers(); err != nil {
 		return nil, err

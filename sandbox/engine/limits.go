@@ -58,7 +58,7 @@ type Limits struct {
 	// The sandbox's engine.
 	Builds, Execs, Ports int
 	// Logs is what one container's log keeps on disk (bytes; default
-	// DefaultMaxContainerLog, logfile.go).
+	// DefaultMaxContainerLog).
 	Logs int64
 	// Disk is the sandbox's disk quota (bytes; default DefaultSandboxDisk,
 	// quota.go) and MaxDisk what a lab's "resources:" may ask for.
@@ -113,7 +113,7 @@ type EngineLimits struct {
 	Builds int   // builds running
 	Execs  int   // `docker exec` processes running
 	Ports  int   // host ports published by running containers
-	Logs   int64 // bytes one container's log keeps (rotated, logfile.go)
+	Logs   int64 // bytes one container's log keeps (rotated, package ctr)
 }
 
 // counters is what an engine counts against its EngineLimits.

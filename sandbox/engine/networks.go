@@ -72,22 +72,22 @@ func (e *Engine) network(name string) network.Inspect {
 	case "none":
 		n.Driver = "null"
 	}
-	for _, c := range e.ctrs.all() {
-		c.mu.Lock()
-		mode := string(c.hc.NetworkMode)
+	for _, c := range e.ctrs.All() {
+		c.Lock()
+		mode := string(c.HostConfig.NetworkMode)
 		if mode == "default" || mode == "" {
 			mode = "bridge"
 		}
-		if c.meta.State.Running && mode == name {
-			r := network.EndpointResource{Name: c.name()}
-			if ep := c.endpoint; ep != nil {
+		if c.Meta.State.Running && mode == name {
+			r := network.EndpointResource{Name: c.Name()}
+			if ep := c.Endpoint; ep != nil {
 				r.EndpointID = ep.EndpointID
 				r.MacAddress = ep.MacAddress.String()
 				r.IPv4Address = fmt.Sprintf("%s/%d", ep.IP, ep.PrefixLen)
 			}
-			n.Containers[c.meta.ID] = r
+			n.Containers[c.Meta.ID] = r
 		}
-		c.mu.Unlock()
+		c.Unlock()
 	}
 	return n
 }

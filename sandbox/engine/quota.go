@@ -240,10 +240,10 @@ func (e *Engine) checkDisk(adding int64) error {
 // containersBytes is what e's containers hold on disk (accounting only).
 func (e *Engine) containersBytes() int64 {
 	var n int64
-	for _, c := range e.ctrs.all() {
-		c.mu.Lock()
-		dir := c.dir
-		c.mu.Unlock()
+	for _, c := range e.ctrs.All() {
+		c.Lock()
+		dir := c.Dir
+		c.Unlock()
 		n += dirSize(dir)
 	}
 	return n

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/labd/labd/sandbox/engine/ctr"
 	"github.com/labd/labd/sandbox/engine/diskquota"
 	"github.com/labd/labd/sandbox/engine/mountinfo"
 )
@@ -33,10 +34,10 @@ func (p *Provider) ResetFiles(ctx context.Context, name string, keepWorkspace bo
 		}
 	}
 	// What lives beside the disk (or everything, without one).
-	ctrs, err := loadContainers(filepath.Join(s.dir, "containers"), name)
-	errs = append(errs, err)
-	for _, c := range ctrs {
-		errs = append(errs, os.RemoveAll(c.dir))
+	ctrs := ctr.NewStore(ctr.Hooks{})
+	errs = append(errs, ctrs.Load(filepath.Join(s.dir, "containers"), name))
+	for _, c := range ctrs.All() {
+		errs = append(errs, os.RemoveAll(c.Dir))
 	}
 	errs = append(errs, os.RemoveAll(filepath.Join(s.dir, "volumes", name)),
 		os.RemoveAll(filepath.Join(s.dir, "shells", name)),

@@ -10,6 +10,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/labd/labd/sandbox/engine/api"
+	"github.com/labd/labd/sandbox/engine/ctr"
 )
 
 // ContainerTop implements api.ContainerBackend as dockerd does: the host's
@@ -18,16 +19,16 @@ func (e *Engine) ContainerTop(ctx context.Context, name, psArgs string) (*contai
 	if psArgs == "" {
 		psArgs = "-ef"
 	}
-	c, err := e.ctrs.get(name)
+	c, err := e.ctrs.Get(name)
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	rc := c.rc
-	id := c.meta.ID
-	c.mu.Unlock()
+	c.Lock()
+	rc := c.RuntimeLocked()
+	id := c.Meta.ID
+	c.Unlock()
 	if rc == nil {
-		return nil, errNotRunning(id)
+		return nil, ctr.NotRunningError(id)
 	}
 	pids, err := rc.Processes()
 	if err != nil {

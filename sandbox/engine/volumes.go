@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/api/types/mount"
 	"github.com/labd/labd/sandbox/engine/api"
 	"github.com/labd/labd/sandbox/engine/beneath"
+	"github.com/labd/labd/sandbox/engine/ctr"
 	"github.com/labd/labd/sandbox/engine/runtime"
 )
 
@@ -29,10 +30,10 @@ func mountPropagation(p string) mount.Propagation { return mount.Propagation(p) 
 
 // setupMounts turns Binds, Mounts, Tmpfs and the image's VOLUMEs into the
 // container's mount points, creating volumes on demand.
-func (e *Engine) setupMounts(cfg *container.Config, hc *container.HostConfig) ([]mountPoint, error) {
-	var out []mountPoint
+func (e *Engine) setupMounts(cfg *container.Config, hc *container.HostConfig) ([]ctr.MountPoint, error) {
+	var out []ctr.MountPoint
 	seen := map[string]bool{}
-	add := func(m mountPoint) error {
+	add := func(m ctr.MountPoint) error {
 		m.Destination = filepath.Clean(m.Destination)
 		if !filepath.IsAbs(m.Destination) {
 			return api.InvalidParameterError(fmt.Errorf("invalid mount config for type %q: invalid mount path: '%s' mount path must be absolute", m.Type, m.Destination))
@@ -54,12 +55,12 @@ func (e *Engine) setupMounts(cfg *container.Config, hc *container.HostConfig) ([
 		}
 	}
 	for _, mm := range hc.Mounts {
-		m := mountPoint{Destination: mm.Target, RW: !mm.ReadOnly, Type: string(mm.Type)}
+		m := ctr.MountPoint{Destination: mm.Target, RW: !mm.ReadOnly, Type: string(mm.Type)}
 		switch mm.Type {
 		case mount.TypeVolume:
 			name := mm.Source
 			if name == "" {
-				name, m.Anonymous = newID(), true
+				name, m.Anonymous = ctr.NewID(), true
 			}
 			if err := e.ensureVolume(name); err != nil {
 				return nil, err
@@ -82,7 +83,7 @@ func (e *Engine) setupMounts(cfg *container.Config, hc *container.HostConfig) ([
 		}
 	}
 	for dst := range hc.Tmpfs {
-		if err := add(mountPoint{Type: "tmpfs", Source: "tmpfs", Destination: dst, RW: true}); err != nil {
+		if err := add(ctr.MountPoint{Type: "tmpfs", Source: "tmpfs", Destination: dst, RW: true}); err != nil {
 			return nil, err
 		}
 	}
@@ -96,11 +97,11 @@ func (e *Engine) setupMounts(cfg *container.Config, hc *container.HostConfig) ([
 		if seen[filepath.Clean(v)] {
 			continue
 		}
-		name := newID()
+		name := ctr.NewID()
 		if err := e.ensureVolume(name); err != nil {
 			return nil, err
 		}
-		if err := add(mountPoint{Type: "volume", Name: name, Source: e.volumeDir(name), Destination: v, RW: true, Anonymous: true}); err != nil {
+		if err := add(ctr.MountPoint{Type: "volume", Name: name, Source: e.volumeDir(name), Destination: v, RW: true, Anonymous: true}); err != nil {
 			return nil, err
 		}
 	}
@@ -121,29 +122,29 @@ func (e *Engine) ensureVolume(name string) error {
 // point: the source stays a path inside the policy's root, resolved
 // beneath it at every use. create is `-v`'s rule (a missing source is made
 // as a directory, now and at each start); `--mount` wants it to exist.
-func (e *Engine) bindMount(src string, create bool) (mountPoint, error) {
+func (e *Engine) bindMount(src string, create bool) (ctr.MountPoint, error) {
 	if !filepath.IsAbs(src) {
-		return mountPoint{}, api.InvalidParameterError(fmt.Errorf("invalid mount config for type \"bind\": invalid mount path: '%s' mount path must be absolute", src))
+		return ctr.MountPoint{}, api.InvalidParameterError(fmt.Errorf("invalid mount config for type \"bind\": invalid mount path: '%s' mount path must be absolute", src))
 	}
 	if e.allowBind == nil {
-		return mountPoint{}, api.ForbiddenError(fmt.Errorf("bind mounts are not allowed: %s", src))
+		return ctr.MountPoint{}, api.ForbiddenError(fmt.Errorf("bind mounts are not allowed: %s", src))
 	}
 	root, rel, err := e.allowBind(src)
 	if err != nil {
-		return mountPoint{}, api.ForbiddenError(fmt.Errorf("bind mount of %s is not allowed: %w", src, err))
+		return ctr.MountPoint{}, api.ForbiddenError(fmt.Errorf("bind mount of %s is not allowed: %w", src, err))
 	}
 	f, err := beneath.Open(root, rel)
 	if err != nil && create && errors.Is(err, os.ErrNotExist) {
 		if err := beneath.MkdirAll(root, rel); err != nil {
-			return mountPoint{}, fmt.Errorf("create bind source %s: %w", src, err)
+			return ctr.MountPoint{}, fmt.Errorf("create bind source %s: %w", src, err)
 		}
 		f, err = beneath.Open(root, rel)
 	}
 	if err != nil {
-		return mountPoint{}, api.InvalidParameterError(fmt.Errorf("invalid mount config for type \"bind\": bind source path does not exist: %s", src))
+		return ctr.MountPoint{}, api.InvalidParameterError(fmt.Errorf("invalid mount config for type \"bind\": bind source path does not exist: %s", src))
 	}
 	f.Close()
-	return mountPoint{
+	return ctr.MountPoint{
 		Type: "bind", Source: filepath.Join(root, rel), Root: root, Rel: rel,
 		Requested: src, Create: create, Propagation: "rprivate",
 	}, nil
@@ -152,7 +153,7 @@ func (e *Engine) bindMount(src string, create bool) (mountPoint, error) {
 // runtimeMount is how the runtime gets a mount point: bind sources as a
 // root and a path beneath it. A bind recorded before sources were kept
 // that way is checked against the policy again.
-func (e *Engine) runtimeMount(m mountPoint) (runtime.Mount, error) {
+func (e *Engine) runtimeMount(m ctr.MountPoint) (runtime.Mount, error) {
 	rm := runtime.Mount{Source: m.Source, Destination: m.Destination, Type: mountType(m.Type), ReadOnly: !m.RW, Options: mountOptions(m)}
 	// Under a user namespace, binds and volumes are idmapped: on disk they
 	// keep container ids, so root in the container owns what host root
@@ -177,7 +178,7 @@ func (e *Engine) runtimeMount(m mountPoint) (runtime.Mount, error) {
 }
 
 // parseBind parses one -v value: "name:/dst[:mode]", "/src:/dst[:mode]" or "/dst".
-func (e *Engine) parseBind(spec string) (mountPoint, error) {
+func (e *Engine) parseBind(spec string) (ctr.MountPoint, error) {
 	parts := strings.Split(spec, ":")
 	var src, dst, mode string
 	switch len(parts) {
@@ -188,7 +189,7 @@ func (e *Engine) parseBind(spec string) (mountPoint, error) {
 	case 3:
 		src, dst, mode = parts[0], parts[1], parts[2]
 	default:
-		return mountPoint{}, api.InvalidParameterError(fmt.Errorf("invalid volume specification: '%s'", spec))
+		return ctr.MountPoint{}, api.InvalidParameterError(fmt.Errorf("invalid volume specification: '%s'", spec))
 	}
 	rw := true
 	for _, o := range strings.Split(mode, ",") {
@@ -197,27 +198,27 @@ func (e *Engine) parseBind(spec string) (mountPoint, error) {
 			rw = false
 		case "", "rw", "z", "Z", "private", "rprivate", "shared", "rshared", "slave", "rslave", "nocopy":
 		default:
-			return mountPoint{}, api.InvalidParameterError(fmt.Errorf("invalid mode: %s", mode))
+			return ctr.MountPoint{}, api.InvalidParameterError(fmt.Errorf("invalid mode: %s", mode))
 		}
 	}
-	m := mountPoint{Destination: dst, RW: rw, Mode: mode}
+	m := ctr.MountPoint{Destination: dst, RW: rw, Mode: mode}
 	switch {
 	case src == "":
-		name := newID()
+		name := ctr.NewID()
 		if err := e.ensureVolume(name); err != nil {
-			return mountPoint{}, err
+			return ctr.MountPoint{}, err
 		}
 		m.Type, m.Name, m.Source, m.Anonymous = "volume", name, e.volumeDir(name), true
 	case filepath.IsAbs(src):
 		bm, err := e.bindMount(src, true)
 		if err != nil {
-			return mountPoint{}, err
+			return ctr.MountPoint{}, err
 		}
 		bm.Destination, bm.RW, bm.Mode = m.Destination, m.RW, m.Mode
 		m = bm
 	default:
 		if err := e.ensureVolume(src); err != nil {
-			return mountPoint{}, err
+			return ctr.MountPoint{}, err
 		}
 		m.Type, m.Name, m.Source = "volume", src, e.volumeDir(src)
 		if m.Mode == "" {

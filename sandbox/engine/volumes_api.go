@@ -15,7 +15,9 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/volume"
+	"github.com/labd/labd/internal/atomicfile"
 	"github.com/labd/labd/sandbox/engine/api"
+	"github.com/labd/labd/sandbox/engine/ctr"
 )
 
 // The /volumes API over the volumes setupMounts creates: every directory
@@ -91,15 +93,15 @@ func (e *Engine) readVolume(name string) (*volume.Volume, volumeMeta, error) {
 // volumeUsers returns the IDs of the containers mounting name.
 func (e *Engine) volumeUsers(name string) []string {
 	var ids []string
-	for _, c := range e.ctrs.all() {
-		c.mu.Lock()
-		for _, m := range c.meta.Mounts {
+	for _, c := range e.ctrs.All() {
+		c.Lock()
+		for _, m := range c.Meta.Mounts {
 			if m.Type == "volume" && m.Name == name {
-				ids = append(ids, c.meta.ID)
+				ids = append(ids, c.Meta.ID)
 				break
 			}
 		}
-		c.mu.Unlock()
+		c.Unlock()
 	}
 	return ids
 }
@@ -115,7 +117,7 @@ func (e *Engine) VolumeCreate(ctx context.Context, opts volume.CreateOptions) (*
 	name := opts.Name
 	anon := false
 	if name == "" {
-		name, anon = newID(), true
+		name, anon = ctr.NewID(), true
 	}
 	if v, _, err := e.readVolume(name); err == nil {
 		return v, nil // dockerd: creating an existing volume returns it
@@ -124,7 +126,7 @@ func (e *Engine) VolumeCreate(ctx context.Context, opts volume.CreateOptions) (*
 		return nil, api.InvalidParameterError(fmt.Errorf("create %s: %w", name, err))
 	}
 	meta := volumeMeta{Labels: opts.Labels, Anonymous: anon, API: true}
-	if err := writeJSONFile(filepath.Join(e.volumesRoot(), name, "volume.json"), meta); err != nil {
+	if err := atomicfile.WriteJSON(filepath.Join(e.volumesRoot(), name, "volume.json"), meta); err != nil {
 		return nil, fmt.Errorf("create volume %s: %w", name, err)
 	}
 	e.events.publish(events.VolumeEventType, events.ActionCreate, name, map[string]string{"driver": "local"})

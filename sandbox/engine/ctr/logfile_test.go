@@ -1,4 +1,4 @@
-package engine
+package ctr
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package engine
+package ctr
 
 import (
 	"bufio"
@@ -13,13 +13,6 @@ import (
 	"github.com/docker/go-units"
 	"github.com/labd/labd/sandbox/engine/api"
 )
-
-// DefaultMaxContainerLog is what one container's log may keep on disk in
-// a sandbox (EngineLimits.Logs): dockerd's json-file driver keeps
-// everything unless told otherwise, and a `yes` in a learner's container
-// would fill the disk at hundreds of MB a second. 30 MiB is three files of
-// 10 MiB, far more than a lab's `docker logs` ever shows.
-const DefaultMaxContainerLog int64 = 30 << 20
 
 // defaultLogFiles is how many files the default cap is cut into, so a
 // rotation drops a third of the log rather than all of it.
@@ -247,4 +240,12 @@ func (s *logSnapshot) records() ([]logRecord, error) {
 		}
 	}
 	return out, nil
+}
+
+// CheckLogConfig refuses a --log-driver or --log-opt that a run could not
+// honour within capTotal bytes (0: no cap), in dockerd's words where it
+// has them: at create, so the client hears it before anything exists.
+func CheckLogConfig(lc container.LogConfig, capTotal int64) error {
+	_, err := logPolicyOf(lc, capTotal)
+	return err
 }
