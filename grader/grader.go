@@ -74,7 +74,7 @@ type Execer interface {
 type Env struct {
 	// Docker talks to the sandbox's engine; nil when there is none. For
 	// labd's engine, build it with NewClient on the sandbox's grader socket
-	// (engine.GraderSocketName), whose calls the engine never records as
+	// (enginebox.GraderSocketName), whose calls the engine never records as
 	// the learner's: on the learner's socket, every inspect of the grader
 	// would count as the learner's command.
 	Docker *client.Client

@@ -20,6 +20,7 @@ import (
 	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/distribution"
 	"github.com/labd/labd/sandbox/engine/image"
+	"github.com/labd/labd/sandbox/enginebox"
 	"github.com/labd/labd/sandbox/nsbox"
 	"go.yaml.in/yaml/v3"
 )
@@ -61,13 +62,13 @@ func newBox(t testing.TB) *box {
 	if _, err := image.BootstrapBusybox(ctx, shared.Store); err != nil {
 		t.Fatal(err)
 	}
-	mgr := sandbox.NewManager(&engine.Provider{Inner: nsbox.New(nsbox.Options{}), Shared: shared}, sandbox.ManagerOptions{DataDir: data, IdleTimeout: -1})
+	mgr := sandbox.NewManager(&enginebox.Provider{Inner: nsbox.New(nsbox.Options{}), Shared: shared}, sandbox.ManagerOptions{DataDir: data, IdleTimeout: -1})
 	t.Cleanup(func() { mgr.Close(context.Background()) })
 	sb, err := mgr.GetOrCreate(ctx, "sb-grader", "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := grader.NewClient(filepath.Join(filepath.Dir(sb.Workspace()), engine.GraderSocketName))
+	c, err := grader.NewClient(filepath.Join(filepath.Dir(sb.Workspace()), enginebox.GraderSocketName))
 	if err != nil {
 		t.Fatal(err)
 	}

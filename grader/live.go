@@ -87,7 +87,7 @@ type Target struct {
 	Lab       *labs.Lab
 	Sandbox   sandbox.Sandbox
 	// Socket is the grader's socket to the sandbox's engine (for labd's
-	// engine engine.GraderSocketName, never the learner's: calls there
+	// engine enginebox.GraderSocketName, never the learner's: calls there
 	// are recorded as theirs); "" when it has none.
 	Socket string
 	// User is the learner's registry account, Env.User of the checks

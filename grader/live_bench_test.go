@@ -20,6 +20,7 @@ import (
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/sandbox/engine"
 	engimage "github.com/labd/labd/sandbox/engine/image"
+	"github.com/labd/labd/sandbox/enginebox"
 	"github.com/labd/labd/sandbox/nsbox"
 	"go.yaml.in/yaml/v3"
 )
@@ -57,7 +58,7 @@ func BenchmarkLive50(b *testing.B) {
 	if _, err := engimage.BootstrapBusybox(ctx, shared.Store); err != nil {
 		b.Fatal(err)
 	}
-	mgr := sandbox.NewManager(&engine.Provider{Inner: nsbox.New(nsbox.Options{}), Shared: shared}, sandbox.ManagerOptions{DataDir: data, IdleTimeout: -1})
+	mgr := sandbox.NewManager(&enginebox.Provider{Inner: nsbox.New(nsbox.Options{}), Shared: shared}, sandbox.ManagerOptions{DataDir: data, IdleTimeout: -1})
 	b.Cleanup(func() { mgr.Close(context.Background()) })
 
 	lab := &labs.Lab{ID: "bench-live", Steps: []labs.Step{{Index: 1, ID: "s", Title: "s"}}}
@@ -84,7 +85,7 @@ func BenchmarkLive50(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		sock := filepath.Join(filepath.Dir(sb.Workspace()), engine.GraderSocketName)
+		sock := filepath.Join(filepath.Dir(sb.Workspace()), enginebox.GraderSocketName)
 		c, err := grader.NewClient(sock)
 		if err != nil {
 			b.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/distribution"
 	"github.com/labd/labd/sandbox/engine/image"
+	"github.com/labd/labd/sandbox/enginebox"
 	"github.com/labd/labd/sandbox/nsbox"
 )
 
@@ -34,13 +35,13 @@ func startLabd(t *testing.T, data, regHost, sid string) (*box, *sandbox.Manager)
 	if _, err := image.BootstrapBusybox(ctx, shared.Store); err != nil {
 		t.Fatal(err)
 	}
-	mgr := sandbox.NewManager(&engine.Provider{Inner: nsbox.New(nsbox.Options{}), Shared: shared}, sandbox.ManagerOptions{DataDir: data, IdleTimeout: -1})
+	mgr := sandbox.NewManager(&enginebox.Provider{Inner: nsbox.New(nsbox.Options{}), Shared: shared}, sandbox.ManagerOptions{DataDir: data, IdleTimeout: -1})
 	sb, err := mgr.GetOrCreate(ctx, sid, "alice")
 	if err != nil {
 		mgr.Close(ctx)
 		t.Fatal(err)
 	}
-	c, err := grader.NewClient(filepath.Join(filepath.Dir(sb.Workspace()), engine.GraderSocketName))
+	c, err := grader.NewClient(filepath.Join(filepath.Dir(sb.Workspace()), enginebox.GraderSocketName))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,8 @@ import (
 
 	"github.com/labd/labd/grader"
 	"github.com/labd/labd/labs"
-	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/enginetest"
+	"github.com/labd/labd/sandbox/enginebox"
 )
 
 // dockerCLIs are the CLIs a script check may meet: 20.10 is the one in
@@ -74,7 +74,7 @@ func TestForgedGraderMarkerIsTheLearners(t *testing.T) {
 }
 
 func sockOf(b *box) string {
-	return filepath.Join(filepath.Dir(b.sb.Workspace()), engine.GraderSocketName)
+	return filepath.Join(filepath.Dir(b.sb.Workspace()), enginebox.GraderSocketName)
 }
 
 // liveLab is a one-step lab with the given checks (YAML mappings).

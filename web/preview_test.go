@@ -26,6 +26,7 @@ import (
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/image"
+	"github.com/labd/labd/sandbox/enginebox"
 	"github.com/labd/labd/sandbox/nsbox"
 )
 
@@ -503,7 +504,7 @@ func TestPreviewEngine(t *testing.T) {
 	if _, err := image.BootstrapBusybox(ctx, shared.Store); err != nil {
 		t.Fatal(err)
 	}
-	mgr := sandbox.NewManager(&engine.Provider{Inner: nsbox.New(nsbox.Options{}), Shared: shared, Logger: quiet},
+	mgr := sandbox.NewManager(&enginebox.Provider{Inner: nsbox.New(nsbox.Options{}), Shared: shared, Logger: quiet},
 		sandbox.ManagerOptions{DataDir: data, Logger: quiet})
 	srv := httptest.NewServer(New(Options{
 		Logger:    quiet,

@@ -279,7 +279,7 @@ func (b *serveImages) SimpleShell(sid string) bool {
 }
 
 // provider wraps the sandbox provider to note which sandboxes start
-// without the sandbox image (engine.Provider then falls back to nsbox);
+// without the sandbox image (enginebox.Provider then falls back to nsbox);
 // watch forgets them when they end.
 func (b *serveImages) provider(p sandbox.Provider) sandbox.Provider {
 	r := &shellRecorder{Provider: p, b: b}

@@ -18,7 +18,7 @@ import (
 	"github.com/labd/labd/grader"
 	"github.com/labd/labd/labs"
 	"github.com/labd/labd/sandbox"
-	"github.com/labd/labd/sandbox/engine"
+	"github.com/labd/labd/sandbox/enginebox"
 	"github.com/labd/labd/web"
 )
 
@@ -149,7 +149,7 @@ func gradeAlone(ctx context.Context, data, content, sid, labID, user, why string
 		return grader.LabResult{}, fmt.Errorf("sandbox %s: no workspace at %s", sid, ws)
 	}
 	env := &grader.Env{Workspace: ws, User: user}
-	sock := filepath.Join(dir, engine.GraderSocketName)
+	sock := filepath.Join(dir, enginebox.GraderSocketName)
 	if _, err := os.Stat(sock); err == nil {
 		c, err := grader.NewClient(sock)
 		if err != nil {

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/labd/labd/grader"
-	"github.com/labd/labd/sandbox/engine"
+	"github.com/labd/labd/sandbox/enginebox"
 	"github.com/labd/labd/sandbox/nsbox"
 )
 
@@ -222,7 +222,7 @@ func TestGradeThroughServe(t *testing.T) {
 		t.Helper()
 		cmd := exec.Command("docker", args...)
 		cmd.Dir = ws
-		cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+filepath.Join(data, "sandboxes", sid, engine.SocketName), "DOCKER_BUILDKIT=0")
+		cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+filepath.Join(data, "sandboxes", sid, enginebox.SocketName), "DOCKER_BUILDKIT=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
 		}

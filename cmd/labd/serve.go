@@ -22,6 +22,7 @@ import (
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/api"
+	"github.com/labd/labd/sandbox/enginebox"
 	"github.com/labd/labd/sandbox/nsbox"
 	"github.com/labd/labd/web"
 )
@@ -143,7 +144,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	if c.limits, err = limits.resolve(); err != nil {
 		return c, err
 	}
-	if c.admission, err = admit.resolve(engine.SandboxCapacity(engine.SharedOptions{UserNS: usernsOptions(c.userns)})); err != nil {
+	if c.admission, err = admit.resolve(enginebox.SandboxCapacity(engine.SharedOptions{UserNS: usernsOptions(c.userns)})); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -215,7 +216,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	// (`labd images bootstrap sandbox`). The simple shell (nsbox) runs as
 	// root beside labd's data: only trusted learners get it, while the
 	// image is missing; everyone else waits for the image.
-	provider := &engine.Provider{
+	provider := &enginebox.Provider{
 		Shared: shared,
 		Logger: log,
 		Limits: cfg.limits.sandbox,

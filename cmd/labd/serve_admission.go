@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/labd/labd/sandbox/engine"
+	"github.com/labd/labd/sandbox/enginebox"
 	"github.com/labd/labd/web"
 )
 
@@ -53,7 +53,7 @@ type admission struct {
 
 // resolve reads the flags; the maximum must fit in the pools (c) every
 // sandbox takes a subnet and a uid range from.
-func (f *admissionFlags) resolve(c engine.Capacity) (admission, error) {
+func (f *admissionFlags) resolve(c enginebox.Capacity) (admission, error) {
 	var a admission
 	n, err := count("max-sandboxes", f.maxSandboxes, 1, 0, false)
 	if err != nil {

@@ -7,8 +7,8 @@ import (
 
 	"github.com/docker/go-units"
 	"github.com/labd/labd/labs"
-	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/api"
+	"github.com/labd/labd/sandbox/enginebox"
 )
 
 // limitFlags are labd serve's limits per sandbox: its cgroup (memory,
@@ -36,9 +36,9 @@ func addLimitFlags(fs *flag.FlagSet) *limitFlags {
 	str(&f.disk, "sandbox-disk", "LABD_SANDBOX_DISK", "2g", `disk quota of each sandbox: its workspace, shell, containers' writable layers and logs, volumes, build scratch and the images it builds or loads; a lab may ask for more ("resources:"); "none": no quota`)
 	str(&f.maxDisk, "sandbox-max-disk", "LABD_SANDBOX_MAX_DISK", "16g", `most disk a lab's "resources:" may ask for; "none": no maximum`)
 	str(&f.containerLog, "max-container-log", "LABD_MAX_CONTAINER_LOG", "30m", "log one container keeps on disk (rotated in 3 files, as json-file's max-size and max-file; docker run --log-opt may ask for less)")
-	str(&f.builds, "max-builds", "LABD_MAX_BUILDS", strconv.Itoa(engine.DefaultMaxBuilds), `builds one sandbox runs at once; "none": no limit`)
-	str(&f.execs, "max-execs", "LABD_MAX_EXECS", strconv.Itoa(engine.DefaultMaxExecs), `docker exec processes one sandbox runs at once; "none": no limit`)
-	str(&f.ports, "max-ports", "LABD_MAX_PORTS", strconv.Itoa(engine.DefaultMaxPorts), `host ports one sandbox's running containers publish; "none": no limit`)
+	str(&f.builds, "max-builds", "LABD_MAX_BUILDS", strconv.Itoa(enginebox.DefaultMaxBuilds), `builds one sandbox runs at once; "none": no limit`)
+	str(&f.execs, "max-execs", "LABD_MAX_EXECS", strconv.Itoa(enginebox.DefaultMaxExecs), `docker exec processes one sandbox runs at once; "none": no limit`)
+	str(&f.ports, "max-ports", "LABD_MAX_PORTS", strconv.Itoa(enginebox.DefaultMaxPorts), `host ports one sandbox's running containers publish; "none": no limit`)
 	str(&f.maxContext, "max-context", "LABD_MAX_CONTEXT", "1g", "largest build context a sandbox's engine accepts")
 	str(&f.maxLoad, "max-load", "LABD_MAX_LOAD", "1g", "largest docker load archive a sandbox's engine accepts")
 	str(&f.maxCopy, "max-copy", "LABD_MAX_COPY", "1g", "largest docker cp archive into a container a sandbox's engine accepts")
@@ -48,11 +48,11 @@ func addLimitFlags(fs *flag.FlagSet) *limitFlags {
 
 // serveLimits are the resolved limitFlags.
 type serveLimits struct {
-	sandbox                                   engine.Limits
+	sandbox                                   enginebox.Limits
 	maxContext, maxLoad, maxCopy, maxJSONBody int64
 }
 
-// none is how the flags say "no limit": engine.Limits' negative values.
+// none is how the flags say "no limit": enginebox.Limits' negative values.
 func none(s string) bool { return s == "none" || s == "0" }
 
 // size reads a size flag such as 1g or 512m; noneOK allows "none" (-1).

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/api"
+	"github.com/labd/labd/sandbox/enginebox"
 )
 
 // TestServeLimitFlags: the limits per sandbox come from flags, else the
@@ -14,7 +14,7 @@ import (
 // a default above its maximum stops labd naming the flag.
 func TestServeLimitFlags(t *testing.T) {
 	defaults := serveLimits{
-		sandbox: engine.Limits{Memory: 1 << 30, MaxMemory: 4 << 30, Pids: 512, MaxPids: 4096, CPUShares: 1024, Builds: 2, Execs: 16, Ports: 64,
+		sandbox: enginebox.Limits{Memory: 1 << 30, MaxMemory: 4 << 30, Pids: 512, MaxPids: 4096, CPUShares: 1024, Builds: 2, Execs: 16, Ports: 64,
 			Disk: 2 << 30, MaxDisk: 16 << 30, Logs: 30 << 20},
 		maxContext: 1 << 30, maxLoad: 1 << 30, maxCopy: 1 << 30, maxJSONBody: 1 << 20,
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/labd/labd/sandbox/engine/api"
 	"github.com/labd/labd/sandbox/engine/distribution"
 	"github.com/labd/labd/sandbox/engine/image"
+	"github.com/labd/labd/sandbox/enginebox"
 	"github.com/labd/labd/sandbox/nsbox"
 )
 
@@ -109,7 +110,7 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	mgr := sandbox.NewManager(&engine.Provider{
+	mgr := sandbox.NewManager(&enginebox.Provider{
 		Inner:  nsbox.New(nsbox.Options{Exe: exe}),
 		Shared: shared,
 		API:    api.Options{Version: engine.Version, TempDir: filepath.Join(tmp, "engine", "tmp"), Logger: log},
@@ -123,7 +124,7 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	rep := labtest.Run(ctx, ls, labtest.Options{
 		Sandboxes: mgr,
 		Socket: func(sb sandbox.Sandbox) string {
-			return filepath.Join(filepath.Dir(sb.Workspace()), engine.GraderSocketName)
+			return filepath.Join(filepath.Dir(sb.Workspace()), enginebox.GraderSocketName)
 		},
 		Log:      progress,
 		User:     testUser,

@@ -66,7 +66,7 @@ type Sandboxes interface {
 type Options struct {
 	Sandboxes Sandboxes
 	// Socket returns the grader's socket to a sandbox's engine ("" when
-	// none): for labd's engine engine.GraderSocketName, not the learner's.
+	// none): for labd's engine enginebox.GraderSocketName, not the learner's.
 	Socket func(sb sandbox.Sandbox) string
 	// StepTimeout bounds one solution section (default 5 min).
 	StepTimeout time.Duration

@@ -41,6 +41,9 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// wait bounds every wait on a container; generous for a loaded machine.
+const wait = 60 * time.Second
+
 // busyboxEngine is an engine (no network) over a fresh data directory
 // holding busybox.
 func busyboxEngine(t *testing.T) *engine.Engine {

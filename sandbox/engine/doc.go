@@ -6,5 +6,7 @@
 // Shared holds what every sandbox shares (the store and the runtime);
 // (*Shared).Engine gives each sandbox its own view, hence its own images,
 // tags and build cache, over the same deduplicated blobs. Open is the
-// standalone form used by `labd engine` (view "default").
+// standalone form used by `labd engine` (view "default"). Learners'
+// sandboxes are made by sandbox/enginebox, the provider that gives each
+// its Engine, network, cgroup, disk and shell.
 package engine

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/events"
@@ -58,7 +59,9 @@ type Shared struct {
 	dist    *distribution.Client // push, pull, login
 	sharedNet
 	remap remap
-	disks disks // sandboxes' disks (quota.go)
+
+	closeMu sync.Mutex
+	onClose []func() // OnClose
 }
 
 // OpenShared opens the engine state under dataDir/engine, sweeping what a
@@ -86,7 +89,7 @@ func OpenShared(dataDir string, opts SharedOptions) (*Shared, error) {
 	}
 	// Build scratch (context, upper dirs, mount points) of a killed build.
 	scratch := s.buildDir()
-	if err := sweepDir(scratch); err != nil {
+	if err := SweepDir(scratch); err != nil {
 		return nil, fmt.Errorf("clean build scratch: %w", err)
 	}
 	if !opts.NoRuntime {
@@ -123,10 +126,35 @@ func OpenShared(dataDir string, opts SharedOptions) (*Shared, error) {
 
 func (s *Shared) buildDir() string { return filepath.Join(s.dir, "build") }
 
+// Dir is the engine's directory, DATA/engine. Exported for the sandbox
+// provider (sandbox/enginebox), which keeps its shells' and check
+// containers' files under it and finds DATA/sandboxes beside it.
+func (s *Shared) Dir() string { return s.dir }
+
+// Logger is the logger s was opened with. Exported for the sandbox
+// provider (sandbox/enginebox), which logs there unless given its own.
+func (s *Shared) Logger() *slog.Logger { return s.log }
+
+// OnClose has every Close run f first, before the runtime closes (in
+// the order added). The engine consumes it for the sandbox provider
+// (sandbox/enginebox), whose mounts of ended sandboxes' disks for their
+// kept workspaces go when labd stops.
+func (s *Shared) OnClose(f func()) {
+	s.closeMu.Lock()
+	s.onClose = append(s.onClose, f)
+	s.closeMu.Unlock()
+}
+
 // Close releases what s keeps outside the data dir (the runtime's root
-// under /run with user namespaces) once every engine is closed.
+// under /run with user namespaces) once every engine is closed, after
+// what OnClose added.
 func (s *Shared) Close() {
-	s.closeDisks()
+	s.closeMu.Lock()
+	fs := append([]func(){}, s.onClose...)
+	s.closeMu.Unlock()
+	for _, f := range fs {
+		f()
+	}
 	if s.Runtime != nil {
 		s.Runtime.Close()
 	}
@@ -158,9 +186,11 @@ func runRoot(dataDir string) (string, error) {
 	return RuntimeRoot(dataDir, true), nil
 }
 
-// sweepDir unmounts and removes everything under dir (left by a killed
-// process), keeping dir itself.
-func sweepDir(dir string) error {
+// SweepDir unmounts and removes everything under dir (left by a killed
+// process), keeping dir itself. Exported for the sandbox provider
+// (sandbox/enginebox), which sweeps its shells', checks' and disks'
+// scratch as OpenShared sweeps the build scratch.
+func SweepDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -190,7 +220,7 @@ type Engine struct {
 	allowBind BindPolicy
 	userns    *runtime.UserNS // nil: containers run as host root (remap.go)
 	group     *runtime.Group  // the sandbox's cgroup; nil: none (limits.go)
-	disk      *sandboxDisk    // the sandbox's disk and quota; nil: none (quota.go)
+	disk      *Disk           // the sandbox's disk and quota; nil: none (quota.go)
 	limits    EngineLimits
 	count     counters
 
@@ -203,8 +233,17 @@ type Engine struct {
 
 var _ api.Backend = (*Engine)(nil)
 
-// Engine returns the engine of the named view (one per sandbox).
+// Engine returns the engine of the named view, without a disk of its own
+// (the standalone engine's; EngineOnDisk gives a sandbox's).
 func (s *Shared) Engine(viewName string) (*Engine, error) {
+	return s.EngineOnDisk(viewName, nil)
+}
+
+// EngineOnDisk returns the engine of the named view (one per sandbox)
+// keeping its containers, volumes and build scratch on disk d and
+// accounting its images against d's quota (quota.go); nil: no disk. The
+// sandbox provider (sandbox/enginebox) mounts d before the engine opens.
+func (s *Shared) EngineOnDisk(viewName string, d *Disk) (*Engine, error) {
 	v, err := s.Store.View(viewName)
 	if err != nil {
 		return nil, fmt.Errorf("open view %s: %w", viewName, err)
@@ -213,7 +252,7 @@ func (s *Shared) Engine(viewName string) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("records of view %s: %w", viewName, err)
 	}
-	e := &Engine{shared: s, view: v, events: newEventBus(), name: viewName, rec: rec, disk: s.diskOf(viewName)}
+	e := &Engine{shared: s, view: v, events: newEventBus(), name: viewName, rec: rec, disk: d}
 	e.events.onPublish = e.recordEvent
 	if err := e.loadContainers(); err != nil {
 		return nil, err
@@ -226,7 +265,7 @@ func (s *Shared) Engine(viewName string) (*Engine, error) {
 		Store:         storeAdapter{e},
 		Runner:        runner,
 		Puller:        e,
-		WorkDir:       s.buildScratch(viewName),
+		WorkDir:       s.buildScratch(d),
 		DockerVersion: Version,
 	})
 	return e, nil
@@ -258,7 +297,7 @@ func Open(dataDir string, opts SharedOptions) (*Engine, error) {
 		}
 		// As dockerd: published ports listen on the host. The bridge
 		// itself still lives in a netns of its own (see network's doc).
-		n, release, err := s.newNetwork(DefaultView, "", usernsPath, true)
+		n, release, err := s.NewNetwork(DefaultView, "", usernsPath, true)
 		if err != nil {
 			return nil, errors.Join(err, e.runClosers(context.Background()))
 		}

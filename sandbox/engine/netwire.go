@@ -11,6 +11,12 @@ import (
 	"github.com/labd/labd/sandbox/engine/network"
 )
 
+// SubnetBits is the size of every bridge network's subnet (one per
+// sandbox, and one for `labd engine`) carved out of network.DefaultPool.
+// Exported for the sandbox provider (sandbox/enginebox), which counts how
+// many sandboxes the pool holds (SandboxCapacity).
+const SubnetBits = 24
+
 // netRunDir is where an owner's network keeps its netns mounts:
 // DIR/run/<owner> ("default" for the standalone engine, a sandbox ID
 // otherwise). The pool's allocations are under DIR/net.
@@ -19,7 +25,7 @@ func (s *Shared) netRunDir(owner string) string { return filepath.Join(s.dir, "r
 // pool returns the subnet pool shared by every engine of the process.
 func (s *Shared) pool() (*network.Pool, error) {
 	s.poolOnce.Do(func() {
-		s.netPool, s.poolErr = network.OpenPool(filepath.Join(s.dir, "net"), network.DefaultPool, sandboxSubnetBits)
+		s.netPool, s.poolErr = network.OpenPool(filepath.Join(s.dir, "net"), network.DefaultPool, SubnetBits)
 		if s.poolErr != nil {
 			s.poolErr = fmt.Errorf("open subnet pool: %w", s.poolErr)
 		}
@@ -27,10 +33,12 @@ func (s *Shared) pool() (*network.Pool, error) {
 	return s.netPool, s.poolErr
 }
 
-// newNetwork makes owner's bridge network: its subnet from the pool, its
+// NewNetwork makes owner's bridge network: its subnet from the pool, its
 // bridge in netnsPath ("" = a netns of its own, NetNSPath). release gives
 // the subnet back and removes the run directory; call it after Close.
-func (s *Shared) newNetwork(owner, netnsPath, usernsPath string, publishOnHost bool) (n *network.Network, release func() error, err error) {
+// Exported for the sandbox provider (sandbox/enginebox): every sandbox's
+// network comes from the pool the standalone engine's does (Open).
+func (s *Shared) NewNetwork(owner, netnsPath, usernsPath string, publishOnHost bool) (n *network.Network, release func() error, err error) {
 	pool, err := s.pool()
 	if err != nil {
 		return nil, nil, err
@@ -58,10 +66,13 @@ func (s *Shared) newNetwork(owner, netnsPath, usernsPath string, publishOnHost b
 	return n, release, nil
 }
 
-// sweepSandboxNetworks releases what sandboxes of a killed labd left: their
+// SweepSandboxNetworks releases what sandboxes of a killed labd left: their
 // netns mounts under run/ and their subnets (no sandbox outlives labd). The
 // standalone engine's ("default") is left to its own start-up sweep.
-func (s *Shared) sweepSandboxNetworks() error {
+// Exported for the sandbox provider (sandbox/enginebox, Provider.Sweep):
+// the pool and its run directories are the engine's, shared with the
+// standalone engine.
+func (s *Shared) SweepSandboxNetworks() error {
 	pool, err := s.pool()
 	if err != nil {
 		return err

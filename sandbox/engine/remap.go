@@ -58,15 +58,17 @@ func (s *Shared) usernsDir(owner string) string { return filepath.Join(s.dir, "u
 // until release. The range stays the owner's after release: its
 // containers' upper directories hold ids of that range.
 func (s *Shared) newUserNS(ctx context.Context, owner string) (_ *runtime.UserNS, release func() error, err error) {
-	u, _, release, err := s.newUserNSWithNet(ctx, owner, false)
+	u, _, release, err := s.NewUserNSWithNet(ctx, owner, false)
 	return u, release, err
 }
 
-// newUserNSWithNet is newUserNS that also makes, in the same step, the
+// NewUserNSWithNet is newUserNS that also makes, in the same step, the
 // network namespace owned by the user namespace where the owner's bridge
 // goes (netPath; "" without withNet). One helper process for both: a
-// sandbox's start pays for one fork, not two.
-func (s *Shared) newUserNSWithNet(ctx context.Context, owner string, withNet bool) (_ *runtime.UserNS, netPath string, release func() error, err error) {
+// sandbox's start pays for one fork, not two. Exported for the sandbox
+// provider (sandbox/enginebox): a sandbox's range comes from the pool
+// the standalone engine's does.
+func (s *Shared) NewUserNSWithNet(ctx context.Context, owner string, withNet bool) (_ *runtime.UserNS, netPath string, release func() error, err error) {
 	pool, err := s.idPool()
 	if err != nil {
 		return nil, "", nil, err
@@ -103,8 +105,10 @@ func (s *Shared) newUserNSWithNet(ctx context.Context, owner string, withNet boo
 	return &runtime.UserNS{Path: pin, IDs: userns.Range(r)}, netPath, release, nil
 }
 
-// sweepUserNS releases the pins of user namespaces a killed labd left.
-func (s *Shared) sweepUserNS() error {
+// SweepUserNS releases the pins of user namespaces a killed labd left.
+// Exported for the sandbox provider (sandbox/enginebox, Provider.Sweep):
+// the pins are made by NewUserNSWithNet under the engine's directory.
+func (s *Shared) SweepUserNS() error {
 	dir := filepath.Join(s.dir, "userns")
 	mountinfo.UnmountUnder(dir)
 	if err := os.RemoveAll(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -127,13 +131,25 @@ func (e *Engine) idMap() user.IdentityMapping {
 	return user.IdentityMapping{UIDMaps: m, GIDMaps: m}
 }
 
-// socketForUserNS lets container root of a user namespace connect to an
-// engine socket labd bind-mounts into the container: that root is an
-// unprivileged host uid, so the socket must be writable by others. Its
-// directory (0700, host root's) keeps everyone else on the host out.
-func socketForUserNS(path string, u *runtime.UserNS) error {
-	if u == nil {
-		return nil
+// FreeIDRanges is how many uid ranges are free for sandboxes that have
+// never had one (-1 without user namespaces). A range stays with its
+// sandbox ID after the sandbox ends (its files in the workspace's layers
+// keep those ids), so every learner's lab ever opened holds one.
+func (s *Shared) FreeIDRanges() (int, error) {
+	if !s.UserNSEnabled() {
+		return -1, nil
 	}
-	return os.Chmod(path, 0o666)
+	pool, err := s.idPool()
+	if err != nil {
+		return 0, err
+	}
+	owners, err := pool.Owners()
+	if err != nil {
+		return 0, err
+	}
+	free := pool.Count() - len(owners)
+	if _, ok := owners[DefaultView]; !ok {
+		free-- // kept for `labd engine`
+	}
+	return max(free, 0), nil
 }

@@ -1,4 +1,4 @@
-package engine
+package enginebox
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/labd/labd/sandbox"
+	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/api"
 	"github.com/labd/labd/sandbox/engine/runtime"
 )
@@ -73,7 +74,7 @@ type checkConfig struct {
 // checkRunner starts a sandbox's check containers and, when the sandbox
 // goes, kills those still running and waits until they are gone.
 type checkRunner struct {
-	sh  *Shared
+	sh  *engine.Shared
 	cfg checkConfig
 
 	stop    context.Context // cancelled by close
@@ -84,7 +85,7 @@ type checkRunner struct {
 	running sync.WaitGroup // check containers not yet removed
 }
 
-func newCheckRunner(sh *Shared, cfg checkConfig) *checkRunner {
+func newCheckRunner(sh *engine.Shared, cfg checkConfig) *checkRunner {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &checkRunner{sh: sh, cfg: cfg, stop: ctx, stopNow: cancel}
 }
@@ -109,7 +110,7 @@ func (r *checkRunner) run(ctx context.Context, e sandbox.ExecSpec) (int, error) 
 	r.mu.Unlock()
 
 	id := fmt.Sprintf("check-%s-%d", r.cfg.sandboxID, checkSeq.Add(1))
-	dir := filepath.Join(r.sh.dir, checksDir, id)
+	dir := filepath.Join(r.sh.Dir(), checksDir, id)
 	sock := filepath.Join(dir, "engine.sock")
 	var srv *api.UnixServer
 	release := func() {

@@ -1,4 +1,4 @@
-package engine
+package enginebox
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/labd/labd/sandbox"
+	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/image"
 	"github.com/labd/labd/sandbox/engine/network"
 	"github.com/labd/labd/sandbox/engine/runtime"
@@ -46,6 +47,7 @@ type shellConfig struct {
 	// warm sandbox's, which shellBox.release runs with its learner's
 	// environment (warm.go).
 	hold bool
+	dir  string // the shell's upper and work directories (shellDir)
 }
 
 // shellBox is a learner's shell running as a container of the shared
@@ -53,7 +55,7 @@ type shellConfig struct {
 // implements sandbox.Sandbox.
 type shellBox struct {
 	id, hostname, workspace string
-	sh                      *Shared
+	sh                      *engine.Shared
 	env                     []string // of the shell and of Exec
 	dir                     string   // upper and work directories
 	c                       *runtime.Container
@@ -78,7 +80,7 @@ func shellID(sandboxID string) string { return "shell-" + sandboxID }
 // in a container: hostname spec.Hostname, in the bridge's netns, the
 // workspace on /root and the engine socket on /var/run/docker.sock. It
 // returns once the process has started.
-func startShell(ctx context.Context, sh *Shared, cfg shellConfig) (*shellBox, error) {
+func startShell(ctx context.Context, sh *engine.Shared, cfg shellConfig) (*shellBox, error) {
 	if !filepath.IsAbs(cfg.spec.Workspace) {
 		return nil, fmt.Errorf("workspace %q is not absolute", cfg.spec.Workspace)
 	}
@@ -115,7 +117,7 @@ func startShell(ctx context.Context, sh *Shared, cfg shellConfig) (*shellBox, er
 		"DOCKER_BUILDKIT=0",
 	), cfg.spec.Env)
 
-	dir := sh.shellDir(cfg.spec.ID)
+	dir := cfg.dir
 	// Whatever a killed labd left: the shell's own changes do not outlive
 	// it (only the workspace persists).
 	if err := os.RemoveAll(dir); err != nil {

@@ -1,11 +1,9 @@
-package engine
+package enginebox
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/sandbox/engine/image"
@@ -36,11 +34,14 @@ func (p *Provider) Prepare(ctx context.Context, spec sandbox.Spec) (sandbox.Prep
 	if err != nil {
 		return nil, err
 	}
-	return &prepared{sb}, nil
+	return &prepared{sb, p}, nil
 }
 
 // prepared is a warm engine sandbox.
-type prepared struct{ *engineSandbox }
+type prepared struct {
+	*engineSandbox
+	p *Provider
+}
 
 // Adopt implements sandbox.Prepared: the shell's command runs now with
 // s.Env added. The sandbox keeps its own name, workspace and limits (the
@@ -61,14 +62,14 @@ func (w *prepared) Adopt(ctx context.Context, s sandbox.Spec) (sandbox.Sandbox, 
 
 // Destroy implements sandbox.Prepared: a warm sandbox nobody was given
 // leaves nothing of its own behind (the Manager removes its directory
-// next). A learner's sandbox keeps its uid range (remap.go) for the
-// workspace it keeps; this one's workspace is nobody's, so the range goes
-// now. Without this, every warm sandbox discarded (labd stopping, one
+// next). A learner's sandbox keeps its uid range (sandbox/engine/remap.go)
+// for the workspace it keeps; this one's workspace is nobody's, so the
+// range goes now. Without this, every warm sandbox discarded (labd stopping, one
 // that ended in the pool) held a uid range for good (issue 13: nothing
 // leaks).
 func (w *prepared) Destroy(ctx context.Context) error {
 	err := w.engineSandbox.Destroy(ctx)
-	return errors.Join(err, w.eng.shared.forget(w.id))
+	return errors.Join(err, w.p.forget(w.id))
 }
 
 // Forget implements sandbox.Forgetter: an earlier run's warm sandbox
@@ -77,23 +78,13 @@ func (p *Provider) Forget(name string) error {
 	if !sandbox.ValidID(name) {
 		return fmt.Errorf("forget sandbox %q: %w", name, sandbox.ErrInvalidID)
 	}
-	return errors.Join(p.Shared.forget(name), p.Shared.Store.RemoveView(name))
+	return errors.Join(p.forget(name), p.Shared.Store.RemoveView(name))
 }
 
 // forget releases what a destroyed sandbox keeps for its workspace: a
-// mount of its disk for a reader (kept.go), its uid range, its records.
-func (s *Shared) forget(id string) error {
-	s.dropKept(id)
-	var errs []error
-	if s.UserNSEnabled() {
-		pool, err := s.idPool()
-		if err == nil {
-			err = pool.Release(id)
-		}
-		errs = append(errs, err)
-	}
-	if err := os.Remove(filepath.Join(s.dir, "records", id+".jsonl")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+// mount of its disk for a reader (kept.go), its uid range, its records
+// (the last two the engine's: Shared.ForgetView).
+func (p *Provider) forget(id string) error {
+	p.dropKept(id)
+	return p.Shared.ForgetView(id)
 }

@@ -1,10 +1,11 @@
-package engine
+package enginebox
 
 import (
 	"reflect"
 	"testing"
 
 	"github.com/labd/labd/sandbox"
+	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/runtime"
 )
 
@@ -19,13 +20,13 @@ func TestSandboxLimitsResolve(t *testing.T) {
 		res    sandbox.Resources
 		want   runtime.Limits
 		capped []string
-		eng    EngineLimits
+		eng    engine.EngineLimits
 	}{
-		{name: "defaults", want: def, eng: EngineLimits{Builds: DefaultMaxBuilds, Execs: DefaultMaxExecs, Ports: DefaultMaxPorts, Logs: DefaultMaxContainerLog}},
+		{name: "defaults", want: def, eng: engine.EngineLimits{Builds: DefaultMaxBuilds, Execs: DefaultMaxExecs, Ports: DefaultMaxPorts, Logs: engine.DefaultMaxContainerLog}},
 		{name: "none", l: Limits{Memory: -1, Pids: -1, Builds: -1, Execs: -1, Ports: -1, Logs: -1},
 			want: runtime.Limits{CPUShares: 1024}},
 		{name: "server's", l: Limits{Memory: 512 << 20, Pids: 100, CPUShares: 512, Builds: 1, Execs: 3, Ports: 5},
-			want: runtime.Limits{Memory: 512 << 20, Pids: 100, CPUShares: 512}, eng: EngineLimits{Builds: 1, Execs: 3, Ports: 5, Logs: DefaultMaxContainerLog}},
+			want: runtime.Limits{Memory: 512 << 20, Pids: 100, CPUShares: 512}, eng: engine.EngineLimits{Builds: 1, Execs: 3, Ports: 5, Logs: engine.DefaultMaxContainerLog}},
 		{name: "lab asks more", res: sandbox.Resources{Memory: 2 << 30, Pids: 2048},
 			want: runtime.Limits{Memory: 2 << 30, Pids: 2048, CPUShares: 1024}},
 		{name: "lab asks less", res: sandbox.Resources{Memory: 128 << 20},
@@ -44,11 +45,11 @@ func TestSandboxLimitsResolve(t *testing.T) {
 			if got != tt.want || !reflect.DeepEqual(capped, tt.capped) {
 				t.Errorf("sandboxLimits = %+v, capped %q; want %+v, %q", got, capped, tt.want, tt.capped)
 			}
-			if e := tt.l.engineLimits(); tt.eng != (EngineLimits{}) && e != tt.eng {
+			if e := tt.l.engineLimits(); tt.eng != (engine.EngineLimits{}) && e != tt.eng {
 				t.Errorf("engineLimits = %+v, want %+v", e, tt.eng)
 			}
 			if tt.name == "none" {
-				if e := tt.l.engineLimits(); e != (EngineLimits{}) {
+				if e := tt.l.engineLimits(); e != (engine.EngineLimits{}) {
 					t.Errorf("engineLimits with none = %+v, want no limits", e)
 				}
 			}

@@ -1,4 +1,4 @@
-package engine
+package enginebox
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/labd/labd/sandbox"
+	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/api"
 	"github.com/labd/labd/sandbox/engine/image"
 	"github.com/labd/labd/sandbox/engine/network"
@@ -46,7 +48,7 @@ const GraderSocketName = "grader.sock"
 // the shell's network namespace.
 type Provider struct {
 	Inner  sandbox.Provider // fallback shell; nil refuses sandboxes without the image
-	Shared *Shared
+	Shared *engine.Shared
 	API    api.Options
 	// Limits bound each sandbox: its cgroup (memory, pids, CPU weight)
 	// and its engine (builds, execs, published ports); zero fields are the
@@ -57,6 +59,11 @@ type Provider struct {
 	once     sync.Once
 	sweepErr error
 	warnOnce sync.Once
+
+	// disks are the sandboxes' disks, and ended ones' mounted for their
+	// kept workspaces (quota.go, kept.go).
+	disks     disks
+	closeOnce sync.Once // closeDisks given to Shared.OnClose
 }
 
 // Sweep removes what the sandboxes of a killed labd left (their
@@ -71,8 +78,8 @@ func (p *Provider) Sweep(sandboxesDir string) error {
 			// No sandbox outlives labd: shells' and check containers'
 			// files and networks of a killed one go (the runtime swept
 			// their mounts and cgroups).
-			p.sweepErr = errors.Join(p.Shared.sweepSandboxNetworks(), sweepDir(filepath.Join(p.Shared.dir, "shells")),
-				sweepDir(filepath.Join(p.Shared.dir, checksDir)), p.Shared.sweepUserNS())
+			p.sweepErr = errors.Join(p.Shared.SweepSandboxNetworks(), engine.SweepDir(filepath.Join(p.Shared.Dir(), "shells")),
+				engine.SweepDir(filepath.Join(p.Shared.Dir(), checksDir)), p.Shared.SweepUserNS())
 			sweepDisks(sandboxesDir)
 		}
 	})
@@ -92,7 +99,7 @@ func (p *Provider) create(ctx context.Context, spec sandbox.Spec, hold bool) (_ 
 	if err != nil {
 		return nil, err
 	}
-	eng, err := p.Shared.Engine(spec.ID)
+	eng, err := p.Shared.EngineOnDisk(spec.ID, p.diskOf(spec.ID))
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("engine of sandbox %s: %w", spec.ID, err), releaseDisk())
 	}
@@ -127,6 +134,7 @@ func (p *Provider) create(ctx context.Context, spec sandbox.Spec, hold bool) (_ 
 
 	shellImg, hasImage := p.sandboxImage()
 	useShell := hasImage && p.Shared.Runtime != nil
+	var userns *runtime.UserNS // the sandbox's (eng.SetUserNS); nil: none
 	if !useShell {
 		if p.Inner == nil {
 			return nil, fmt.Errorf("sandbox %s: no %s image (make it with `labd images bootstrap sandbox`), and the simple shell is only for trusted learners: %w", spec.ID, image.SandboxTag, sandbox.ErrShellNotReady)
@@ -141,16 +149,17 @@ func (p *Provider) create(ctx context.Context, spec sandbox.Spec, hold bool) (_ 
 		// steps') is an unprivileged host uid range of this sandbox's own.
 		usernsPath, bridgeNS := "", ""
 		if p.Shared.UserNSEnabled() {
-			u, netPath, release, err := p.Shared.newUserNSWithNet(ctx, spec.ID, true)
+			u, netPath, release, err := p.Shared.NewUserNSWithNet(ctx, spec.ID, true)
 			if err != nil {
 				return nil, err
 			}
 			eng.SetUserNS(u)
+			userns = u
 			sb.releaseUserNS, usernsPath, bridgeNS = release, u.Path, netPath
 		}
 		// The bridge gets a netns of its own (owned by the user namespace
 		// when there is one): the shell container joins it.
-		n, release, err := p.Shared.newNetwork(spec.ID, bridgeNS, usernsPath, false)
+		n, release, err := p.Shared.NewNetwork(spec.ID, bridgeNS, usernsPath, false)
 		if err != nil {
 			return nil, err
 		}
@@ -163,7 +172,7 @@ func (p *Provider) create(ctx context.Context, spec sandbox.Spec, hold bool) (_ 
 	if sb.srv, err = api.ServeUnix(sock, api.New(eng, p.API)); err != nil {
 		return nil, fmt.Errorf("engine socket of sandbox %s: %w", spec.ID, err)
 	}
-	if err := socketForUserNS(sock, eng.userns); err != nil {
+	if err := socketForUserNS(sock, userns); err != nil {
 		return nil, fmt.Errorf("engine socket of sandbox %s: %w", spec.ID, err)
 	}
 	graderOpts := p.API
@@ -176,8 +185,8 @@ func (p *Provider) create(ctx context.Context, spec sandbox.Spec, hold bool) (_ 
 	if useShell {
 		sh, err := startShell(ctx, p.Shared, shellConfig{
 			spec: spec, image: shellImg, socket: sock, graderAPI: graderAPI,
-			netns: sb.net.NetNSPath(), gateway: sb.net.Gateway(), userns: eng.userns,
-			group: sb.group, hold: hold,
+			netns: sb.net.NetNSPath(), gateway: sb.net.Gateway(), userns: userns,
+			group: sb.group, hold: hold, dir: p.shellDir(spec.ID),
 		})
 		if err != nil {
 			return nil, err
@@ -201,7 +210,7 @@ func (p *Provider) create(ctx context.Context, spec sandbox.Spec, hold bool) (_ 
 	// Published ports listen where the shell is: the bridge goes into the
 	// shell's own network namespace (the network keeps it open).
 	if ip, ok := sb.Sandbox.(interface{ InitPID() int }); ok && p.Shared.Runtime != nil {
-		n, release, err := p.Shared.newNetwork(spec.ID, fmt.Sprintf("/proc/%d/ns/net", ip.InitPID()), "", false)
+		n, release, err := p.Shared.NewNetwork(spec.ID, fmt.Sprintf("/proc/%d/ns/net", ip.InitPID()), "", false)
 		if err != nil {
 			return nil, err
 		}
@@ -215,7 +224,7 @@ func (p *Provider) log() *slog.Logger {
 	if p.Logger != nil {
 		return p.Logger
 	}
-	return p.Shared.log
+	return p.Shared.Logger()
 }
 
 // sandboxImage finds the shell image in the base view: a learner's own
@@ -235,7 +244,7 @@ func (p *Provider) sandboxImage() (digest.Digest, bool) {
 // the workspace on the host. They are resolved inside the workspace when
 // used, so a link to /etc in it, or one swapped in after `docker create`,
 // cannot reach the host's /etc.
-func workspaceBinds(workspace, home string) BindPolicy {
+func workspaceBinds(workspace, home string) engine.BindPolicy {
 	return func(p string) (string, string, error) {
 		p = filepath.Clean(p)
 		rel, err := filepath.Rel(home, p)
@@ -251,7 +260,7 @@ func workspaceBinds(workspace, home string) BindPolicy {
 type engineSandbox struct {
 	sandbox.Sandbox // the shell; nil until started
 	id              string
-	eng             *Engine
+	eng             *engine.Engine
 	srv             *api.UnixServer
 	graderSrv       *api.UnixServer // GraderSocketName
 	net             *network.Network
@@ -332,4 +341,15 @@ func (s *engineSandbox) DialPort(ctx context.Context, port int) (net.Conn, error
 		return nil, fmt.Errorf("port %d out of range 1-65535", port)
 	}
 	return s.net.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+}
+
+// socketForUserNS lets container root of a user namespace connect to an
+// engine socket labd bind-mounts into the container: that root is an
+// unprivileged host uid, so the socket must be writable by others. Its
+// directory (0700, host root's) keeps everyone else on the host out.
+func socketForUserNS(path string, u *runtime.UserNS) error {
+	if u == nil {
+		return nil
+	}
+	return os.Chmod(path, 0o666)
 }

@@ -1,15 +1,12 @@
-package engine
+package enginebox
 
 import (
 	"fmt"
 
+	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/idrange"
 	"github.com/labd/labd/sandbox/engine/network"
 )
-
-// sandboxSubnetBits is the size of every bridge network's subnet (one per
-// sandbox, and one for `labd engine`) carved out of network.DefaultPool.
-const sandboxSubnetBits = 24
 
 // Capacity is how many sandboxes the pools of a Shared hold at once:
 // every sandbox takes one subnet, and with user namespaces one uid
@@ -22,8 +19,8 @@ type Capacity struct {
 }
 
 // SandboxCapacity is the Capacity of a Shared opened with o.
-func SandboxCapacity(o SharedOptions) Capacity {
-	c := Capacity{Subnets: 1<<(sandboxSubnetBits-network.DefaultPool.Bits()) - 1}
+func SandboxCapacity(o engine.SharedOptions) Capacity {
+	c := Capacity{Subnets: 1<<(engine.SubnetBits-network.DefaultPool.Bits()) - 1}
 	if o.UserNS != nil && !o.NoRuntime {
 		n := o.UserNS.Count
 		if n == 0 {
@@ -39,35 +36,11 @@ func SandboxCapacity(o SharedOptions) Capacity {
 func (c Capacity) Fit(max int) error {
 	if max > c.Subnets {
 		return fmt.Errorf("the network pool %s holds %d sandboxes (a /%d subnet each, one kept for `labd engine`)",
-			network.DefaultPool, c.Subnets, sandboxSubnetBits)
+			network.DefaultPool, c.Subnets, engine.SubnetBits)
 	}
 	if c.IDRanges > 0 && max > c.IDRanges {
 		return fmt.Errorf("the uid range pool holds %d sandboxes (%d ids each, one range kept for `labd engine`)",
 			c.IDRanges, idrange.DefaultSize)
 	}
 	return nil
-}
-
-// FreeIDRanges is how many uid ranges are free for sandboxes that have
-// never had one (-1 without user namespaces). A range stays with its
-// sandbox ID after the sandbox ends (remap.go: its files in the
-// workspace's layers keep those ids), so every learner's lab ever
-// opened holds one.
-func (s *Shared) FreeIDRanges() (int, error) {
-	if !s.UserNSEnabled() {
-		return -1, nil
-	}
-	pool, err := s.idPool()
-	if err != nil {
-		return 0, err
-	}
-	owners, err := pool.Owners()
-	if err != nil {
-		return 0, err
-	}
-	free := pool.Count() - len(owners)
-	if _, ok := owners[DefaultView]; !ok {
-		free-- // kept for `labd engine`
-	}
-	return max(free, 0), nil
 }

@@ -1,4 +1,4 @@
-package engine_test
+package enginebox_test
 
 import (
 	"regexp"

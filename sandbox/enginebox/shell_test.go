@@ -1,4 +1,4 @@
-package engine_test
+package enginebox_test
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/image"
 	"github.com/labd/labd/sandbox/engine/mountinfo"
+	"github.com/labd/labd/sandbox/enginebox"
 	"github.com/labd/labd/sandbox/nsbox"
 )
 
@@ -233,7 +234,7 @@ func testShellContainerSandbox(t *testing.T, userns bool) {
 		dirs = append(dirs, engine.RuntimeRoot(abs, true))
 	}
 	before := countLeaks(t, dirs, nil)
-	mgr := sandbox.NewManager(&engine.Provider{Inner: nsbox.New(nsbox.Options{}), Shared: shared}, sandbox.ManagerOptions{DataDir: ws, IdleTimeout: -1})
+	mgr := sandbox.NewManager(&enginebox.Provider{Inner: nsbox.New(nsbox.Options{}), Shared: shared}, sandbox.ManagerOptions{DataDir: ws, IdleTimeout: -1})
 	defer mgr.Close(ctx)
 
 	a, err := mgr.GetOrCreate(ctx, "shell-a", "alice")
@@ -387,7 +388,7 @@ func shellSandbox(t *testing.T, id, hostname string) sandbox.Sandbox {
 	if err := os.Mkdir(ws, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	sb, err := (&engine.Provider{Shared: shared}).Create(context.Background(), sandbox.Spec{ID: id, Hostname: hostname, Workspace: ws})
+	sb, err := (&enginebox.Provider{Shared: shared}).Create(context.Background(), sandbox.Spec{ID: id, Hostname: hostname, Workspace: ws})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +447,7 @@ func benchShellSandboxToPrompt(b *testing.B, userns bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := &engine.Provider{Shared: shared}
+	p := &enginebox.Provider{Shared: shared}
 	root := b.TempDir()
 	create := func(i int) (sandbox.Sandbox, time.Duration) {
 		ws := filepath.Join(root, fmt.Sprint(i), "workspace")

@@ -1,4 +1,4 @@
-package engine_test
+package enginebox_test
 
 import (
 	"bytes"
@@ -26,6 +26,7 @@ import (
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/mountinfo"
+	"github.com/labd/labd/sandbox/enginebox"
 )
 
 // defaultCycles is how many create/remove cycles `make test` runs: one
@@ -68,7 +69,7 @@ func TestSandboxCycles(t *testing.T) {
 	ws := t.TempDir()
 	abs, _ := filepath.Abs(data)
 	scope := cycleScope{dirs: []string{ws, engine.RuntimeRoot(abs, true)}, data: abs, ws: ws, parent: parent}
-	mgr := sandbox.NewManager(&engine.Provider{Shared: shared}, sandbox.ManagerOptions{DataDir: ws, IdleTimeout: -1})
+	mgr := sandbox.NewManager(&enginebox.Provider{Shared: shared}, sandbox.ManagerOptions{DataDir: ws, IdleTimeout: -1})
 	defer mgr.Close(context.Background())
 
 	ctx := context.Background()
@@ -358,7 +359,7 @@ func TestWarmSandboxesLeaveNothing(t *testing.T) {
 	abs, _ := filepath.Abs(data)
 	scope := cycleScope{dirs: []string{ws, engine.RuntimeRoot(abs, true)}, data: abs, ws: ws, parent: parent}
 	before := scope.count(t)
-	mgr := sandbox.NewManager(&engine.Provider{Shared: shared}, sandbox.ManagerOptions{DataDir: ws, IdleTimeout: -1, Warm: 2})
+	mgr := sandbox.NewManager(&enginebox.Provider{Shared: shared}, sandbox.ManagerOptions{DataDir: ws, IdleTimeout: -1, Warm: 2})
 	waitWarm := func(n int) {
 		t.Helper()
 		deadline := time.Now().Add(3 * time.Minute)

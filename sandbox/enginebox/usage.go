@@ -1,4 +1,4 @@
-package engine
+package enginebox
 
 import (
 	"context"
@@ -93,24 +93,24 @@ func groupLimits(dirs map[string]string) (memory, pids int64) {
 // killed labd left mounted in the sandbox's directory with it, so that
 // the directory (disk image included) can be removed. A sandbox that had
 // a disk kept its containers, volumes and shell layer on it: its uid
-// range and its records go too (Shared.forget). Refused while the
+// range and its records go too (forget). Refused while the
 // sandbox runs. What stays under DATA/engine: the sandbox's view (its
 // images and tags; the engine has no removal of a view), and without a
 // disk its containers' and volumes' files and its uid range, whose ids
 // those files carry.
 func (p *Provider) RemoveFiles(ctx context.Context, name string) error {
 	s := p.Shared
-	if err := s.checkEnded("remove files of", name); err != nil {
+	if err := p.checkEnded("remove files of", name); err != nil {
 		return err
 	}
-	dir := s.sandboxDir(name)
+	dir := p.sandboxDir(name)
 	_, statErr := os.Stat(filepath.Join(dir, "disk.ext4"))
 	hadDisk := statErr == nil
 	var errs []error
 	if hadDisk {
-		errs = append(errs, s.forget(name)) // a reader's mount of the disk first
+		errs = append(errs, p.forget(name)) // a reader's mount of the disk first
 	} else {
-		s.dropKept(name)
+		p.dropKept(name)
 	}
 	diskquota.Unmount(filepath.Join(dir, "workspace"))
 	diskquota.Unmount(filepath.Join(dir, "disk"))
@@ -118,7 +118,7 @@ func (p *Provider) RemoveFiles(ctx context.Context, name string) error {
 		return err
 	}
 	// The shell's writable layer of a sandbox without a disk.
-	if err := os.RemoveAll(filepath.Join(s.dir, "shells", name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.RemoveAll(filepath.Join(s.Dir(), "shells", name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

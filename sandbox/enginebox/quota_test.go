@@ -1,4 +1,4 @@
-package engine_test
+package enginebox_test
 
 import (
 	"context"
@@ -8,9 +8,9 @@ import (
 	"testing"
 
 	"github.com/labd/labd/sandbox"
-	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/api"
 	"github.com/labd/labd/sandbox/engine/mountinfo"
+	"github.com/labd/labd/sandbox/enginebox"
 )
 
 // TestSandboxDiskQuota fills a 256 MiB sandbox disk every way a learner
@@ -27,7 +27,7 @@ func TestSandboxDiskQuota(t *testing.T) {
 			t.Errorf("left mounted after the engine closed: %v", m)
 		}
 	})
-	mgr := limitedSandboxes(t, engine.Limits{Disk: 256 << 20}, api.Options{})
+	mgr := limitedSandboxes(t, enginebox.Limits{Disk: 256 << 20}, api.Options{})
 	ctx := context.Background()
 	a, err := mgr.GetOrCreate(ctx, "disk-a", "alice")
 	if err != nil {

@@ -1,4 +1,4 @@
-package engine_test
+package enginebox_test
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/sandbox/engine"
+	"github.com/labd/labd/sandbox/enginebox"
 )
 
 // TestWarmShellSandbox: a warm sandbox (user namespace, network, engine
@@ -35,7 +36,7 @@ func TestWarmShellSandbox(t *testing.T) {
 	abs, _ := filepath.Abs(data)
 	dirs := []string{data, root, engine.RuntimeRoot(abs, true)}
 	before := countLeaks(t, dirs, nil)
-	mgr := sandbox.NewManager(&engine.Provider{Shared: shared}, sandbox.ManagerOptions{DataDir: root, IdleTimeout: -1, Warm: 1, Logger: slog.New(slog.DiscardHandler)})
+	mgr := sandbox.NewManager(&enginebox.Provider{Shared: shared}, sandbox.ManagerOptions{DataDir: root, IdleTimeout: -1, Warm: 1, Logger: slog.New(slog.DiscardHandler)})
 	closed := false
 	defer func() {
 		if !closed {
@@ -104,7 +105,7 @@ func BenchmarkWarmSandboxToPrompt(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer shared.Close()
-	p := &engine.Provider{Shared: shared}
+	p := &enginebox.Provider{Shared: shared}
 	root := b.TempDir()
 	var prepTotal time.Duration
 	for i := 0; i < b.N; i++ {
@@ -152,7 +153,7 @@ func TestResetSandbox(t *testing.T) {
 	}
 	defer shared.Close()
 	root := t.TempDir()
-	mgr := sandbox.NewManager(&engine.Provider{Shared: shared}, sandbox.ManagerOptions{DataDir: root, IdleTimeout: -1, Warm: 1, Logger: slog.New(slog.DiscardHandler)})
+	mgr := sandbox.NewManager(&enginebox.Provider{Shared: shared}, sandbox.ManagerOptions{DataDir: root, IdleTimeout: -1, Warm: 1, Logger: slog.New(slog.DiscardHandler)})
 	defer mgr.Close(ctx)
 	waitWarmEngine(t, mgr)
 	sb, err := mgr.GetOrCreate(ctx, "learner", "ada")

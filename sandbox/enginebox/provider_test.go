@@ -1,4 +1,4 @@
-package engine_test
+package enginebox_test
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/image"
+	"github.com/labd/labd/sandbox/enginebox"
 	"github.com/labd/labd/sandbox/nsbox"
 )
 
@@ -57,7 +58,7 @@ func TestProviderGivesEachSandboxItsOwnEngine(t *testing.T) {
 	if _, err := image.BootstrapBusybox(ctx, shared.Store); err != nil {
 		t.Fatal(err)
 	}
-	mgr := sandbox.NewManager(&engine.Provider{Inner: nsbox.New(nsbox.Options{}), Shared: shared}, sandbox.ManagerOptions{DataDir: data, IdleTimeout: -1})
+	mgr := sandbox.NewManager(&enginebox.Provider{Inner: nsbox.New(nsbox.Options{}), Shared: shared}, sandbox.ManagerOptions{DataDir: data, IdleTimeout: -1})
 	defer mgr.Close(ctx)
 
 	a, err := mgr.GetOrCreate(ctx, "sb-a", "alice")
@@ -101,7 +102,7 @@ for i in $(seq 100); do busybox wget -qO- http://127.0.0.1:5001/ 2>/dev/null && 
 		}
 	}
 
-	sock := filepath.Join(filepath.Dir(a.Workspace()), engine.SocketName)
+	sock := filepath.Join(filepath.Dir(a.Workspace()), enginebox.SocketName)
 	if err := mgr.Destroy(ctx, "sb-a", sandbox.ReasonAdmin); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package engine_test
+package enginebox_test
 
 import (
 	"archive/tar"
@@ -21,18 +21,19 @@ import (
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/api"
+	"github.com/labd/labd/sandbox/enginebox"
 	"github.com/opencontainers/cgroups"
 )
 
 // limitedSandboxes is a Manager of container-shell sandboxes with user
 // namespaces (as labd serve makes them) under the given limits.
-func limitedSandboxes(t *testing.T, l engine.Limits, o api.Options) *sandbox.Manager {
+func limitedSandboxes(t *testing.T, l enginebox.Limits, o api.Options) *sandbox.Manager {
 	t.Helper()
 	shared, err := engine.OpenShared(sandboxImageData(t), engine.SharedOptions{UserNS: &engine.UserNSOptions{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgr := sandbox.NewManager(&engine.Provider{Shared: shared, Limits: l, API: o}, sandbox.ManagerOptions{DataDir: t.TempDir(), IdleTimeout: -1})
+	mgr := sandbox.NewManager(&enginebox.Provider{Shared: shared, Limits: l, API: o}, sandbox.ManagerOptions{DataDir: t.TempDir(), IdleTimeout: -1})
 	t.Cleanup(func() {
 		mgr.Close(context.Background())
 		shared.Close()
@@ -136,7 +137,7 @@ func TestSandboxCgroup(t *testing.T) {
 		maxMemory = 320 << 20
 		pids      = 256
 	)
-	mgr := limitedSandboxes(t, engine.Limits{Memory: memory, MaxMemory: maxMemory, Pids: pids}, api.Options{})
+	mgr := limitedSandboxes(t, enginebox.Limits{Memory: memory, MaxMemory: maxMemory, Pids: pids}, api.Options{})
 	ctx := context.Background()
 	// a's lab asks for 4 GiB (capped at the maximum), b's for more pids.
 	a, err := mgr.GetOrCreateWith(ctx, "lim-a", "alice", sandbox.CreateOptions{Resources: sandbox.Resources{Memory: 4 << 30}})
@@ -275,7 +276,7 @@ func cpuTicks(pid int) int64 {
 // of b's two hogs moves it between 1 (one on each CPU) and about 1.7
 // (both on one CPU, beside two of a's).
 func TestSandboxCPUShare(t *testing.T) {
-	mgr := limitedSandboxes(t, engine.Limits{}, api.Options{})
+	mgr := limitedSandboxes(t, enginebox.Limits{}, api.Options{})
 	ctx := context.Background()
 	a, err := mgr.GetOrCreate(ctx, "cpu-a", "alice")
 	if err != nil {
@@ -286,9 +287,9 @@ func TestSandboxCPUShare(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, sid := range []string{"cpu-a", "cpu-b"} {
-		want := strconv.FormatInt(engine.DefaultSandboxCPUShares, 10)
+		want := strconv.FormatInt(enginebox.DefaultSandboxCPUShares, 10)
 		if cgroups.IsCgroup2UnifiedMode() {
-			want = strconv.FormatUint(cgroups.ConvertCPUSharesToCgroupV2Value(uint64(engine.DefaultSandboxCPUShares)), 10)
+			want = strconv.FormatUint(cgroups.ConvertCPUSharesToCgroupV2Value(uint64(enginebox.DefaultSandboxCPUShares)), 10)
 		}
 		if got := groupFile(t, sid, "cpu", "cpu.shares", "cpu.weight"); got != want {
 			t.Errorf("%s CPU weight %s, want %s", sid, got, want)
@@ -376,7 +377,7 @@ func createWithPorts(t *testing.T, c *http.Client, name string, ports ...int) (i
 // (413); each answer names the limit and its value, in Docker's form, and
 // the count goes down again when what held it ends.
 func TestSandboxEngineLimits(t *testing.T) {
-	mgr := limitedSandboxes(t, engine.Limits{Builds: 1, Execs: 2, Ports: 3}, api.Options{MaxCopySize: 64 << 10})
+	mgr := limitedSandboxes(t, enginebox.Limits{Builds: 1, Execs: 2, Ports: 3}, api.Options{MaxCopySize: 64 << 10})
 	ctx := context.Background()
 	sb, err := mgr.GetOrCreate(ctx, "eng-lim", "alice")
 	if err != nil {

@@ -1,4 +1,4 @@
-package engine
+package enginebox
 
 import (
 	"errors"
@@ -6,27 +6,27 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/idrange"
 	"github.com/labd/labd/sandbox/engine/network"
-	"github.com/labd/labd/sandbox/engine/runtime"
 )
 
 // SandboxCapacity is what the pools really hand out, less the standalone
 // engine's share; Fit names the pool a maximum does not fit in.
 func TestSandboxCapacity(t *testing.T) {
-	if c := SandboxCapacity(SharedOptions{}); c != (Capacity{Subnets: 255}) {
+	if c := SandboxCapacity(engine.SharedOptions{}); c != (Capacity{Subnets: 255}) {
 		t.Errorf("without user namespaces: %+v, want 255 subnets, no uid ranges", c)
 	}
-	if c := SandboxCapacity(SharedOptions{UserNS: &UserNSOptions{}}); c != (Capacity{Subnets: 255, IDRanges: idrange.DefaultCount - 1}) {
+	if c := SandboxCapacity(engine.SharedOptions{UserNS: &engine.UserNSOptions{}}); c != (Capacity{Subnets: 255, IDRanges: idrange.DefaultCount - 1}) {
 		t.Errorf("with user namespaces: %+v, want 255 subnets, %d uid ranges", c, idrange.DefaultCount-1)
 	}
-	if c := SandboxCapacity(SharedOptions{UserNS: &UserNSOptions{}, NoRuntime: true}); c.IDRanges != 0 {
+	if c := SandboxCapacity(engine.SharedOptions{UserNS: &engine.UserNSOptions{}, NoRuntime: true}); c.IDRanges != 0 {
 		t.Errorf("without a runtime: %+v, want no uid ranges (no user namespaces)", c)
 	}
 
 	// The network pool hands out as many subnets as counted, plus the
 	// standalone engine's.
-	pool, err := network.OpenPool(t.TempDir(), network.DefaultPool, sandboxSubnetBits)
+	pool, err := network.OpenPool(t.TempDir(), network.DefaultPool, engine.SubnetBits)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,12 +36,12 @@ func TestSandboxCapacity(t *testing.T) {
 			break
 		}
 	}
-	if n != SandboxCapacity(SharedOptions{}).Subnets+1 {
-		t.Errorf("the pool handed out %d subnets, capacity says %d for sandboxes plus one", n, SandboxCapacity(SharedOptions{}).Subnets)
+	if n != SandboxCapacity(engine.SharedOptions{}).Subnets+1 {
+		t.Errorf("the pool handed out %d subnets, capacity says %d for sandboxes plus one", n, SandboxCapacity(engine.SharedOptions{}).Subnets)
 	}
 	// So does the uid range pool (a small one: allocation reads the
 	// directory each time).
-	o := SharedOptions{UserNS: &UserNSOptions{Count: 8}}
+	o := engine.SharedOptions{UserNS: &engine.UserNSOptions{Count: 8}}
 	ids, err := idrange.Open(filepath.Join(t.TempDir(), "ids"), idrange.DefaultFirst, idrange.DefaultSize, 8)
 	if err != nil {
 		t.Fatal(err)
@@ -74,39 +74,6 @@ func TestSandboxCapacity(t *testing.T) {
 		err := tt.c.Fit(tt.max)
 		if (err == nil) != (tt.wantErr == "") || (err != nil && err.Error() != tt.wantErr) {
 			t.Errorf("%+v.Fit(%d) = %v, want %q", tt.c, tt.max, err, tt.wantErr)
-		}
-	}
-}
-
-// FreeIDRanges counts the ranges past sandboxes keep, and keeps one for
-// the standalone engine whether or not it has taken it yet.
-func TestFreeIDRanges(t *testing.T) {
-	if n, err := (&Shared{dir: t.TempDir()}).FreeIDRanges(); n != -1 || err != nil {
-		t.Errorf("without user namespaces: %d, %v; want -1, nil", n, err)
-	}
-	tests := []struct {
-		owners []string
-		want   int
-	}{
-		{nil, 7},
-		{[]string{"sb-1", "sb-2"}, 5},
-		{[]string{"sb-1", "sb-2", DefaultView}, 5},
-		{[]string{"sb-1", "sb-2", "sb-3", "sb-4", "sb-5", "sb-6", "sb-7", DefaultView}, 0},
-		{[]string{"sb-1", "sb-2", "sb-3", "sb-4", "sb-5", "sb-6", "sb-7", "sb-8"}, 0},
-	}
-	for _, tt := range tests {
-		s := &Shared{dir: t.TempDir(), Runtime: &runtime.Runtime{}, remap: remap{opts: &UserNSOptions{Count: 8}}}
-		pool, err := s.idPool()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range tt.owners {
-			if _, err := pool.Allocate(o); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if n, err := s.FreeIDRanges(); n != tt.want || err != nil {
-			t.Errorf("owners %v: %d free, %v; want %d", tt.owners, n, err, tt.want)
 		}
 	}
 }

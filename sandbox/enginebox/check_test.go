@@ -1,4 +1,4 @@
-package engine_test
+package enginebox_test
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/mountinfo"
+	"github.com/labd/labd/sandbox/enginebox"
 )
 
 // checkRunner is what labd's grader looks for on a sandbox.
@@ -131,7 +132,7 @@ func TestCheckContainer(t *testing.T) {
 	data := sandboxImageData(t)
 	const sid = "chk-a"
 	sb := shellSandbox(t, sid, "lab-chk-a")
-	learnerSock := filepath.Join(filepath.Dir(sb.Workspace()), engine.SocketName)
+	learnerSock := filepath.Join(filepath.Dir(sb.Workspace()), enginebox.SocketName)
 	start := time.Now()
 
 	// The learner serves a page on a published port, then prepares to
@@ -274,8 +275,8 @@ func TestGraderSocket(t *testing.T) {
 	sandboxImageData(t)
 	sb := shellSandbox(t, "chk-sock", "lab-chk-sock")
 	dir := filepath.Dir(sb.Workspace())
-	learner := filepath.Join(dir, engine.SocketName)
-	grader := filepath.Join(dir, engine.GraderSocketName)
+	learner := filepath.Join(dir, enginebox.SocketName)
+	grader := filepath.Join(dir, enginebox.GraderSocketName)
 	if gs, ok := sb.(interface{ GraderSocket() string }); !ok || gs.GraderSocket() != grader {
 		t.Fatalf("GraderSocket of %T: want %s", sb, grader)
 	}
@@ -334,7 +335,7 @@ func BenchmarkScriptCheck(b *testing.B) {
 	}
 	ws := filepath.Join(b.TempDir(), "workspace")
 	os.Mkdir(ws, 0o700)
-	sb, err := (&engine.Provider{Shared: shared}).Create(context.Background(), sandbox.Spec{ID: "bench-chk", Hostname: "lab-bench", Workspace: ws})
+	sb, err := (&enginebox.Provider{Shared: shared}).Create(context.Background(), sandbox.Spec{ID: "bench-chk", Hostname: "lab-bench", Workspace: ws})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package engine
+package enginebox
 
 import (
 	"context"
@@ -25,31 +25,31 @@ type keptDisk struct {
 }
 
 // takeOverKept forgets name's kept mount, if any: the caller (mountDisk)
-// is about to mount the disk for its sandbox. s.disks.mu is held.
+// is about to mount the disk for its sandbox. p.disks.mu is held.
 func (d *disks) takeOverKept(name string) {
 	delete(d.kept, name)
 }
 
 // dropKept unmounts a reader's mount of name's disk, if any (the sandbox
 // is going away).
-func (s *Shared) dropKept(name string) {
-	s.disks.mu.Lock()
-	k := s.disks.kept[name]
-	delete(s.disks.kept, name)
-	s.disks.mu.Unlock()
+func (p *Provider) dropKept(name string) {
+	p.disks.mu.Lock()
+	k := p.disks.kept[name]
+	delete(p.disks.kept, name)
+	p.disks.mu.Unlock()
 	if k != nil {
 		k.d.Close()
 	}
 }
 
 // checkEnded refuses an operation on the files of a sandbox that runs.
-func (s *Shared) checkEnded(op, name string) error {
+func (p *Provider) checkEnded(op, name string) error {
 	if !sandbox.ValidID(name) {
 		return fmt.Errorf("%s sandbox %q: %w", op, name, sandbox.ErrInvalidID)
 	}
-	s.disks.mu.Lock()
-	_, live := s.disks.views[name]
-	s.disks.mu.Unlock()
+	p.disks.mu.Lock()
+	_, live := p.disks.views[name]
+	p.disks.mu.Unlock()
 	if live {
 		return fmt.Errorf("%s sandbox %s: it is running", op, name)
 	}
@@ -60,13 +60,12 @@ func (s *Shared) checkEnded(op, name string) error {
 // sandbox name (at workspace while it runs) to read or write now, and
 // what to call when done.
 func (p *Provider) OpenWorkspace(ctx context.Context, name, workspace string) (string, func(), error) {
-	s := p.Shared
 	nothing := func() {}
 	dir := filepath.Dir(workspace)
 	image := filepath.Join(dir, "disk.ext4")
-	s.disks.mu.Lock()
-	defer s.disks.mu.Unlock()
-	if _, live := s.disks.views[name]; live {
+	p.disks.mu.Lock()
+	defer p.disks.mu.Unlock()
+	if _, live := p.disks.views[name]; live {
 		return workspace, nothing, nil
 	}
 	fi, err := os.Stat(image)
@@ -76,27 +75,29 @@ func (p *Provider) OpenWorkspace(ctx context.Context, name, workspace string) (s
 	if err != nil {
 		return "", nil, fmt.Errorf("workspace of sandbox %s: %w", name, err)
 	}
-	k := s.disks.kept[name]
+	k := p.disks.kept[name]
 	if k == nil {
 		md, err := diskquota.Mount(ctx, image, filepath.Join(dir, "disk"), "", max(fi.Size(), diskquota.MinSize))
 		if err != nil {
 			return "", nil, fmt.Errorf("workspace of sandbox %s: mount its disk: %w", name, err)
 		}
 		k = &keptDisk{d: md}
-		if s.disks.kept == nil {
-			s.disks.kept = map[string]*keptDisk{}
+		// Mounts still kept when labd stops go with the engine.
+		p.closeOnce.Do(func() { p.Shared.OnClose(p.closeDisks) })
+		if p.disks.kept == nil {
+			p.disks.kept = map[string]*keptDisk{}
 		}
-		s.disks.kept[name] = k
+		p.disks.kept[name] = k
 	}
 	k.refs++
 	var once sync.Once
 	release := func() {
 		once.Do(func() {
-			s.disks.mu.Lock()
-			defer s.disks.mu.Unlock()
+			p.disks.mu.Lock()
+			defer p.disks.mu.Unlock()
 			k.refs--
-			if k.refs == 0 && s.disks.kept[name] == k {
-				delete(s.disks.kept, name)
+			if k.refs == 0 && p.disks.kept[name] == k {
+				delete(p.disks.kept, name)
 				k.d.Close()
 			}
 		})

@@ -1,4 +1,4 @@
-package engine
+package enginebox
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/labd/labd/sandbox/engine/ctr"
 	"github.com/labd/labd/sandbox/engine/diskquota"
 	"github.com/labd/labd/sandbox/engine/mountinfo"
 )
@@ -20,31 +19,24 @@ import (
 // directory goes too. Refused while the sandbox runs.
 func (p *Provider) ResetFiles(ctx context.Context, name string, keepWorkspace bool) error {
 	s := p.Shared
-	if err := s.checkEnded("reset", name); err != nil {
+	if err := p.checkEnded("reset", name); err != nil {
 		return err
 	}
-	dir := s.sandboxDir(name)
+	dir := p.sandboxDir(name)
 	var errs []error
 	if keepWorkspace {
-		errs = append(errs, s.clearDisk(ctx, dir))
+		errs = append(errs, clearDisk(ctx, dir))
 	} else {
-		errs = append(errs, p.RemoveFiles(ctx, name), s.forget(name))
+		errs = append(errs, p.RemoveFiles(ctx, name), p.forget(name))
 		if err := os.RemoveAll(dir); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	// What lives beside the disk (or everything, without one).
-	ctrs := ctr.NewStore(ctr.Hooks{})
-	errs = append(errs, ctrs.Load(filepath.Join(s.dir, "containers"), name))
-	for _, c := range ctrs.All() {
-		errs = append(errs, os.RemoveAll(c.Dir))
-	}
-	errs = append(errs, os.RemoveAll(filepath.Join(s.dir, "volumes", name)),
-		os.RemoveAll(filepath.Join(s.dir, "shells", name)),
-		s.Store.RemoveView(name))
-	if err := os.Remove(filepath.Join(s.dir, "records", name+".jsonl")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, err)
-	}
+	// What lives beside the disk (or everything, without one): the
+	// engine's containers, volumes, view and records, and the shell's
+	// layer.
+	errs = append(errs, s.ResetView(name),
+		os.RemoveAll(filepath.Join(s.Dir(), "shells", name)))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("reset sandbox %s: %w", name, err)
 	}
@@ -54,7 +46,7 @@ func (p *Provider) ResetFiles(ctx context.Context, name string, keepWorkspace bo
 // clearDisk empties the engine's part of a sandbox's disk (containers,
 // volumes, shell layer, build scratch), keeping its workspace: mounted
 // for the moment, unless a reader has it mounted.
-func (s *Shared) clearDisk(ctx context.Context, dir string) error {
+func clearDisk(ctx context.Context, dir string) error {
 	image := filepath.Join(dir, "disk.ext4")
 	fi, err := os.Stat(image)
 	if errors.Is(err, os.ErrNotExist) {
