@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/docker/docker/api/types/image"
+	"github.com/labd/labd/labs/check"
 )
 
 // On a real Docker Engine there are no build records (GET /labd/v1/records
@@ -29,7 +30,7 @@ const buildkitComment = "buildkit.dockerfile.v0"
 
 // builtOnDocker answers the image check's built and dockerfile fields on
 // an engine without labd's records.
-func (p *probe) builtOnDocker(ctx context.Context, s spec, name string, img image.InspectResponse) (outcome, error) {
+func (p *probe) builtOnDocker(ctx context.Context, s *check.Image, name string, img image.InspectResponse) (outcome, error) {
 	c, err := p.docker()
 	if err != nil {
 		return failed(err)
@@ -43,7 +44,7 @@ func (p *probe) builtOnDocker(ctx context.Context, s spec, name string, img imag
 	if !classic && !buildkit {
 		return fail("%s was not built here from a Dockerfile (it is another image under that name): build it with docker build -t %s .", name, name)
 	}
-	df := s.str("dockerfile")
+	df := s.Dockerfile
 	if df == "" && classic {
 		return pass()
 	}

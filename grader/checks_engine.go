@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+	"github.com/labd/labd/labs/check"
 )
 
 // normRef gives the familiar form with a tag: "app" → "app:latest",
@@ -49,8 +50,8 @@ func (p *probe) localImage(ctx context.Context, name string) (img image.InspectR
 	return img, true, nil
 }
 
-func checkImage(ctx context.Context, p *probe, s spec) (outcome, error) {
-	name := s.str("image")
+func checkImage(ctx context.Context, p *probe, s *check.Image) (outcome, error) {
+	name := s.Image
 	img, found, err := p.localImage(ctx, name)
 	if err != nil {
 		return failed(err)
@@ -58,7 +59,7 @@ func checkImage(ctx context.Context, p *probe, s spec) (outcome, error) {
 	if !found {
 		return fail("There is no image %s yet: build it with docker build -t %s .", name, name)
 	}
-	if s.boolean("built", false) || s.str("dockerfile") != "" {
+	if check.Or(s.Built, false) || s.Dockerfile != "" {
 		recs, rerr := p.records(ctx)
 		if errors.Is(rerr, errNoRecords) {
 			if o, err := p.builtOnDocker(ctx, s, name, img); err != nil || !o.ok {
@@ -84,7 +85,7 @@ func checkImage(ctx context.Context, p *probe, s spec) (outcome, error) {
 		if !built {
 			return fail("%s was not built here from a Dockerfile (it is another image under that name): build it with docker build -t %s .", name, name)
 		}
-		if df := s.str("dockerfile"); df != "" {
+		if df := s.Dockerfile; df != "" {
 			if rerr != nil {
 				return failed(rerr)
 			}
@@ -111,8 +112,8 @@ func checkImage(ctx context.Context, p *probe, s spec) (outcome, error) {
 }
 
 // imageHistory checks the image's history constraints.
-func (p *probe) imageHistory(ctx context.Context, s spec, name string, img image.InspectResponse) (outcome, error) {
-	if hist := s.strs("history"); len(hist) > 0 {
+func (p *probe) imageHistory(ctx context.Context, s *check.Image, name string, img image.InspectResponse) (outcome, error) {
+	if hist := s.History; len(hist) > 0 {
 		c, _ := p.docker()
 		items, err := c.ImageHistory(ctx, img.ID)
 		if err != nil {
@@ -165,8 +166,8 @@ func latestBuild(recs *Records, ref string) *BuildRecord {
 	return nil
 }
 
-func checkBuild(ctx context.Context, p *probe, s spec) (outcome, error) {
-	name := s.str("image")
+func checkBuild(ctx context.Context, p *probe, s *check.Build) (outcome, error) {
+	name := s.Image
 	recs, err := p.records(ctx)
 	if err != nil {
 		return failed(err)
@@ -195,14 +196,14 @@ func checkBuild(ctx context.Context, p *probe, s spec) (outcome, error) {
 			}
 		}
 	}
-	if n := s.integer("cached_min", 0); n > 0 && cached < n {
+	if n := s.CachedMin; n > 0 && cached < n {
 		extra := ""
 		if b.NoCache {
 			extra = " (it ran with --no-cache)"
 		}
 		return fail("The latest build of %s took %d of its steps from the cache%s; at least %d should be: build again without --no-cache and without changing the early lines", name, cached, extra, n)
 	}
-	if s.boolean("cache_reused", false) {
+	if check.Or(s.CacheReused, false) {
 		if cached == 0 {
 			extra := "rebuild it with docker build -t " + name + " ."
 			if b.NoCache {
@@ -214,7 +215,7 @@ func checkBuild(ctx context.Context, p *probe, s spec) (outcome, error) {
 			return fail("The latest build of %s used the cache after a changed step, which the classic cache cannot do", name)
 		}
 	}
-	if s.boolean("changed", false) && rebuilt == 0 {
+	if check.Or(s.Changed, false) && rebuilt == 0 {
 		return fail("The latest build of %s took every step from the cache: change a file first (the step asks you to), then build again", name)
 	}
 	return pass()
@@ -250,10 +251,10 @@ func parsePublish(v string) (host, ctr int, err error) {
 // matchContainers returns the running containers of image name (by ID or by
 // the name it was started with) and, when publish is set, the one that
 // publishes it. msg explains a miss.
-func (p *probe) matchContainers(ctx context.Context, s spec) (match *container.Summary, msg string, err error) {
-	name := s.str("image")
-	cname := strings.TrimPrefix(s.str("name"), "/")
-	running := s.boolean("running", true)
+func (p *probe) matchContainers(ctx context.Context, s *check.Container) (match *container.Summary, msg string, err error) {
+	name := s.Image
+	cname := strings.TrimPrefix(s.Name, "/")
+	running := check.Or(s.Running, true)
 	cs, err := p.containers(ctx, !running)
 	if err != nil {
 		return nil, "", err
@@ -287,7 +288,7 @@ func (p *probe) matchContainers(ctx context.Context, s spec) (match *container.S
 	case cname != "":
 		what = "container named " + cname
 	}
-	pub := s.str("publish")
+	pub := string(s.Publish)
 	if len(candidates) == 0 {
 		state := "running "
 		if !running {
@@ -358,7 +359,7 @@ func hasName(names []string, n string) bool {
 	return false
 }
 
-func checkContainer(ctx context.Context, p *probe, s spec) (outcome, error) {
+func checkContainer(ctx context.Context, p *probe, s *check.Container) (outcome, error) {
 	c, msg, err := p.matchContainers(ctx, s)
 	if err != nil {
 		return failed(err)
@@ -369,9 +370,9 @@ func checkContainer(ctx context.Context, p *probe, s spec) (outcome, error) {
 	return pass()
 }
 
-func checkPush(ctx context.Context, p *probe, s spec) (outcome, error) {
-	repo := s.str("repository")
-	tag := s.str("tag")
+func checkPush(ctx context.Context, p *probe, s *check.Push) (outcome, error) {
+	repo := s.Repository
+	tag := s.Tag
 	if tag == "" {
 		tag = "latest"
 	}
@@ -384,7 +385,7 @@ func checkPush(ctx context.Context, p *probe, s spec) (outcome, error) {
 		return failed(cannot("%v", err))
 	}
 	var localID string
-	if name := s.str("image"); name != "" {
+	if name := s.Image; name != "" {
 		img, found, err := p.localImage(ctx, name)
 		if err != nil {
 			return failed(err)
@@ -394,7 +395,7 @@ func checkPush(ctx context.Context, p *probe, s spec) (outcome, error) {
 		}
 		localID = img.ID
 	}
-	minExisting := s.integer("existing_min", 0)
+	minExisting := s.ExistingMin
 	var last *TransferRecord
 	var lastMsg string
 	for i := len(recs.Transfers) - 1; i >= 0; i-- {
@@ -414,7 +415,7 @@ func checkPush(ctx context.Context, p *probe, s spec) (outcome, error) {
 		}
 		if localID != "" && t.ImageID != localID {
 			if lastMsg == "" {
-				lastMsg = fmt.Sprintf("The image pushed as %s is not %s (pushed %s, yours is %s): tag %s again and push", familiarRepo(t.Repository)+":"+tag, s.str("image"), shortID(t.ImageID), shortID(localID), s.str("image"))
+				lastMsg = fmt.Sprintf("The image pushed as %s is not %s (pushed %s, yours is %s): tag %s again and push", familiarRepo(t.Repository)+":"+tag, s.Image, shortID(t.ImageID), shortID(localID), s.Image)
 			}
 			continue
 		}
@@ -532,25 +533,25 @@ func init() {
 	}
 }
 
-func checkCommand(ctx context.Context, p *probe, s spec) (outcome, error) {
-	name := s.str("command")
+func checkCommand(ctx context.Context, p *probe, s *check.Command) (outcome, error) {
+	name := s.Command
 	method, re, say := "", (*regexp.Regexp)(nil), ""
 	if c, ok := commands[name]; ok {
 		method, re, say = c.method, commandREs[name], c.say
 	} else if name != "" {
 		return failed(cannot("unknown command %q (known: %s)", name, strings.Join(CommandNames(), ", ")))
 	} else {
-		method = strings.ToUpper(s.str("method"))
+		method = strings.ToUpper(s.Method)
 		var err error
-		if re, err = regexp.Compile(s.str("path")); err != nil {
+		if re, err = regexp.Compile(string(s.Path)); err != nil {
 			return failed(cannot("bad path pattern: %v", err))
 		}
-		say = strings.TrimSpace(method + " " + s.str("path"))
+		say = strings.TrimSpace(method + " " + string(s.Path))
 	}
 	var target *regexp.Regexp
-	if m := s.str("match"); m != "" {
+	if m := s.Match; m != "" {
 		var err error
-		if target, err = regexp.Compile(m); err != nil {
+		if target, err = regexp.Compile(string(m)); err != nil {
 			return failed(cannot("bad match pattern: %v", err))
 		}
 	}
@@ -570,8 +571,8 @@ func checkCommand(ctx context.Context, p *probe, s spec) (outcome, error) {
 	return fail("You have not run %s yet", say)
 }
 
-func checkClean(ctx context.Context, p *probe, s spec) (outcome, error) {
-	all := s.boolean("containers", false)
+func checkClean(ctx context.Context, p *probe, s *check.Clean) (outcome, error) {
+	all := check.Or(s.Containers, false)
 	cs, err := p.containers(ctx, all)
 	if err != nil {
 		return failed(err)
@@ -592,7 +593,7 @@ func checkClean(ctx context.Context, p *probe, s spec) (outcome, error) {
 		}
 		return fail("Stopped containers are left (%s): remove them with docker container prune", strings.Join(names, ", "))
 	}
-	for _, ref := range s.strs("images") {
+	for _, ref := range s.Images {
 		_, found, err := p.localImage(ctx, ref)
 		if err != nil {
 			return failed(err)
@@ -601,7 +602,7 @@ func checkClean(ctx context.Context, p *probe, s spec) (outcome, error) {
 			return fail("The image %s is still there: remove it with docker rmi %s", ref, ref)
 		}
 	}
-	if s.boolean("pruned", false) {
+	if check.Or(s.Pruned, false) {
 		recs, err := p.records(ctx)
 		if err != nil {
 			return failed(err)

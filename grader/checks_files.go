@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/labd/labd/internal/safefile"
+	"github.com/labd/labd/labs/check"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 )
 
@@ -84,13 +85,13 @@ func unreadable(rel string, err error) (o outcome, ok bool) {
 	return outcome{}, false
 }
 
-func checkFile(ctx context.Context, p *probe, s spec) (outcome, error) {
-	rel := s.str("path")
+func checkFile(ctx context.Context, p *probe, s *check.File) (outcome, error) {
+	rel := s.Path
 	f, err := openWorkspaceFile(p.env.Workspace, rel)
 	if err == nil {
 		defer f.Close()
 	}
-	if !s.boolean("exists", true) {
+	if !check.Or(s.Exists, true) {
 		if err == nil || errors.Is(err, safefile.ErrNotRegular) && !isFolder(err) {
 			return fail("%s should not exist: remove it with rm %s", rel, rel)
 		}
@@ -112,7 +113,7 @@ func checkFile(ctx context.Context, p *probe, s spec) (outcome, error) {
 		}
 		return failed(cannot("read %s: %v", rel, err))
 	}
-	want, expr := s.str("contains"), s.str("matches")
+	want, expr := s.Contains, string(s.Matches)
 	if want == "" && expr == "" {
 		return pass()
 	}
@@ -178,8 +179,8 @@ func (p pattern) match(in instruction) bool {
 	return p.keyword == in.keyword && strings.Contains(in.args, p.args)
 }
 
-func checkDockerfile(ctx context.Context, p *probe, s spec) (outcome, error) {
-	rel := s.str("path")
+func checkDockerfile(ctx context.Context, p *probe, s *check.Dockerfile) (outcome, error) {
+	rel := s.Path
 	if rel == "" {
 		rel = "Dockerfile"
 	}
@@ -200,7 +201,7 @@ func checkDockerfile(ctx context.Context, p *probe, s spec) (outcome, error) {
 	if len(ins) == 0 {
 		return fail("%s has no instructions yet", rel)
 	}
-	if want := s.str("from"); want != "" {
+	if want := s.From; want != "" {
 		var from string
 		for _, in := range ins {
 			if in.keyword == "FROM" {
@@ -216,7 +217,7 @@ func checkDockerfile(ctx context.Context, p *probe, s spec) (outcome, error) {
 		}
 	}
 	i := 0
-	for _, raw := range s.strs("instructions") {
+	for _, raw := range s.Instructions {
 		pt := parsePattern(raw)
 		found := false
 		for ; i < len(ins); i++ {
@@ -229,7 +230,7 @@ func checkDockerfile(ctx context.Context, p *probe, s spec) (outcome, error) {
 			return fail("%s has no %s instruction in the expected place (after the ones before it in the lab)", rel, pt.text)
 		}
 	}
-	if last := s.str("last"); last != "" {
+	if last := s.Last; last != "" {
 		pt := parsePattern(last)
 		if l := ins[len(ins)-1]; !pt.match(l) {
 			return fail("The last instruction of %s is %s; %s should come last", rel, strings.TrimSpace(l.original), pt.text)

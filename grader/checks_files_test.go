@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/labd/labd/internal/testenv"
+	"github.com/labd/labd/labs"
 	"golang.org/x/sys/unix"
 )
 
@@ -68,39 +69,40 @@ func TestWorkspaceFileKinds(t *testing.T) {
 		}
 	}
 
+	type spec = map[string]any
 	const notRegular = "is not a regular file (it is a "
 	for _, tc := range []struct {
 		name     string
-		check    func(context.Context, *probe, spec) (outcome, error)
+		kind     string
 		spec     spec
 		pass     bool
 		msg      string // part of the failure message
 		needRoot bool
 	}{
-		{"regular", checkFile, spec{"path": "hello.txt", "contains": "Hello, shell"}, true, "", false},
-		{"regular exists", checkFile, spec{"path": "hello.txt"}, true, "", false},
-		{"missing", checkFile, spec{"path": "nope.txt"}, false, "There is no file nope.txt", false},
-		{"missing exists false", checkFile, spec{"path": "nope.txt", "exists": false}, true, "", false},
-		{"below a file", checkFile, spec{"path": "hello.txt/x"}, false, "There is no file hello.txt/x", false},
-		{"symlink inside", checkFile, spec{"path": "link-in.txt", "contains": "Hello"}, true, "", false},
-		{"symlink out", checkFile, spec{"path": "link-out.txt", "contains": "Hello"}, false, "There is no file link-out.txt", false},
-		{"relative symlink out", checkFile, spec{"path": "rel-out.txt", "contains": "Hello"}, false, "There is no file rel-out.txt", false},
-		{"dotdot", checkFile, spec{"path": "../" + filepath.Base(outside) + "/secret"}, false, "There is no file", false},
-		{"folder", checkFile, spec{"path": "folder"}, false, "folder is a folder, not a file", false},
-		{"folder exists false", checkFile, spec{"path": "folder", "exists": false}, true, "", false},
-		{"fifo contains", checkFile, spec{"path": "fifo.txt", "contains": "x"}, false, "fifo.txt " + notRegular + "FIFO)", false},
-		{"fifo exists", checkFile, spec{"path": "fifo.txt"}, false, "fifo.txt " + notRegular + "FIFO)", false},
-		{"fifo exists false", checkFile, spec{"path": "fifo.txt", "exists": false}, false, "fifo.txt should not exist", false},
-		{"symlink to fifo", checkFile, spec{"path": "link-fifo.txt", "matches": "x"}, false, "link-fifo.txt " + notRegular + "FIFO)", false},
-		{"socket", checkFile, spec{"path": "sock.txt", "contains": "x"}, false, "sock.txt " + notRegular + "socket)", false},
-		{"device", checkFile, spec{"path": "zero.txt", "contains": "x"}, false, "zero.txt " + notRegular + "character device)", true},
-		{"too large", checkFile, spec{"path": "big.txt", "contains": "Hello"}, false, "big.txt is larger than 1 MiB", false},
-		{"too large exists", checkFile, spec{"path": "big.txt"}, true, "", false},
-		{"dockerfile", checkDockerfile, spec{"from": "busybox"}, true, "", false},
-		{"dockerfile fifo", checkDockerfile, spec{"path": "fifo-df/Dockerfile"}, false, "fifo-df/Dockerfile " + notRegular + "FIFO)", false},
-		{"dockerfile device", checkDockerfile, spec{"path": "zero-df/Dockerfile"}, false, "zero-df/Dockerfile " + notRegular + "character device)", true},
-		{"dockerfile too large", checkDockerfile, spec{"path": "big-df/Dockerfile"}, false, "big-df/Dockerfile is larger than 1 MiB", false},
-		{"dockerfile missing", checkDockerfile, spec{"path": "nope/Dockerfile"}, false, "There is no nope/Dockerfile", false},
+		{"regular", "file", spec{"path": "hello.txt", "contains": "Hello, shell"}, true, "", false},
+		{"regular exists", "file", spec{"path": "hello.txt"}, true, "", false},
+		{"missing", "file", spec{"path": "nope.txt"}, false, "There is no file nope.txt", false},
+		{"missing exists false", "file", spec{"path": "nope.txt", "exists": false}, true, "", false},
+		{"below a file", "file", spec{"path": "hello.txt/x"}, false, "There is no file hello.txt/x", false},
+		{"symlink inside", "file", spec{"path": "link-in.txt", "contains": "Hello"}, true, "", false},
+		{"symlink out", "file", spec{"path": "link-out.txt", "contains": "Hello"}, false, "There is no file link-out.txt", false},
+		{"relative symlink out", "file", spec{"path": "rel-out.txt", "contains": "Hello"}, false, "There is no file rel-out.txt", false},
+		{"dotdot", "file", spec{"path": "../" + filepath.Base(outside) + "/secret"}, false, "There is no file", false},
+		{"folder", "file", spec{"path": "folder"}, false, "folder is a folder, not a file", false},
+		{"folder exists false", "file", spec{"path": "folder", "exists": false}, true, "", false},
+		{"fifo contains", "file", spec{"path": "fifo.txt", "contains": "x"}, false, "fifo.txt " + notRegular + "FIFO)", false},
+		{"fifo exists", "file", spec{"path": "fifo.txt"}, false, "fifo.txt " + notRegular + "FIFO)", false},
+		{"fifo exists false", "file", spec{"path": "fifo.txt", "exists": false}, false, "fifo.txt should not exist", false},
+		{"symlink to fifo", "file", spec{"path": "link-fifo.txt", "matches": "x"}, false, "link-fifo.txt " + notRegular + "FIFO)", false},
+		{"socket", "file", spec{"path": "sock.txt", "contains": "x"}, false, "sock.txt " + notRegular + "socket)", false},
+		{"device", "file", spec{"path": "zero.txt", "contains": "x"}, false, "zero.txt " + notRegular + "character device)", true},
+		{"too large", "file", spec{"path": "big.txt", "contains": "Hello"}, false, "big.txt is larger than 1 MiB", false},
+		{"too large exists", "file", spec{"path": "big.txt"}, true, "", false},
+		{"dockerfile", "dockerfile", spec{"from": "busybox"}, true, "", false},
+		{"dockerfile fifo", "dockerfile", spec{"path": "fifo-df/Dockerfile"}, false, "fifo-df/Dockerfile " + notRegular + "FIFO)", false},
+		{"dockerfile device", "dockerfile", spec{"path": "zero-df/Dockerfile"}, false, "zero-df/Dockerfile " + notRegular + "character device)", true},
+		{"dockerfile too large", "dockerfile", spec{"path": "big-df/Dockerfile"}, false, "big-df/Dockerfile is larger than 1 MiB", false},
+		{"dockerfile missing", "dockerfile", spec{"path": "nope/Dockerfile"}, false, "There is no nope/Dockerfile", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.needRoot && !root {
@@ -111,8 +113,16 @@ func TestWorkspaceFileKinds(t *testing.T) {
 				err error
 			}
 			done := make(chan res, 1)
+			fields := spec{"kind": tc.kind}
+			for k, v := range tc.spec {
+				fields[k] = v
+			}
+			c, err := labs.CheckOf(fields)
+			if err != nil {
+				t.Fatal(err)
+			}
 			go func() {
-				o, err := tc.check(context.Background(), &probe{env: &Env{Workspace: ws}}, tc.spec)
+				o, _, err := run(context.Background(), &probe{env: &Env{Workspace: ws}}, c.Spec)
 				done <- res{o, err}
 			}()
 			var r res

@@ -3,6 +3,7 @@ package grader
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -17,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/labd/labd/labs/check"
 	"github.com/labd/labd/sandbox"
 )
 
@@ -74,16 +76,16 @@ func runCheck(ctx context.Context, s Execer, e sandbox.ExecSpec) (int, error) {
 	return s.Exec(ctx, e)
 }
 
-func checkScript(ctx context.Context, p *probe, s spec) (outcome, error) {
+func checkScript(ctx context.Context, p *probe, s *check.Script) (outcome, error) {
 	if p.env.Sandbox == nil {
 		return failed(cannot("script checks need a running sandbox; open the lab to start one"))
 	}
-	timeout := s.duration("timeout", DefaultScriptTimeout)
+	timeout := cmp.Or(time.Duration(s.Timeout), DefaultScriptTimeout)
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var out capBuffer
 	code, err := runCheck(cctx, p.env.Sandbox, sandbox.ExecSpec{
-		Cmd:    []string{"bash", "-c", s.str("run")},
+		Cmd:    []string{"bash", "-c", s.Run},
 		Env:    []string{"DOCKER_CONFIG=" + scriptDockerConfig()},
 		Stdout: &out, Stderr: &out,
 	})
@@ -206,20 +208,20 @@ func httpGetExec(ctx context.Context, s Execer, port int, path string) ([]byte, 
 	return raw, nil
 }
 
-func checkHTTP(ctx context.Context, p *probe, s spec) (outcome, error) {
-	port := s.integer("port", 0)
+func checkHTTP(ctx context.Context, p *probe, s *check.HTTP) (outcome, error) {
+	port := s.Port
 	if port <= 0 || port > 65535 {
 		return failed(cannot("http check without a valid port"))
 	}
-	path := s.str("path")
+	path := s.Path
 	if path == "" {
 		path = "/"
 	}
 	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " \r\n") {
 		return failed(cannot("http path %q must start with / and have no spaces", path))
 	}
-	if s.str("image") != "" {
-		sub := spec{"image": s.str("image"), "publish": strconv.Itoa(port)}
+	if s.Image != "" {
+		sub := &check.Container{Image: s.Image, Publish: check.Publish(strconv.Itoa(port))}
 		c, msg, err := p.matchContainers(ctx, sub)
 		if err != nil {
 			return failed(err)
@@ -250,11 +252,11 @@ func checkHTTP(ctx context.Context, p *probe, s spec) (outcome, error) {
 	defer resp.Body.Close()
 	var body bytes.Buffer
 	_, _ = body.ReadFrom(resp.Body)
-	want := s.integer("status", 200)
+	want := cmp.Or(s.Status, 200)
 	if resp.StatusCode != want {
 		return fail("Port %d answered %s; expected %d %s", port, resp.Status, want, http.StatusText(want))
 	}
-	if text := s.str("contains"); text != "" && !bytes.Contains(body.Bytes(), []byte(text)) {
+	if text := s.Contains; text != "" && !bytes.Contains(body.Bytes(), []byte(text)) {
 		got := strings.TrimSpace(body.String())
 		if len(got) > 80 {
 			got = got[:80] + "…"

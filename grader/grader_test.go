@@ -124,10 +124,8 @@ func gradeYAML(t testing.TB, env *grader.Env, y string) grader.CheckResult {
 	if err := yaml.Unmarshal([]byte(y), &spec); err != nil {
 		t.Fatal(err)
 	}
-	c := labs.Check{ID: "c", Kind: spec["kind"].(string), Title: "t", Spec: spec}
-	if h, ok := spec["hint"].(string); ok {
-		c.Hint = h
-	}
+	c := checkOf(t, "c", spec)
+	c.Title = "t"
 	return grader.Check(context.Background(), env, 1, c)
 }
 
@@ -228,7 +226,7 @@ func TestScriptChecks(t *testing.T) {
 	// Without a live sandbox a script cannot run: could not check, not passed.
 	env := *b.env
 	env.Sandbox = nil
-	c := labs.Check{ID: "s", Kind: "script", Spec: map[string]any{"kind": "script", "run": "true"}}
+	c := checkOf(t, "s", map[string]any{"kind": "script", "run": "true"})
 	if r := grader.Check(context.Background(), &env, 1, c); r.State != grader.StateError || !strings.HasPrefix(r.Message, "could not check") {
 		t.Fatalf("script without sandbox = %s %q, want error 'could not check'", r.State, r.Message)
 	}
@@ -241,11 +239,11 @@ func TestEngineGoneIsCouldNotCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := &grader.Env{Docker: c, Workspace: b.env.Workspace}
-	for _, y := range []string{"image: x", "repository: x", "command: logs", "image: x\nbuilt: true"} {
-		kind := map[string]string{"image: x": "image", "repository: x": "push", "command: logs": "command", "image: x\nbuilt: true": "build"}[y]
+	for _, y := range []string{"image: x", "repository: x", "command: logs", "image: x\ncached_min: 1"} {
+		kind := map[string]string{"image: x": "image", "repository: x": "push", "command: logs": "command", "image: x\ncached_min: 1": "build"}[y]
 		var spec map[string]any
 		yaml.Unmarshal([]byte("kind: "+kind+"\n"+y), &spec)
-		r := grader.Check(context.Background(), env, 1, labs.Check{ID: "x", Kind: kind, Spec: spec})
+		r := grader.Check(context.Background(), env, 1, checkOf(t, "x", spec))
 		if r.State != grader.StateError || !strings.HasPrefix(r.Message, "could not check") {
 			t.Errorf("%s with no engine = %s %q, want error 'could not check'", kind, r.State, r.Message)
 		}
@@ -311,4 +309,16 @@ func TestContainerAndHTTPChecks(t *testing.T) {
 	b.want("kind: clean", grader.StateFailed, "still running")
 	b.sh("docker rm -f $(docker ps -aq)")
 	b.want("kind: clean\ncontainers: true", grader.StatePassed, "")
+}
+
+// checkOf is the check of a YAML mapping's fields, as lab.md would give
+// it, under id.
+func checkOf(tb testing.TB, id string, fields map[string]any) labs.Check {
+	tb.Helper()
+	c, err := labs.CheckOf(fields)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.ID = id
+	return c
 }

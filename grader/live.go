@@ -560,7 +560,7 @@ func (w *Watcher) evaluate() {
 	for _, st := range w.t.Lab.Steps {
 		sr := StepResult{Index: st.Index, ID: st.ID, Title: st.Title}
 		for _, c := range st.Checks {
-			sticky := spec(c.Spec).boolean("sticky", true)
+			sticky := c.Sticky
 			w.mu.Lock()
 			at, had := w.passed[c.ID]
 			w.mu.Unlock()

@@ -71,7 +71,7 @@ func BenchmarkLive50(b *testing.B) {
 		if err := yaml.Unmarshal([]byte(y), &spec); err != nil {
 			b.Fatal(err)
 		}
-		lab.Steps[0].Checks = append(lab.Steps[0].Checks, labs.Check{ID: string(rune('a' + i)), Kind: spec["kind"].(string), Spec: spec})
+		lab.Steps[0].Checks = append(lab.Steps[0].Checks, checkOf(b, string(rune('a'+i)), spec))
 	}
 
 	type box struct {

@@ -20,8 +20,8 @@ import (
 func TestLiveAskedAndRegressed(t *testing.T) {
 	b := newBox(t)
 	lab := &labs.Lab{ID: "live", Steps: []labs.Step{
-		{Index: 1, ID: "one", Title: "one", Checks: []labs.Check{{ID: "flag", Kind: "file", Spec: map[string]any{"kind": "file", "path": "flag.txt", "sticky": false}}}},
-		{Index: 2, ID: "two", Title: "two", Checks: []labs.Check{{ID: "never", Kind: "file", Spec: map[string]any{"kind": "file", "path": "never.txt"}}}},
+		{Index: 1, ID: "one", Title: "one", Checks: []labs.Check{checkOf(t, "flag", map[string]any{"kind": "file", "path": "flag.txt", "sticky": false})}},
+		{Index: 2, ID: "two", Title: "two", Checks: []labs.Check{checkOf(t, "never", map[string]any{"kind": "file", "path": "never.txt"})}},
 	}}
 	live := grader.NewLive(grader.LiveOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	t.Cleanup(live.Close)

@@ -82,7 +82,9 @@ func liveLab(t *testing.T, checks map[string]map[string]any) *labs.Lab {
 	t.Helper()
 	st := labs.Step{Index: 1, ID: "one", Title: "one"}
 	for id, spec := range checks {
-		st.Checks = append(st.Checks, labs.Check{ID: id, Kind: spec["kind"].(string), Title: id, Spec: spec})
+		c := checkOf(t, id, spec)
+		c.Title = id
+		st.Checks = append(st.Checks, c)
 	}
 	return &labs.Lab{ID: "live-" + t.Name(), Steps: []labs.Step{st}}
 }

@@ -15,7 +15,7 @@ func ApplyPassed(res *LabResult, lab *labs.Lab, passed map[string]time.Time) []s
 	sticky := map[string]bool{}
 	for _, st := range lab.Steps {
 		for _, c := range st.Checks {
-			sticky[c.ID] = spec(c.Spec).boolean("sticky", true)
+			sticky[c.ID] = c.Sticky
 		}
 	}
 	var held []string

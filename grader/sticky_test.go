@@ -14,10 +14,10 @@ import (
 func TestApplyPassed(t *testing.T) {
 	lab := &labs.Lab{ID: "l", Steps: []labs.Step{
 		{Index: 1, Checks: []labs.Check{
-			{ID: "run", Kind: "container", Spec: map[string]any{"kind": "container"}},
-			{ID: "live", Kind: "http", Spec: map[string]any{"kind": "http", "sticky": false}},
+			{ID: "run", Kind: "container", Sticky: true},
+			{ID: "live", Kind: "http", Sticky: false},
 		}},
-		{Index: 2, Checks: []labs.Check{{ID: "file", Kind: "file", Spec: map[string]any{"kind": "file"}}}},
+		{Index: 2, Checks: []labs.Check{{ID: "file", Kind: "file", Sticky: true}}},
 	}}
 	then := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	now := time.Now()

@@ -4,14 +4,16 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/labd/labd/labs/check"
 	"go.yaml.in/yaml/v3"
 )
 
 // checks parses the YAML of a ```check block whose fence is on line fence.
-// It validates what labs owns (kind, id, title, hint); the kind-specific
-// fields stay in Spec for the grader to validate.
+// It validates what every check has (kind, id, title, hint, sticky) and
+// has package check validate and decode the kind's own fields.
 func (p *parser) checks(content []byte, fence int) []Check {
 	first := fence + 1 // the YAML starts on the line after the fence
 	var root yaml.Node
@@ -48,7 +50,7 @@ func (p *parser) checks(content []byte, fence int) []Check {
 }
 
 func (p *parser) check(n *yaml.Node, first int) (Check, bool) {
-	c := Check{Line: first + n.Line - 1}
+	c := Check{Line: first + n.Line - 1, Sticky: true}
 	if n.Kind != yaml.MappingNode {
 		p.problem(c.Line, "each check must be a YAML mapping (kind: ...)")
 		return c, false
@@ -97,23 +99,36 @@ func (p *parser) check(n *yaml.Node, first int) (Check, bool) {
 			c.Title, _ = strField(k, v)
 		case "hint":
 			c.Hint, _ = strField(k, v)
+		case "sticky":
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
+				p.problem(first+k.Line-1, `check field "sticky" must be true or false`)
+				ok = false
+			} else {
+				ok = v.Decode(&c.Sticky) == nil && ok
+			}
 		}
 	}
 	if !seen["kind"] {
 		p.problem(c.Line, "check is missing \"kind\" (one of "+strings.Join(Kinds, ", ")+")")
 		ok = false
 	}
-	if ok && !p.checkFields(c.Kind, n, first, c.Line) {
-		ok = false
+	if check.New(c.Kind) == nil {
+		return c, false // reported above
 	}
-	if err := n.Decode(&c.Spec); err != nil {
-		line, msg := yamlProblem(err, first)
-		p.problem(line, "check: "+msg)
-		ok = false
+	// The kind's fields are checked even when a common one is wrong, so an
+	// author sees every problem of the check at once.
+	spec, probs := check.Decode(c.Kind, n)
+	for _, pr := range probs {
+		line := c.Line
+		if pr.Line > 0 {
+			line = first + pr.Line - 1
+		}
+		p.problem(line, pr.Msg)
 	}
-	if !ok {
+	if !ok || spec == nil {
 		return c, false
 	}
+	c.Spec = spec
 	if c.Title == "" {
 		c.Title = defaultTitle(c.Kind, c.Spec)
 	}
@@ -122,62 +137,62 @@ func (p *parser) check(n *yaml.Node, first int) (Check, bool) {
 
 // defaultTitle describes a check from its kind and main field, for authors
 // who give no title. It states the goal, not a result: nothing has run yet.
-func defaultTitle(kind string, spec map[string]any) string {
-	str := func(keys ...string) string {
-		for _, k := range keys {
-			if s, ok := spec[k].(string); ok && s != "" {
-				return s
-			}
-		}
-		return ""
-	}
+func defaultTitle(kind string, spec check.Spec) string {
 	var s string
-	switch kind {
-	case "file":
-		if path := str("path"); path != "" {
-			s = "file " + path + " exists"
-			if want := str("contains"); want != "" {
-				s += " and contains " + fmt.Sprintf("%q", want)
-			}
+	switch c := spec.(type) {
+	case *check.File:
+		s = "file " + c.Path + " exists"
+		if c.Contains != "" {
+			s += " and contains " + fmt.Sprintf("%q", c.Contains)
 		}
-	case "dockerfile":
-		s = cmp.Or(str("path"), "Dockerfile") + " is a valid Dockerfile"
-	case "image":
-		if v := str("image", "name"); v != "" {
-			s = "image " + v + " exists"
-		}
-	case "build":
-		if v := str("image", "tag", "name"); v != "" {
-			s = "image " + v + " is built"
-		}
-	case "container":
-		if v := str("name", "image"); v != "" {
+	case *check.Dockerfile:
+		s = cmp.Or(c.Path, "Dockerfile") + " is a valid Dockerfile"
+	case *check.Image:
+		s = "image " + c.Image + " exists"
+	case *check.Build:
+		s = "image " + c.Image + " is built"
+	case *check.Container:
+		if v := cmp.Or(c.Name, c.Image); v != "" {
 			s = "container " + v + " is running"
 		}
-	case "http":
-		if v := str("url"); v != "" {
-			s = v + " responds"
+	case *check.HTTP:
+		s = "port " + strconv.Itoa(c.Port) + " responds"
+	case *check.Push:
+		if c.Image != "" {
+			s = "image " + c.Image + " is pushed"
 		}
-	case "push":
-		if v := str("image", "name"); v != "" {
-			s = "image " + v + " is pushed"
+	case *check.Command:
+		if c.Command != "" {
+			s = "you ran docker " + c.Command
+		} else {
+			s = "you called the engine at " + string(c.Path)
 		}
-	case "command":
-		if v := str("command"); v != "" {
-			s = "you ran docker " + v
-		} else if v := str("path"); v != "" {
-			s = "you called the engine at " + v
-		}
-	case "clean":
+	case *check.Clean:
 		s = "leftovers are cleaned up"
-	case "script":
+	case *check.Script:
 		s = "check script passes"
-		if v := str("name"); v != "" {
-			s = "script " + v + " passes"
-		}
 	}
 	if s == "" {
 		s = kind + " check"
 	}
 	return s
+}
+
+// CheckOf builds one check from its fields as its YAML mapping holds them
+// ({"kind": "file", "path": "a.txt"}), with the checks and defaults of a
+// check block: for tests and tools that make labs in code.
+func CheckOf(fields map[string]any) (Check, error) {
+	b, err := yaml.Marshal(fields)
+	if err != nil {
+		return Check{}, fmt.Errorf("check %v: %w", fields, err)
+	}
+	p := &parser{path: "check"}
+	cs := p.checks(b, 0)
+	if len(p.problems) > 0 {
+		return Check{}, fmt.Errorf("check %v: %s", fields, p.problems[0].Message)
+	}
+	if len(cs) != 1 {
+		return Check{}, fmt.Errorf("check %v: not one check", fields)
+	}
+	return cs[0], nil
 }

@@ -2,8 +2,6 @@ package labs
 
 import (
 	"bytes"
-	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,8 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/labd/labd/labs/check"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -64,14 +62,29 @@ func FuzzChecks(f *testing.F) {
 		for _, c := range checks {
 			checkTypes(t, c)
 		}
-		// Render the specs back to YAML and parse them again.
-		specs := make([]map[string]any, len(checks))
-		for i, c := range checks {
-			specs[i] = c.Spec
+		// Render the checks back to YAML and parse them again.
+		var docs []map[string]any
+		for _, c := range checks {
+			b, err := yaml.Marshal(c.Spec)
+			if err != nil {
+				t.Fatalf("render %#v: %v", c.Spec, err)
+			}
+			m := map[string]any{}
+			if err := yaml.Unmarshal(b, &m); err != nil {
+				t.Fatalf("read back %s: %v", b, err)
+			}
+			m["kind"], m["id"], m["title"], m["sticky"] = c.Kind, c.ID, c.Title, c.Sticky
+			if c.ID == "" {
+				delete(m, "id")
+			}
+			if c.Hint != "" {
+				m["hint"] = c.Hint
+			}
+			docs = append(docs, m)
 		}
-		out, err := yaml.Marshal(specs)
+		out, err := yaml.Marshal(docs)
 		if err != nil {
-			t.Fatalf("render %v: %v", specs, err)
+			t.Fatalf("render %v: %v", docs, err)
 		}
 		p2 := &parser{path: "lab.md"}
 		again := p2.checks(out, fence)
@@ -83,7 +96,7 @@ func FuzzChecks(f *testing.F) {
 		}
 		for i := range checks {
 			a, b := checks[i], again[i]
-			if a.Kind != b.Kind || a.ID != b.ID || a.Title != b.Title || a.Hint != b.Hint || !sameSpec(a.Spec, b.Spec) {
+			if a.Kind != b.Kind || a.ID != b.ID || a.Title != b.Title || a.Hint != b.Hint || a.Sticky != b.Sticky || !reflect.DeepEqual(a.Spec, b.Spec) {
 				t.Errorf("round trip changed a check:\n%#v\n%#v\nYAML:\n%s", a, b, out)
 			}
 		}
@@ -92,71 +105,29 @@ func FuzzChecks(f *testing.F) {
 
 var checkBlockRE = regexp.MustCompile("(?ms)^```check\n(.*?)^```")
 
-// checkTypes asserts that each field lint accepted holds a Go value the
-// grader's accessors (grader/spec.go) read as the author meant.
+// checkTypes asserts that an accepted check has a Spec of its kind whose
+// required fields are set and whose patterns compile.
 func checkTypes(t *testing.T, c Check) {
 	t.Helper()
 	if !slices.Contains(Kinds, c.Kind) || c.Title == "" || (c.ID != "" && !ValidID(c.ID)) {
 		t.Errorf("accepted check %+v", c)
 	}
-	for k, v := range c.Spec {
-		fs, ok := kindFields[c.Kind][k]
-		if !ok {
-			fs, ok = commonFields[k]
+	if c.Spec == nil || c.Spec.Kind() != c.Kind {
+		t.Fatalf("check of kind %s has spec %#v", c.Kind, c.Spec)
+	}
+	v := reflect.ValueOf(c.Spec).Elem()
+	for i, f := range check.Fields(c.Kind) {
+		fv := v.Field(i)
+		if f.Required && fv.IsZero() {
+			t.Errorf("required field %q of a %s check accepted empty", f.Name, c.Kind)
 		}
-		if !ok {
-			t.Errorf("accepted unknown field %q in %+v", k, c)
-			continue
-		}
-		bad := false
-		switch fs.typ {
-		case ftText:
-			bad = !isScalarValue(v) || strings.TrimSpace(fmt.Sprint(v)) == ""
-		case ftBool:
-			_, ok := v.(bool)
-			bad = !ok
-		case ftInt:
-			_, ok := v.(int)
-			bad = !ok
-		case ftList:
-			switch v := v.(type) {
-			case []any:
-				for _, x := range v {
-					bad = bad || !isScalarValue(x)
-				}
-			default:
-				bad = !isScalarValue(v)
+		if f.Type == check.TypeRegexp {
+			if _, err := regexp.Compile(fv.String()); err != nil {
+				t.Errorf("field %q of a %s check accepted %q: %v", f.Name, c.Kind, fv.String(), err)
 			}
-		case ftDuration:
-			switch v := v.(type) {
-			case int:
-			case string:
-				_, err := time.ParseDuration(strings.TrimSpace(v))
-				bad = err != nil
-			default:
-				bad = true
-			}
-		case ftRegexp, ftPublish:
-			bad = !isScalarValue(v) || fmt.Sprint(v) == ""
 		}
-		if bad {
-			t.Errorf("field %q of a %s check is %s, accepted as %T %#v", k, c.Kind, fs.typ, v, v)
+		if f.Type == check.TypeText && !fv.IsZero() && strings.TrimSpace(fv.String()) == "" {
+			t.Errorf("text field %q of a %s check is blank", f.Name, c.Kind)
 		}
 	}
-}
-
-// isScalarValue reports whether v is a value grader's spec.str turns into
-// the text the author wrote.
-func isScalarValue(v any) bool {
-	switch v := v.(type) {
-	case string, int, int64, bool:
-		return true
-	case float64:
-		return !math.IsNaN(v) && !math.IsInf(v, 0)
-	}
-	return false
-}
-
-func sameSpec(a, b map[string]any) bool {
-	return reflect.DeepEqual(a, b) || fmt.Sprintf("%#v", a) == fmt.Sprintf("%#v", b)
 }

@@ -1,6 +1,7 @@
 package labs
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -43,7 +44,8 @@ func dumpLab(l *Lab) string {
 	for _, s := range l.Steps {
 		fmt.Fprintf(&b, "<!-- step %d id=%s title=%q line=%d -->\n", s.Index, s.ID, s.Title, s.Line)
 		for _, c := range s.Checks {
-			fmt.Fprintf(&b, "<!-- check id=%s kind=%s title=%q hint=%q line=%d spec=%v -->\n", c.ID, c.Kind, c.Title, c.Hint, c.Line, c.Spec)
+			spec, _ := json.Marshal(c.Spec)
+			fmt.Fprintf(&b, "<!-- check id=%s kind=%s title=%q hint=%q sticky=%v line=%d spec=%s -->\n", c.ID, c.Kind, c.Title, c.Hint, c.Sticky, c.Line, spec)
 		}
 		b.WriteString(string(s.HTML))
 	}

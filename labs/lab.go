@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+
+	"github.com/labd/labd/labs/check"
 )
 
 // Lab is one parsed and rendered lab. A *Lab handed out by Load or Catalog
@@ -47,8 +49,11 @@ type Check struct {
 	Kind  string // one of Kinds
 	Title string // learner-facing description
 	Hint  string
-	Line  int            // line in lab.md
-	Spec  map[string]any // the whole YAML mapping, for the grader
+	// Sticky: once passed, the check stays passed ("sticky:", default
+	// true).
+	Sticky bool
+	Line   int        // line in lab.md
+	Spec   check.Spec // the kind's fields, typed (package check)
 }
 
 // Problem is something wrong with a lab, located in its lab.md.
@@ -71,7 +76,7 @@ func (p Problem) String() string {
 var Levels = []string{"beginner", "intermediate", "advanced"}
 
 // Kinds are the allowed check kinds.
-var Kinds = []string{"file", "dockerfile", "image", "build", "container", "http", "push", "command", "clean", "script"}
+var Kinds = check.Kinds
 
 var idRE = regexp.MustCompile(`^[a-z0-9-]+$`)
 
