@@ -82,18 +82,28 @@ func (p *probe) builtOnDocker(ctx context.Context, s *check.Image, name string, 
 }
 
 // sameHistory reports whether the newest history entries (hist is newest
-// first, as the Engine API lists it) are the last stage of ins.
+// first, as the Engine API lists it) are a stage of ins: the last one, or
+// with docker build --target an earlier one.
 func sameHistory(ins []instruction, hist []image.HistoryResponseItem) bool {
-	var want []instruction
-	for _, in := range ins {
-		switch in.keyword {
-		case "FROM":
-			want = want[:0]
-		case "ARG":
-		default:
-			want = append(want, in)
+	sts := stages(ins)
+	for i, st := range sts {
+		var want []instruction
+		for _, in := range st.ins {
+			if in.keyword != "FROM" && in.keyword != "ARG" {
+				want = append(want, in)
+			}
+		}
+		// An empty stage matches any image: only the last may say so
+		// (a Dockerfile of one FROM), never an empty stage on the way.
+		if (len(want) > 0 || i == len(sts)-1) && sameStageHistory(want, hist) {
+			return true
 		}
 	}
+	return false
+}
+
+// sameStageHistory: the newest entries of hist are want, in order.
+func sameStageHistory(want []instruction, hist []image.HistoryResponseItem) bool {
 	var got []string // oldest first, like want
 	for i := len(hist) - 1; i >= 0; i-- {
 		if kw, _ := historyInstruction(hist[i].CreatedBy); kw != "ARG" {

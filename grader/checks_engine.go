@@ -2,8 +2,10 @@ package grader
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"sort"
 	"strconv"
@@ -135,12 +137,15 @@ func (p *probe) imageHistory(ctx context.Context, s *check.Image, name string, i
 	return pass()
 }
 
-// sameInstructions compares a Dockerfile with the steps a build printed.
+// sameInstructions compares a Dockerfile with the steps a build printed:
+// all of them, or, for a build with --target, those up to the end of a
+// stage (the classic builder stops after the target).
 func sameInstructions(ins []instruction, b *BuildRecord) bool {
-	if len(ins) != len(b.Steps) {
+	n := len(b.Steps)
+	if n > len(ins) || n < len(ins) && ins[n].keyword != "FROM" {
 		return false
 	}
-	for i, in := range ins {
+	for i, in := range ins[:n] {
 		st := parsePattern(b.Steps[i].Instruction)
 		if st.keyword != in.keyword || st.args != in.args {
 			return false
@@ -180,7 +185,14 @@ func checkBuild(ctx context.Context, p *probe, s *check.Build) (outcome, error) 
 	firstChanged := -1
 	cacheAfterChange := false
 	for i, st := range b.Steps {
-		if strings.HasPrefix(strings.ToUpper(st.Instruction), "FROM ") || strings.HasPrefix(strings.ToUpper(st.Instruction), "ARG ") && i == 0 {
+		up := strings.ToUpper(st.Instruction)
+		if strings.HasPrefix(up, "FROM ") {
+			// Each stage starts its cache chain again from its base: a
+			// cache hit after a rebuilt step of an earlier stage is real.
+			firstChanged = -1
+			continue
+		}
+		if strings.HasPrefix(up, "ARG ") && i == 0 {
 			continue
 		}
 		steps++
@@ -555,18 +567,33 @@ func checkCommand(ctx context.Context, p *probe, s *check.Command) (outcome, err
 			return failed(cannot("bad match pattern: %v", err))
 		}
 	}
+	query := map[string]*regexp.Regexp{}
+	for k, v := range s.Query {
+		re, err := regexp.Compile(string(v))
+		if err != nil {
+			return failed(cannot("bad query pattern for %s: %v", k, err))
+		}
+		query[k] = re
+	}
 	recs, err := p.records(ctx)
 	if err != nil {
 		return failed(err)
 	}
-	for _, c := range recs.Calls {
+	var seen *CallRecord // the latest call of the command that missed
+	var why string
+	for i := range recs.Calls {
+		c := &recs.Calls[i]
 		if method != "" && c.Method != method || c.Status >= 400 || !re.MatchString(c.Path) {
 			continue
 		}
-		if target != nil && !target.MatchString(c.Path+"?"+c.Query) {
+		if miss := callMismatch(c, target, query); miss != "" {
+			seen, why = c, miss
 			continue
 		}
 		return pass()
+	}
+	if seen != nil {
+		return fail("You ran %s, but not %s", say, why)
 	}
 	return fail("You have not run %s yet", say)
 }
@@ -616,4 +643,70 @@ func checkClean(ctx context.Context, p *probe, s *check.Clean) (outcome, error) 
 		return fail("Nothing has been pruned yet: run docker system prune")
 	}
 	return pass()
+}
+
+// callMismatch says how call c misses the match pattern or a query
+// pattern, naming what was asked and what the call had; "" when it
+// matches them all.
+func callMismatch(c *CallRecord, match *regexp.Regexp, query map[string]*regexp.Regexp) string {
+	params := callParams(c.Query)
+	if match != nil {
+		pq := c.Path + "?" + decodedQuery(c.Query)
+		if !match.MatchString(pq) {
+			return fmt.Sprintf("as %s asks: your latest was %s %s", match, c.Method, pq)
+		}
+	}
+	keys := make([]string, 0, len(query))
+	for k := range query {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v, ok := params[k]
+		switch {
+		case !ok:
+			return fmt.Sprintf("with %s matching %s: your latest had no %s", k, query[k], k)
+		case !query[k].MatchString(v):
+			return fmt.Sprintf("with %s matching %s: your latest had %s=%s", k, query[k], k, v)
+		}
+	}
+	return ""
+}
+
+// decodedQuery is a raw query with its percent-encoding undone, as an
+// author reads it (t=app&buildargs={"V":"2"}).
+func decodedQuery(raw string) string {
+	parts := strings.Split(raw, "&")
+	for i, p := range parts {
+		if d, err := url.QueryUnescape(p); err == nil {
+			parts[i] = d
+		}
+	}
+	return strings.Join(parts, "&")
+}
+
+// callParams decodes a call's query parameters (the last value of each);
+// a value that is a JSON object (buildargs, labels, filters) also gives
+// each of its keys as "param.key", a string as itself and anything else
+// as its JSON.
+func callParams(raw string) map[string]string {
+	out := map[string]string{}
+	q, _ := url.ParseQuery(raw)
+	for k, vs := range q {
+		v := vs[len(vs)-1]
+		out[k] = v
+		var obj map[string]json.RawMessage
+		if json.Unmarshal([]byte(v), &obj) != nil {
+			continue
+		}
+		for ok, ov := range obj {
+			var s string
+			if json.Unmarshal(ov, &s) == nil {
+				out[k+"."+ok] = s
+			} else {
+				out[k+"."+ok] = string(ov)
+			}
+		}
+	}
+	return out
 }

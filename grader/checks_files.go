@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -128,11 +129,20 @@ func checkFile(ctx context.Context, p *probe, s *check.File) (outcome, error) {
 		return fail("%s does not contain %q", rel, want)
 	}
 	if expr != "" {
-		re, err := regexp.Compile("(?m)" + expr)
+		re, err := regexp.Compile(expr)
 		if err != nil {
 			return failed(cannot("bad regular expression %q: %v", expr, err))
 		}
-		if !re.Match(b) {
+		// Line by line, as the guide says: a \s or [^x] in an author's
+		// pattern never reaches into the next line.
+		found := false
+		for line := range bytes.Lines(b) {
+			if re.Match(bytes.TrimRight(line, "\r\n")) {
+				found = true
+				break
+			}
+		}
+		if !found {
 			return fail("%s has no line matching %s", rel, expr)
 		}
 	}
@@ -166,17 +176,90 @@ func compact(s string) string {
 	return strings.Join(strings.Fields(s), "")
 }
 
-// pattern is an author's instruction pattern: "COPY app.py" matches a COPY
-// whose arguments contain "app.py"; "RUN" matches any RUN.
-type pattern struct{ keyword, args, text string }
+// pattern is an author's instruction pattern. "COPY app.py" matches a
+// COPY whose arguments contain "app.py" (spaces aside) or whose words
+// include the pattern's words in order, an image name matching any of its
+// tags ("FROM python AS builder" matches "FROM python:3.11-slim AS
+// builder"); "RUN" matches any RUN. A pattern written /.../ is a regular
+// expression on the instruction as written, spaces collapsed.
+type pattern struct {
+	keyword, args, text string
+	words               []string
+	re                  *regexp.Regexp
+}
 
 func parsePattern(s string) pattern {
-	kw, rest, _ := strings.Cut(strings.TrimSpace(s), " ")
-	return pattern{keyword: strings.ToUpper(kw), args: compact(rest), text: strings.TrimSpace(s)}
+	s = strings.TrimSpace(s)
+	if len(s) > 2 && strings.HasPrefix(s, "/") && strings.HasSuffix(s, "/") {
+		if re, err := regexp.Compile(s[1 : len(s)-1]); err == nil {
+			return pattern{text: s, re: re}
+		}
+	}
+	kw, rest, _ := strings.Cut(s, " ")
+	return pattern{keyword: strings.ToUpper(kw), args: compact(rest), text: s, words: strings.Fields(rest)}
 }
 
 func (p pattern) match(in instruction) bool {
-	return p.keyword == in.keyword && strings.Contains(in.args, p.args)
+	if p.re != nil {
+		return p.re.MatchString(strings.Join(strings.Fields(in.original), " "))
+	}
+	if p.keyword != in.keyword {
+		return false
+	}
+	if strings.Contains(in.args, p.args) {
+		return true
+	}
+	words := strings.Fields(in.original)[1:]
+	i := 0
+	for _, w := range words {
+		if i < len(p.words) && sameWord(w, p.words[i]) {
+			i++
+		}
+	}
+	return i == len(p.words)
+}
+
+// sameWord: an instruction's word w is the pattern's word p, a keyword
+// such as AS in any case, or an image p with a tag or digest.
+func sameWord(w, p string) bool {
+	return w == p || strings.EqualFold(w, p) && strings.EqualFold(p, "as") ||
+		strings.HasPrefix(w, p+":") || strings.HasPrefix(w, p+"@")
+}
+
+// stage is one FROM section of a Dockerfile: its FROM and what follows.
+type stage struct {
+	name string // after AS, lower case; "" without one
+	ins  []instruction
+}
+
+// stages splits a Dockerfile at its FROM lines; what comes before the
+// first (ARG) belongs to none.
+func stages(ins []instruction) []stage {
+	var out []stage
+	for _, in := range ins {
+		if in.keyword == "FROM" {
+			st := stage{}
+			if w := strings.Fields(in.original); len(w) >= 4 && strings.EqualFold(w[len(w)-2], "as") {
+				st.name = strings.ToLower(w[len(w)-1])
+			}
+			out = append(out, st)
+		}
+		if len(out) > 0 {
+			out[len(out)-1].ins = append(out[len(out)-1].ins, in)
+		}
+	}
+	return out
+}
+
+// findStage is the stage a check names: by its AS name or its number
+// from 0, as docker build --target and COPY --from name them.
+func findStage(sts []stage, ref string) (stage, bool) {
+	for i, st := range sts {
+		if strings.EqualFold(st.name, ref) || strconv.Itoa(i) == ref {
+			return st, true
+		}
+	}
+	return stage{}, false
 }
 
 func checkDockerfile(ctx context.Context, p *probe, s *check.Dockerfile) (outcome, error) {
@@ -201,6 +284,15 @@ func checkDockerfile(ctx context.Context, p *probe, s *check.Dockerfile) (outcom
 	if len(ins) == 0 {
 		return fail("%s has no instructions yet", rel)
 	}
+	where := rel
+	if s.Stage != "" {
+		st, ok := findStage(stages(ins), s.Stage)
+		if !ok {
+			return fail("%s has no stage %s yet: start one with FROM <image> AS %s", rel, s.Stage, s.Stage)
+		}
+		ins = st.ins
+		where = "Stage " + s.Stage + " of " + rel
+	}
 	if want := s.From; want != "" {
 		var from string
 		for _, in := range ins {
@@ -210,10 +302,10 @@ func checkDockerfile(ctx context.Context, p *probe, s *check.Dockerfile) (outcom
 			}
 		}
 		if from == "" {
-			return fail("%s has no FROM line: start it with FROM %s", rel, want)
+			return fail("%s has no FROM line: start it with FROM %s", where, want)
 		}
 		if !sameImageName(from, want) {
-			return fail("%s starts FROM %s; this step needs FROM %s", rel, from, want)
+			return fail("%s starts FROM %s; this step needs FROM %s", where, from, want)
 		}
 	}
 	i := 0
@@ -227,13 +319,13 @@ func checkDockerfile(ctx context.Context, p *probe, s *check.Dockerfile) (outcom
 			}
 		}
 		if !found {
-			return fail("%s has no %s instruction in the expected place (after the ones before it in the lab)", rel, pt.text)
+			return fail("%s has no %s instruction in the expected place (after the ones before it in the lab)", where, pt.text)
 		}
 	}
 	if last := s.Last; last != "" {
 		pt := parsePattern(last)
 		if l := ins[len(ins)-1]; !pt.match(l) {
-			return fail("The last instruction of %s is %s; %s should come last", rel, strings.TrimSpace(l.original), pt.text)
+			return fail("The last instruction of %s is %s; %s should come last", lower(where), strings.TrimSpace(l.original), pt.text)
 		}
 	}
 	return pass()
@@ -273,4 +365,12 @@ func sameImageName(image, want string) bool {
 		return name == want
 	}
 	return false
+}
+
+// lower starts a phrase with a small letter, for the middle of a sentence.
+func lower(s string) string {
+	if strings.HasPrefix(s, "Stage ") {
+		return "stage " + s[len("Stage "):]
+	}
+	return s
 }

@@ -33,6 +33,7 @@ const (
 	TypeDuration = "a duration such as 10s"
 	TypeRegexp   = "a regular expression"
 	TypePublish  = "HOST:CONTAINER ports such as 5001:5000"
+	TypePatterns = "a mapping of names to regular expressions"
 )
 
 var typeNames = map[reflect.Type]string{
@@ -43,6 +44,7 @@ var typeNames = map[reflect.Type]string{
 	reflect.TypeFor[Duration](): TypeDuration,
 	reflect.TypeFor[Regexp]():   TypeRegexp,
 	reflect.TypeFor[Publish]():  TypePublish,
+	reflect.TypeFor[Patterns](): TypePatterns,
 }
 
 // Fields lists kind's fields in their declaration order; nil for an
@@ -208,6 +210,19 @@ func typeProblem(typ string, v *yaml.Node) string {
 		}
 		if _, err := regexp.Compile(v.Value); err != nil {
 			return ": " + err.Error()
+		}
+	case TypePatterns:
+		if v.Kind != yaml.MappingNode || len(v.Content) == 0 {
+			return " (name: pattern, ...)"
+		}
+		for i := 0; i+1 < len(v.Content); i += 2 {
+			k, p := v.Content[i], v.Content[i+1]
+			if k.Kind != yaml.ScalarNode || strings.TrimSpace(k.Value) == "" {
+				return " (each name text)"
+			}
+			if msg := typeProblem(TypeRegexp, p); msg != "" {
+				return " (" + k.Value + msg + ")"
+			}
 		}
 	case TypePublish:
 		if !isScalar || !publishRE.MatchString(v.Value) || !isText(v) {

@@ -71,3 +71,22 @@ func TestOr(t *testing.T) {
 		t.Error("Or does not give the field when set and the default when not")
 	}
 }
+
+func TestDecodePatterns(t *testing.T) {
+	got, probs := decodeYAML(t, "command", "command: build\nquery: {buildargs.VERSION: '^2$', t: app}")
+	want := &Command{Command: "build", Query: Patterns{"buildargs.VERSION": "^2$", "t": "app"}}
+	if len(probs) > 0 || !reflect.DeepEqual(got, want) {
+		t.Errorf("= %#v, %v; want %#v", got, probs, want)
+	}
+	for y, msg := range map[string]string{
+		"command: build\nquery: t":           "must be a mapping of names to regular expressions (name: pattern, ...)",
+		"command: build\nquery: {t: '('}":    "(t: error parsing regexp",
+		"command: build\nquery: {t: [a]}":    "(t (non-empty text; quote it))",
+		"command: build\nquery: {}":          "(name: pattern, ...)",
+		"command: build\nquery: {? [a] : b}": "(each name text)",
+	} {
+		if _, probs := decodeYAML(t, "command", y); len(probs) == 0 || !strings.Contains(probs[0].Msg, msg) {
+			t.Errorf("%q: problems %v, want one with %q", y, probs, msg)
+		}
+	}
+}

@@ -29,7 +29,10 @@ type File struct {
 // Dockerfile: a workspace file parses as a Dockerfile with the given base,
 // instructions in order and last instruction.
 type Dockerfile struct {
-	Path         string `yaml:"path,omitempty"` // default Dockerfile
+	Path string `yaml:"path,omitempty"` // default Dockerfile
+	// Stage is the stage (its AS name, or its number from 0) that from,
+	// instructions and last look at; default the whole file.
+	Stage        string `yaml:"stage,omitempty"`
 	From         string `yaml:"from,omitempty"`
 	Instructions List   `yaml:"instructions,omitempty"`
 	Last         string `yaml:"last,omitempty"`
@@ -83,7 +86,12 @@ type Command struct {
 	Command string `yaml:"command,omitempty"`
 	Method  string `yaml:"method,omitempty"`
 	Path    Regexp `yaml:"path,omitempty"`
-	Match   Regexp `yaml:"match,omitempty"`
+	// Match is a pattern on the call's path?query, the query decoded.
+	Match Regexp `yaml:"match,omitempty"`
+	// Query maps a query parameter to a pattern its decoded value must
+	// match; "buildargs.VERSION" names a key of a JSON object value
+	// (buildargs, labels, filters).
+	Query Patterns `yaml:"query,omitempty"`
 }
 
 // Clean: nothing is left running (or at all), named images are gone, a
@@ -158,6 +166,9 @@ func Or(b *bool, def bool) bool {
 
 // Regexp is a regular expression (checked to compile when decoded).
 type Regexp string
+
+// Patterns maps names to regular expressions.
+type Patterns map[string]Regexp
 
 // Publish is a HOST[:CONTAINER][/tcp] port pair, as docker run -p.
 type Publish string
