@@ -75,11 +75,14 @@ test-load: deps-test build
 	mkdir -p $(LABD_ARTIFACTS)
 	LABD_LOAD_N=$(N) LABD_E2E_LABS_DATA=$(abspath $(TESTDATA)) $(GOTEST) -v -- $(GO) test -json -count=1 -run '^TestLoad$$' -timeout $$((15 + $(N)))m ./web/e2e/
 
-# Every lab's solution.sh in a fresh sandbox: no check passes before,
-# each step's checks pass after its section (grader/labtest).
+# Every lab's solution.sh in a fresh sandbox, in the learner's own shell
+# (the sandbox image, with its docker CLI): no check passes on the empty
+# sandbox, each step's checks fail just before its section and pass after
+# it, and each cheats/*.sh is caught (grader/labtest).
 test-labs: build
 	./$(BIN) images bootstrap busybox --data $(TESTDATA)
 	./$(BIN) images bootstrap python --data $(TESTDATA)
+	./$(BIN) images bootstrap sandbox --data $(TESTDATA)
 	mkdir -p $(LABD_ARTIFACTS)
 	./$(BIN) test --data $(TESTDATA) --junit $(LABD_ARTIFACTS)/labs-junit.xml $(CONTENT)
 

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+	"github.com/docker/go-units"
 	"github.com/labd/labd/labs/check"
 )
 
@@ -60,6 +63,9 @@ func checkImage(ctx context.Context, p *probe, s *check.Image) (outcome, error) 
 	}
 	if !found {
 		return fail("There is no image %s yet: build it with docker build -t %s .", name, name)
+	}
+	if o, err := p.imageConfig(ctx, s, name, img); err != nil || !o.ok {
+		return o, err
 	}
 	if check.Or(s.Built, false) || s.Dockerfile != "" {
 		recs, rerr := p.records(ctx)
@@ -230,6 +236,28 @@ func checkBuild(ctx context.Context, p *probe, s *check.Build) (outcome, error) 
 	if check.Or(s.Changed, false) && rebuilt == 0 {
 		return fail("The latest build of %s took every step from the cache: change a file first (the step asks you to), then build again", name)
 	}
+	if s.Target != "" && !strings.EqualFold(b.Target, s.Target) {
+		if b.Target == "" {
+			return fail("The latest build of %s built every stage; build only up to %s with docker build --target %s -t %s .", name, s.Target, s.Target, name)
+		}
+		return fail("The latest build of %s stopped at stage %s; this step builds --target %s", name, b.Target, s.Target)
+	}
+	for _, k := range sortedKeys(s.BuildArgs) {
+		re, err := regexp.Compile(string(s.BuildArgs[k]))
+		if err != nil {
+			return failed(cannot("bad pattern for build argument %s: %v", k, err))
+		}
+		v, ok := b.BuildArgs[k]
+		switch {
+		case !ok:
+			return fail("The latest build of %s had no --build-arg %s: build it with docker build --build-arg %s=... -t %s .", name, k, k, name)
+		case !re.MatchString(v):
+			return fail("The latest build of %s had --build-arg %s=%s; it should match %s", name, k, v, s.BuildArgs[k])
+		}
+	}
+	if max := int64(s.ContextMax); max > 0 && b.ContextSize > max {
+		return fail("The latest build of %s sent a build context of %s, more than %s: leave out what the image does not need with a .dockerignore file", name, units.HumanSize(float64(b.ContextSize)), units.HumanSize(float64(max)))
+	}
 	return pass()
 }
 
@@ -317,6 +345,18 @@ func (p *probe) matchContainers(ctx context.Context, s *check.Container) (match 
 			name = "IMAGE"
 		}
 		return nil, fmt.Sprintf("No %s%s: start one with %s %s", state, what, run, name), nil
+	}
+	for _, want := range s.Mounts {
+		var mounting []container.Summary
+		for _, c := range candidates {
+			if hasMount(c.Mounts, want) {
+				mounting = append(mounting, c)
+			}
+		}
+		if len(mounting) == 0 {
+			return nil, fmt.Sprintf("No %s mounts %s: run it with %s", what, want, mountFlag(want)), nil
+		}
+		candidates = mounting
 	}
 	if pub == "" {
 		return &candidates[0], "", nil
@@ -629,6 +669,17 @@ func checkClean(ctx context.Context, p *probe, s *check.Clean) (outcome, error) 
 			return fail("The image %s is still there: remove it with docker rmi %s", ref, ref)
 		}
 	}
+	for _, v := range s.Volumes {
+		c, err := p.docker()
+		if err != nil {
+			return failed(err)
+		}
+		if _, err := c.VolumeInspect(ctx, v); err == nil {
+			return fail("The volume %s is still there: remove it with docker volume rm %s", v, v)
+		} else if !client.IsErrNotFound(err) {
+			return failed(engineErr(err))
+		}
+	}
 	if check.Or(s.Pruned, false) {
 		recs, err := p.records(ctx)
 		if err != nil {
@@ -709,4 +760,157 @@ func callParams(raw string) map[string]string {
 		}
 	}
 	return out
+}
+
+// imageConfig checks what the image check asks of the image itself: its
+// labels, environment, size and base. They are read from the image, so
+// they answer the same on dockerd.
+func (p *probe) imageConfig(ctx context.Context, s *check.Image, name string, img image.InspectResponse) (outcome, error) {
+	var labels map[string]string
+	var env []string
+	if img.Config != nil {
+		labels, env = img.Config.Labels, img.Config.Env
+	}
+	for _, k := range sortedKeys(s.Labels) {
+		re, err := regexp.Compile(string(s.Labels[k]))
+		if err != nil {
+			return failed(cannot("bad pattern for label %s: %v", k, err))
+		}
+		v, ok := labels[k]
+		switch {
+		case !ok:
+			return fail("%s has no label %s: add LABEL %s=... to the Dockerfile and build again", name, k, k)
+		case !re.MatchString(v):
+			return fail("The label %s of %s is %q; it should match %s", k, name, v, s.Labels[k])
+		}
+	}
+	vars := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	for _, k := range sortedKeys(s.Env) {
+		re, err := regexp.Compile(string(s.Env[k]))
+		if err != nil {
+			return failed(cannot("bad pattern for variable %s: %v", k, err))
+		}
+		v, ok := vars[k]
+		switch {
+		case !ok:
+			return fail("%s does not set %s: add ENV %s=... to the Dockerfile and build again", name, k, k)
+		case !re.MatchString(v):
+			return fail("%s sets %s=%s; it should match %s", name, k, v, s.Env[k])
+		}
+	}
+	if max := int64(s.MaxSize); max > 0 && img.Size > max {
+		return fail("%s is %s, more than %s: a smaller base image or fewer files in the image makes it smaller", name, units.HumanSize(float64(img.Size)), units.HumanSize(float64(max)))
+	}
+	if s.Base != "" {
+		base, found, err := p.localImage(ctx, s.Base)
+		if err != nil {
+			return failed(err)
+		}
+		if !found {
+			return fail("There is no image %s to compare %s with", s.Base, name)
+		}
+		if !hasPrefix(img.RootFS.Layers, base.RootFS.Layers) {
+			return fail("%s is not built FROM %s: start its Dockerfile with FROM %s and build it again", name, s.Base, s.Base)
+		}
+	}
+	return pass()
+}
+
+// hasPrefix: layers starts with base (and base has some).
+func hasPrefix(layers, base []string) bool {
+	return len(base) > 0 && len(layers) >= len(base) && slices.Equal(layers[:len(base)], base)
+}
+
+func sortedKeys(m check.Patterns) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// hasMount: ms has what a mounts entry asks: "DEST", "NAME:DEST" (the
+// volume NAME) or "TYPE:DEST" (volume, bind, tmpfs).
+func hasMount(ms []container.MountPoint, want string) bool {
+	src, dest, ok := strings.Cut(want, ":")
+	if !ok {
+		src, dest = "", want
+	}
+	dest = path.Clean(dest)
+	for _, m := range ms {
+		if path.Clean(m.Destination) != dest {
+			continue
+		}
+		switch src {
+		case "":
+			return true
+		case "volume", "bind", "tmpfs":
+			if string(m.Type) == src {
+				return true
+			}
+		default:
+			if m.Type == "volume" && m.Name == src {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// mountFlag is the docker run flag that makes a mounts entry.
+func mountFlag(want string) string {
+	src, dest, ok := strings.Cut(want, ":")
+	switch {
+	case !ok:
+		return "-v NAME:" + want
+	case src == "bind":
+		return "-v $(pwd)/DIR:" + dest
+	case src == "tmpfs":
+		return "--mount type=tmpfs,target=" + dest
+	case src == "volume":
+		return "-v NAME:" + dest
+	}
+	return "-v " + want
+}
+
+func checkVolume(ctx context.Context, p *probe, s *check.Volume) (outcome, error) {
+	c, err := p.docker()
+	if err != nil {
+		return failed(err)
+	}
+	if _, err := c.VolumeInspect(ctx, s.Name); err != nil {
+		if client.IsErrNotFound(err) {
+			return fail("There is no volume %s yet: make it with docker volume create %s, or name it in docker run -v %s:PATH", s.Name, s.Name, s.Name)
+		}
+		return failed(engineErr(err))
+	}
+	if s.Container == "" && s.Path == "" {
+		return pass()
+	}
+	cs, err := p.containers(ctx, true)
+	if err != nil {
+		return failed(err)
+	}
+	for _, ct := range cs {
+		if s.Container != "" && !hasName(ct.Names, strings.TrimPrefix(s.Container, "/")) {
+			continue
+		}
+		for _, m := range ct.Mounts {
+			if m.Type == "volume" && m.Name == s.Name && (s.Path == "" || path.Clean(m.Destination) == path.Clean(s.Path)) {
+				return pass()
+			}
+		}
+	}
+	switch {
+	case s.Container != "" && s.Path != "":
+		return fail("Container %s does not mount the volume %s at %s: run it with -v %s:%s", s.Container, s.Name, s.Path, s.Name, s.Path)
+	case s.Container != "":
+		return fail("Container %s does not mount the volume %s: run it with -v %s:PATH", s.Container, s.Name, s.Name)
+	}
+	return fail("No container mounts the volume %s at %s: run one with -v %s:%s", s.Name, s.Path, s.Name, s.Path)
 }

@@ -149,6 +149,8 @@ func run(ctx context.Context, p *probe, s check.Spec) (o outcome, ok bool, err e
 		o, err = checkCommand(ctx, p, s)
 	case *check.Clean:
 		o, err = checkClean(ctx, p, s)
+	case *check.Volume:
+		o, err = checkVolume(ctx, p, s)
 	case *check.Script:
 		o, err = checkScript(ctx, p, s)
 	default:

@@ -45,13 +45,16 @@ type CallRecord struct {
 
 // BuildRecord is one build.
 type BuildRecord struct {
-	Time       time.Time `json:"time"`
-	Dockerfile string    `json:"dockerfile"`
-	Tags       []string  `json:"tags"`
-	NoCache    bool      `json:"no_cache"`
-	ImageID    string    `json:"image_id"`
-	Error      string    `json:"error"`
-	Steps      []struct {
+	Time        time.Time         `json:"time"`
+	Dockerfile  string            `json:"dockerfile"`
+	Tags        []string          `json:"tags"`
+	NoCache     bool              `json:"no_cache"`
+	Target      string            `json:"target"`
+	BuildArgs   map[string]string `json:"build_args"`
+	ContextSize int64             `json:"context_size"`
+	ImageID     string            `json:"image_id"`
+	Error       string            `json:"error"`
+	Steps       []struct {
 		Step        int    `json:"step"`
 		Instruction string `json:"instruction"`
 		Cached      bool   `json:"cached"`

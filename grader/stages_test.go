@@ -24,7 +24,7 @@ CMD ["cat", "/one"]
 // multiStage drives the stage-aware dockerfile and image checks: the same
 // answers on labd's engine and on dockerd.
 func multiStage(l learner) {
-	l.sh("cat > Dockerfile <<'EOF'\n" + multiStageDockerfile + "EOF")
+	l.sh("cat > Dockerfile <<'END'\n" + multiStageDockerfile + "END")
 	l.want("kind: dockerfile\nstage: builder\nfrom: busybox\nlast: RUN echo one", grader.StatePassed, "")
 	l.want("kind: dockerfile\nstage: 1\ninstructions: [COPY --from=builder, CMD]\nlast: CMD", grader.StatePassed, "")
 	l.want("kind: dockerfile\nstage: builder\nlast: CMD", grader.StateFailed, "The last instruction of stage builder of Dockerfile is RUN echo one > /one; CMD should come last")
@@ -55,7 +55,7 @@ func TestMultiStageChecks(t *testing.T) {
 
 	// A rebuilt step in the first stage, and the cache used again in the
 	// second: each stage starts its cache chain from its own base.
-	b.sh("cat > Dockerfile <<'EOF'\n" + multiStageDockerfile + "EOF\ndocker build -t multi .")
+	b.sh("cat > Dockerfile <<'END'\n" + multiStageDockerfile + "END\ndocker build -t multi .")
 	b.sh("sed -i 's|RUN echo one > /one|RUN echo one > /one \\&\\& true|' Dockerfile && docker build -t multi .")
 	b.want("kind: build\nimage: multi\ncache_reused: true\nchanged: true\ncached_min: 1", grader.StatePassed, "")
 	// Within one stage a hit after a rebuilt step still cannot happen, so
@@ -73,7 +73,7 @@ func TestMultiStageChecksOnDockerd(t *testing.T) {
 // a miss says what was asked and what was seen.
 func TestCommandQueryChecks(t *testing.T) {
 	b := newBox(t)
-	b.sh("cat > Dockerfile <<'EOF'\n" + multiStageDockerfile + "EOF")
+	b.sh("cat > Dockerfile <<'END'\n" + multiStageDockerfile + "END")
 	byQuery := "kind: command\ncommand: build\nquery: {buildargs.V: '^2$', t: '^multi'}"
 	byMatch := "kind: command\ncommand: build\nmatch: '\"V\":\"2\"'"
 	b.want(byQuery, grader.StateFailed, "You have not run docker build yet")

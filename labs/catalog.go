@@ -69,8 +69,9 @@ func NewCatalog(root string) *Catalog {
 }
 
 // List returns every lab folder under the root, sorted by ID, including
-// broken ones (with their problems). Folders whose names are not valid lab
-// IDs, hidden folders and plain files are skipped; Lint reports the former.
+// broken ones (with their problems). Entries that are not labs (plain
+// files, folders without lab.md) and folders whose names are not valid lab
+// IDs are skipped: Lint warns about the former and reports the latter.
 func (c *Catalog) List() []Entry {
 	ents, err := os.ReadDir(c.root)
 	if err != nil {
@@ -80,7 +81,7 @@ func (c *Catalog) List() []Entry {
 	var out []Entry
 	for _, de := range ents {
 		id := de.Name()
-		if !ValidID(id) || !isDir(filepath.Join(c.root, id)) {
+		if !ValidID(id) || !IsLab(filepath.Join(c.root, id)) {
 			continue
 		}
 		seen[id] = true
@@ -102,10 +103,10 @@ func (c *Catalog) List() []Entry {
 }
 
 // Get returns the rendered lab. It returns an error wrapping ErrNotFound when
-// id is not a valid lab ID or no such folder exists, and a *BrokenError when
-// the lab has problems.
+// id is not a valid lab ID or no such lab folder (with lab.md) exists, and a
+// *BrokenError when the lab has problems.
 func (c *Catalog) Get(id string) (*Lab, error) {
-	if !ValidID(id) || !isDir(filepath.Join(c.root, id)) {
+	if !ValidID(id) || !IsLab(filepath.Join(c.root, id)) {
 		c.forget(id)
 		return nil, fmt.Errorf("lab %q: %w", id, ErrNotFound)
 	}

@@ -74,15 +74,18 @@ func TestCatalogReloadsEditedLab(t *testing.T) {
 	}
 }
 
+// A folder without lab.md, a plain file and a badly named folder sit
+// beside the labs: none of them is listed or fails the labs; Lint warns
+// once about each non-lab and reports the bad name of a folder with lab.md.
 func TestCatalogListAndBroken(t *testing.T) {
 	root := t.TempDir()
 	writeLab(t, root, "good", labText("Good", "Fine."))
 	writeLab(t, root, "broken", "---\ntitle: x\n---\n")
-	if err := os.Mkdir(filepath.Join(root, "empty"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(filepath.Join(root, "Not_An_ID"), 0o755); err != nil {
-		t.Fatal(err)
+	writeLab(t, root, "Bad_Name", labText("Bad", "Fine."))
+	for _, d := range []string{"empty", "Not_An_ID"} {
+		if err := os.Mkdir(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(root, "README.md"), []byte("not a lab"), 0o644); err != nil {
 		t.Fatal(err)
@@ -93,24 +96,26 @@ func TestCatalogListAndBroken(t *testing.T) {
 	for _, e := range list {
 		ids = append(ids, e.ID)
 	}
-	if got, want := strings.Join(ids, ","), "broken,empty,good"; got != want {
+	if got, want := strings.Join(ids, ","), "broken,good"; got != want {
 		t.Fatalf("List() IDs = %s, want %s", got, want)
 	}
 	if list[0].Lab != nil || len(list[0].Problems) == 0 {
 		t.Errorf("List() broken entry = %+v, want problems and no Lab", list[0])
 	}
-	if list[1].Lab != nil || len(list[1].Problems) != 1 || !strings.Contains(list[1].Problems[0].Message, "no lab.md") {
-		t.Errorf("List() empty entry problems = %v, want one about the missing lab.md", list[1].Problems)
-	}
-	if list[2].Lab == nil || list[2].Lab.Title != "Good" {
-		t.Errorf("List() good entry = %+v, want the rendered lab", list[2])
+	if list[1].Lab == nil || list[1].Lab.Title != "Good" {
+		t.Errorf("List() good entry = %+v, want the rendered lab", list[1])
 	}
 	if _, err := c.Get("good"); err != nil {
 		t.Errorf("Get(good) error = %v, want the lab despite a broken neighbour", err)
 	}
+	if _, err := c.Get("empty"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(empty) error = %v, want ErrNotFound: a folder without lab.md is not a lab", err)
+	}
 
-	// New folders appear and deleted ones disappear.
+	// New folders appear and deleted ones disappear; a folder that gets
+	// a lab.md becomes a lab.
 	writeLab(t, root, "new", labText("New", "Hi."))
+	writeLab(t, root, "empty", labText("Empty", "Now a lab."))
 	if err := os.RemoveAll(filepath.Join(root, "good")); err != nil {
 		t.Fatal(err)
 	}
@@ -124,21 +129,40 @@ func TestCatalogListAndBroken(t *testing.T) {
 	if _, err := c.Get("good"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Get(deleted good) error = %v, want ErrNotFound", err)
 	}
+	if err := os.Remove(filepath.Join(root, "empty", "lab.md")); err != nil {
+		t.Fatal(err)
+	}
 
-	problems := Lint(root)
+	problems, warnings := Lint(root)
 	var text []string
 	for _, p := range problems {
 		text = append(text, p.String())
 	}
 	joined := strings.Join(text, "\n")
 	for _, want := range []string{
-		filepath.Join(root, "Not_An_ID") + ": folder name",
-		filepath.Join(root, "empty") + ": folder has no lab.md",
+		filepath.Join(root, "Bad_Name") + ": folder name",
 		filepath.Join(root, "broken", "lab.md") + ":1: front matter is missing required field \"summary\"",
 	} {
 		if !strings.Contains(joined, want) {
-			t.Errorf("Lint() output lacks %q:\n%s", want, joined)
+			t.Errorf("Lint() problems lack %q:\n%s", want, joined)
 		}
+	}
+	for _, notLab := range []string{"empty", "Not_An_ID", "README.md"} {
+		if strings.Contains(joined, filepath.Join(root, notLab)) {
+			t.Errorf("Lint() reports a problem in the non-lab %s:\n%s", notLab, joined)
+		}
+	}
+	var wtext []string
+	for _, w := range warnings {
+		wtext = append(wtext, w.String())
+	}
+	want := []string{
+		filepath.Join(root, "Not_An_ID") + ": warning: folder has no lab.md, so it is not a lab: labd ignores it",
+		filepath.Join(root, "README.md") + ": warning: not a folder, so not a lab: labd ignores it",
+		filepath.Join(root, "empty") + ": warning: folder has no lab.md, so it is not a lab: labd ignores it",
+	}
+	if got := strings.Join(wtext, "\n"); got != strings.Join(want, "\n") {
+		t.Errorf("Lint() warnings:\n%s\nwant one per non-lab:\n%s", got, strings.Join(want, "\n"))
 	}
 }
 

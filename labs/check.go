@@ -169,6 +169,8 @@ func defaultTitle(kind string, spec check.Spec) string {
 		}
 	case *check.Clean:
 		s = "leftovers are cleaned up"
+	case *check.Volume:
+		s = "volume " + c.Name + " exists"
 	case *check.Script:
 		s = "check script passes"
 	}

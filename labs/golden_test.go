@@ -97,7 +97,10 @@ func TestRenderEscapes(t *testing.T) {
 }
 
 func TestLintPaths(t *testing.T) {
-	problems := Lint("testdata/labs")
+	problems, warnings := Lint("testdata/labs")
+	if len(warnings) > 0 {
+		t.Errorf("Lint(testdata/labs) warnings = %v, want none: every case is a lab", warnings)
+	}
 	if len(problems) == 0 {
 		t.Fatal("Lint(testdata/labs) found no problems in the malformed cases")
 	}

@@ -18,7 +18,8 @@ func init() {
 }
 
 // runLint prints one "path:line: message" per problem on stdout, so editors
-// and CI can jump to them, and exits 1 when there are any.
+// and CI can jump to them, and exits 1 when there are any. Entries that are
+// not labs get one "path: warning: ..." line each and do not fail it.
 func runLint(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("lint", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -45,7 +46,10 @@ func runLint(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("lint: %s is not a folder", dir)
 	}
-	problems := labs.Lint(dir)
+	problems, warnings := labs.Lint(dir)
+	for _, w := range warnings {
+		fmt.Fprintln(stdout, w)
+	}
 	for _, p := range problems {
 		fmt.Fprintln(stdout, p)
 	}

@@ -1,11 +1,13 @@
 // Package labtest tests labs like code (labd test): each lab runs in a fresh
 // sandbox, where first no check may pass (no false passes), then the lab's
-// solution.sh runs section by section ("# step: <title>" comments) and each
-// step's checks must pass right after its section.
+// solution.sh runs section by section ("# step: <title>" comments): each
+// step's checks must fail just before its section and pass right after it.
+// Then each cheats/NAME.sh runs in a fresh sandbox after the solution of
+// the steps before the one it names ("# expect-fail: <title>"), and that
+// step's checks must not all pass.
 package labtest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/xml"
@@ -21,40 +23,6 @@ import (
 	"github.com/labd/labd/labs"
 	"github.com/labd/labd/sandbox"
 )
-
-// Section is one "# step: <title>" part of solution.sh.
-type Section struct {
-	Title string
-	Line  int
-	Body  string
-}
-
-// ParseSolution splits a solution script into its preamble (shebang, set
-// -euo pipefail, helpers: everything before the first step) and sections.
-func ParseSolution(b []byte) (preamble string, sections []Section) {
-	var pre strings.Builder
-	var cur *Section
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := sc.Text()
-		if t, ok := strings.CutPrefix(strings.TrimSpace(line), "# step:"); ok {
-			sections = append(sections, Section{Title: strings.TrimSpace(t), Line: n})
-			cur = &sections[len(sections)-1]
-			continue
-		}
-		if cur == nil {
-			if !strings.HasPrefix(line, "#!") {
-				pre.WriteString(line + "\n")
-			}
-			continue
-		}
-		cur.Body += line + "\n"
-	}
-	return pre.String(), sections
-}
 
 // Sandboxes creates a fresh sandbox per lab.
 type Sandboxes interface {
@@ -82,13 +50,19 @@ type Options struct {
 
 // Case is one assertion of the run.
 type Case struct {
-	Lab     string
-	Step    string // "" for lab-level cases
-	Check   string // check ID, "" for a step's solution run
-	Phase   string // "empty" (must not pass) or "solution" (must pass)
+	Lab   string
+	Step  string // "" for lab-level cases
+	Check string // check ID, "cheats/NAME.sh" for a cheat, "" for a step's solution run
+	// Phase: "empty" and "before" (the check must fail: on the empty
+	// sandbox, before the step's section), "solution" (the section
+	// runs), "after" (the check must pass), "cheat" (the cheat must not
+	// pass its step), "setup".
+	Phase   string
 	OK      bool
 	Message string
-	Time    time.Duration
+	// Time is what the case took: the section's run, the checks' grading
+	// (until they passed, for "after"), a cheat's whole run.
+	Time time.Duration
 }
 
 // Report is a whole run.
@@ -130,52 +104,37 @@ func runLab(ctx context.Context, lab *labs.Lab, o Options) []Case {
 	labCase := func(msg string) []Case {
 		return append(out, Case{Lab: lab.ID, Phase: "setup", Message: msg})
 	}
-	raw, err := os.ReadFile(filepath.Join(lab.Dir, "solution.sh"))
+	raw, err := os.ReadFile(filepath.Join(lab.Dir, labs.SolutionFile))
 	if err != nil {
-		return labCase(fmt.Sprintf("read solution.sh: %v", err))
+		return labCase(fmt.Sprintf("read %s: %v", labs.SolutionFile, err))
 	}
-	pre, sections := ParseSolution(raw)
-	byTitle := map[string]Section{}
-	for _, s := range sections {
-		byTitle[s.Title] = s
+	cheats, err := labs.Cheats(lab.Dir)
+	if err != nil {
+		return labCase(err.Error())
 	}
+	pre, sections := labs.ParseSolution(raw)
+	byTitle := map[string]labs.Section{}
 	for _, s := range sections {
-		found := false
-		for _, st := range lab.Steps {
-			found = found || st.Title == s.Title
-		}
-		if !found {
-			out = append(out, Case{Lab: lab.ID, Step: s.Title, Phase: "solution", Message: fmt.Sprintf("solution.sh:%d: no step is titled %q", s.Line, s.Title)})
+		if _, dup := byTitle[s.Title]; !dup {
+			byTitle[s.Title] = s
 		}
 	}
-	sid := "test-" + lab.ID
-	if len(sid) > 40 {
-		sid = sid[:40]
-	}
+	r := &labRun{lab: lab, o: o, pre: pre, byTitle: byTitle}
+
 	fmt.Fprintf(o.Log, "== %s: starting a fresh sandbox\n", lab.ID)
-	sb, err := o.Sandboxes.GetOrCreate(ctx, sid, "labd-test")
+	sb, env, done, err := r.fresh(ctx, sandboxID(lab.ID, ""))
 	if err != nil {
-		return labCase(fmt.Sprintf("start sandbox: %v", err))
+		return labCase(err.Error())
 	}
-	defer o.Sandboxes.Destroy(context.WithoutCancel(ctx), sid, sandbox.ReasonAdmin)
-	env := &grader.Env{Workspace: sb.Workspace(), Sandbox: sb, User: o.User}
-	if o.Socket != nil {
-		if sock := o.Socket(sb); sock != "" {
-			c, err := grader.NewClient(sock)
-			if err != nil {
-				return labCase(err.Error())
-			}
-			defer c.Close()
-			env.Docker = c
-		}
-	}
+	defer done()
 
 	// No false passes: nothing is done yet, so nothing may pass.
 	t0 := time.Now()
 	empty := grader.Grade(ctx, env, lab)
+	took := time.Since(t0)
 	for _, st := range empty.Steps {
 		for _, c := range st.Checks {
-			cs := Case{Lab: lab.ID, Step: st.Title, Check: c.ID, Phase: "empty", OK: c.State == grader.StateFailed, Time: time.Since(t0)}
+			cs := Case{Lab: lab.ID, Step: st.Title, Check: c.ID, Phase: "empty", OK: c.State == grader.StateFailed, Time: took}
 			switch c.State {
 			case grader.StatePassed:
 				cs.Message = "passes on an empty sandbox (a false pass)"
@@ -186,7 +145,7 @@ func runLab(ctx context.Context, lab *labs.Lab, o Options) []Case {
 		}
 	}
 
-	for _, st := range lab.Steps {
+	for i, st := range lab.Steps {
 		sec, ok := byTitle[st.Title]
 		if !ok {
 			if len(st.Checks) > 0 {
@@ -194,40 +153,194 @@ func runLab(ctx context.Context, lab *labs.Lab, o Options) []Case {
 			}
 			continue
 		}
+		// Each step's checks must test its own work: after the earlier
+		// steps' sections they still fail. Before the first step this
+		// is the empty sandbox, graded above.
+		if i > 0 {
+			t0 := time.Now()
+			res := gradeStep(ctx, env, st)
+			took := time.Since(t0)
+			for _, c := range res {
+				cs := Case{Lab: lab.ID, Step: st.Title, Check: c.ID, Phase: "before", OK: c.State == grader.StateFailed, Time: took}
+				switch c.State {
+				case grader.StatePassed:
+					cs.Message = "passes before this step's section of solution.sh ran (the earlier steps' work passes it)"
+				case grader.StateError:
+					cs.Message = c.Message
+				}
+				out = append(out, cs)
+			}
+		}
 		fmt.Fprintf(o.Log, "-- %s: %s\n", lab.ID, st.Title)
 		start := time.Now()
-		sctx, cancel := context.WithTimeout(ctx, o.StepTimeout)
-		var buf bytes.Buffer
-		code, err := sb.Exec(sctx, sandbox.ExecSpec{
-			Cmd:    []string{"bash", "-c", pre + sec.Body},
-			Env:    []string{"LABD_USER=" + o.User, "LABD_PASSWORD=" + o.Password},
-			Stdout: io.MultiWriter(&buf, o.Log), Stderr: io.MultiWriter(&buf, o.Log),
-		})
-		cancel()
+		code, output, err := r.exec(ctx, sb, r.pre+sec.Body)
+		ran := time.Since(start)
 		if err != nil || code != 0 {
-			msg := fmt.Sprintf("solution.sh section %q (line %d) failed: exit %d %v: %s", st.Title, sec.Line, code, errString(err), tail(buf.String(), 400))
-			out = append(out, Case{Lab: lab.ID, Step: st.Title, Phase: "solution", Message: msg, Time: time.Since(start)})
+			msg := fmt.Sprintf("solution.sh section %q (line %d) failed: exit %d %v: %s", st.Title, sec.Line, code, errString(err), tail(output, 400))
+			out = append(out, Case{Lab: lab.ID, Step: st.Title, Phase: "solution", Message: msg, Time: ran})
 			continue
 		}
-		out = append(out, Case{Lab: lab.ID, Step: st.Title, Phase: "solution", OK: true, Time: time.Since(start)})
+		out = append(out, Case{Lab: lab.ID, Step: st.Title, Phase: "solution", OK: true, Time: ran})
+		start = time.Now()
 		results := settle(ctx, env, st, o.Settle)
+		took := time.Since(start)
+		fmt.Fprintf(o.Log, "-- %s: %s: section %s, checks %s\n", lab.ID, st.Title, ran.Round(time.Millisecond), took.Round(time.Millisecond))
 		for _, c := range results {
-			out = append(out, Case{Lab: lab.ID, Step: st.Title, Check: c.ID, Phase: "after", OK: c.State == grader.StatePassed, Message: c.Message, Time: time.Since(start)})
+			out = append(out, Case{Lab: lab.ID, Step: st.Title, Check: c.ID, Phase: "after", OK: c.State == grader.StatePassed, Message: c.Message, Time: took})
 		}
 	}
+	done()
+
+	for i, c := range cheats {
+		out = append(out, r.cheat(ctx, i, c))
+	}
 	return out
+}
+
+// labRun is what one lab's sandboxes share.
+type labRun struct {
+	lab     *labs.Lab
+	o       Options
+	pre     string
+	byTitle map[string]labs.Section
+}
+
+// sandboxID names a lab's sandbox ("test-<lab>", "test-c2-<lab>" for
+// its third cheat) within the manager's 40 characters.
+func sandboxID(lab, suffix string) string {
+	sid := "test-" + suffix + lab
+	if len(sid) > 40 {
+		sid = sid[:40]
+	}
+	return sid
+}
+
+// fresh starts a sandbox and its grader environment; done destroys it
+// (once, however often it is called).
+func (r *labRun) fresh(ctx context.Context, sid string) (sandbox.Sandbox, *grader.Env, func(), error) {
+	sb, err := r.o.Sandboxes.GetOrCreate(ctx, sid, "labd-test")
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("start sandbox: %w", err)
+	}
+	var closers []func()
+	done := func() {
+		for _, c := range closers {
+			c()
+		}
+		closers = nil
+	}
+	closers = append(closers, func() { r.o.Sandboxes.Destroy(context.WithoutCancel(ctx), sid, sandbox.ReasonAdmin) })
+	env := &grader.Env{Workspace: sb.Workspace(), Sandbox: sb, User: r.o.User}
+	if r.o.Socket != nil {
+		if sock := r.o.Socket(sb); sock != "" {
+			c, err := grader.NewClient(sock)
+			if err != nil {
+				done()
+				return nil, nil, nil, fmt.Errorf("grader client: %w", err)
+			}
+			closers = append([]func(){func() { c.Close() }}, closers...)
+			env.Docker = c
+		}
+	}
+	return sb, env, done, nil
+}
+
+// exec runs a script with bash in the sandbox's shell, as the learner's
+// terminal would, within the step timeout.
+func (r *labRun) exec(ctx context.Context, sb sandbox.Sandbox, script string) (int, string, error) {
+	sctx, cancel := context.WithTimeout(ctx, r.o.StepTimeout)
+	defer cancel()
+	var buf bytes.Buffer
+	code, err := sb.Exec(sctx, sandbox.ExecSpec{
+		Cmd:    []string{"bash", "-c", script},
+		Env:    []string{"LABD_USER=" + r.o.User, "LABD_PASSWORD=" + r.o.Password},
+		Stdout: io.MultiWriter(&buf, r.o.Log), Stderr: io.MultiWriter(&buf, r.o.Log),
+	})
+	return code, buf.String(), err
+}
+
+// cheat runs cheats/NAME.sh in a fresh sandbox after the solution's
+// sections of the steps before its target, and passes when the target
+// step's checks do not all pass within the time a solution gets.
+func (r *labRun) cheat(ctx context.Context, n int, c labs.Cheat) Case {
+	cs := Case{Lab: r.lab.ID, Step: c.Step, Check: "cheats/" + c.Name, Phase: "cheat"}
+	target := -1
+	for i, st := range r.lab.Steps {
+		if st.Title == c.Step {
+			target = i
+		}
+	}
+	switch {
+	case c.Line == 0:
+		cs.Message = "cheats/" + c.Name + " has no \"# expect-fail: <step title>\" line"
+		return cs
+	case target < 0:
+		cs.Message = fmt.Sprintf("cheats/%s expects step %q to fail, and the lab has no such step", c.Name, c.Step)
+		return cs
+	case len(r.lab.Steps[target].Checks) == 0:
+		cs.Message = fmt.Sprintf("cheats/%s: step %q has no checks to catch it", c.Name, c.Step)
+		return cs
+	}
+	fmt.Fprintf(r.o.Log, "== %s: cheat %s against %q\n", r.lab.ID, c.Name, c.Step)
+	start := time.Now()
+	sb, env, done, err := r.fresh(ctx, sandboxID(r.lab.ID, fmt.Sprintf("c%d-", n)))
+	if err != nil {
+		cs.Message = err.Error()
+		return cs
+	}
+	defer done()
+	for _, st := range r.lab.Steps[:target] {
+		sec, ok := r.byTitle[st.Title]
+		if !ok {
+			continue
+		}
+		if code, output, err := r.exec(ctx, sb, r.pre+sec.Body); err != nil || code != 0 {
+			cs.Message = fmt.Sprintf("before cheats/%s: solution.sh section %q (line %d) failed: exit %d %v: %s", c.Name, st.Title, sec.Line, code, errString(err), tail(output, 400))
+			cs.Time = time.Since(start)
+			return cs
+		}
+	}
+	// The cheat's exit status does not matter: a cheat that fails half
+	// way and still passes the checks is no less a hole in them.
+	if _, _, err := r.exec(ctx, sb, c.Script); err != nil {
+		cs.Message = fmt.Sprintf("run cheats/%s: %v", c.Name, err)
+		cs.Time = time.Since(start)
+		return cs
+	}
+	res := settle(ctx, env, r.lab.Steps[target], r.o.Settle)
+	cs.Time = time.Since(start)
+	var caught []string
+	for _, c := range res {
+		if c.State != grader.StatePassed {
+			caught = append(caught, c.ID)
+		}
+	}
+	if len(caught) == 0 {
+		cs.Message = fmt.Sprintf("cheats/%s passes every check of step %q: the checks do not catch it", c.Name, c.Step)
+		return cs
+	}
+	cs.OK = true
+	cs.Message = "caught by " + strings.Join(caught, ", ")
+	return cs
+}
+
+// gradeStep grades a step's checks once.
+func gradeStep(ctx context.Context, env *grader.Env, st labs.Step) []grader.CheckResult {
+	var res []grader.CheckResult
+	for _, c := range st.Checks {
+		res = append(res, grader.Check(ctx, env, st.Index, c))
+	}
+	return res
 }
 
 // settle grades a step's checks until they all pass or d has passed.
 func settle(ctx context.Context, env *grader.Env, st labs.Step, d time.Duration) []grader.CheckResult {
 	deadline := time.Now().Add(d)
 	for {
-		var res []grader.CheckResult
+		res := gradeStep(ctx, env, st)
 		all := true
-		for _, c := range st.Checks {
-			r := grader.Check(ctx, env, st.Index, c)
+		for _, r := range res {
 			all = all && r.State == grader.StatePassed
-			res = append(res, r)
 		}
 		if all || time.Now().After(deadline) || ctx.Err() != nil {
 			return res
@@ -254,7 +367,7 @@ func tail(s string, n int) string {
 // WriteTable prints the report as a table.
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "LAB\tSTEP\tCHECK\tPHASE\tRESULT\tMESSAGE")
+	fmt.Fprintln(tw, "LAB\tSTEP\tCHECK\tPHASE\tRESULT\tTIME\tMESSAGE")
 	for _, c := range r.Cases {
 		res := "ok"
 		if !c.OK {
@@ -268,7 +381,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if step == "" {
 			step = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Lab, step, check, c.Phase, res, oneLine(c.Message))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.2fs\t%s\n", c.Lab, step, check, c.Phase, res, c.Time.Seconds(), oneLine(c.Message))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/docker/go-units"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -34,6 +35,7 @@ const (
 	TypeRegexp   = "a regular expression"
 	TypePublish  = "HOST:CONTAINER ports such as 5001:5000"
 	TypePatterns = "a mapping of names to regular expressions"
+	TypeSize     = "a size such as 200MB"
 )
 
 var typeNames = map[reflect.Type]string{
@@ -45,6 +47,7 @@ var typeNames = map[reflect.Type]string{
 	reflect.TypeFor[Regexp]():   TypeRegexp,
 	reflect.TypeFor[Publish]():  TypePublish,
 	reflect.TypeFor[Patterns](): TypePatterns,
+	reflect.TypeFor[Size]():     TypeSize,
 }
 
 // Fields lists kind's fields in their declaration order; nil for an
@@ -211,6 +214,13 @@ func typeProblem(typ string, v *yaml.Node) string {
 		if _, err := regexp.Compile(v.Value); err != nil {
 			return ": " + err.Error()
 		}
+	case TypeSize:
+		if !isScalar || v.Tag != "!!int" && v.Tag != "!!str" {
+			return ", not " + strconv.Quote(v.Value)
+		}
+		if _, err := parseSize(v.Value); err != nil {
+			return ", not " + strconv.Quote(v.Value)
+		}
 	case TypePatterns:
 		if v.Kind != yaml.MappingNode || len(v.Content) == 0 {
 			return " (name: pattern, ...)"
@@ -303,3 +313,26 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	*d = Duration(t)
 	return nil
 }
+
+// parseSize reads a Size: decimal units, as docker prints image and
+// context sizes.
+func parseSize(s string) (int64, error) {
+	n, err := units.FromHumanSize(strings.TrimSpace(s))
+	if err == nil && n <= 0 {
+		err = fmt.Errorf("size %q is not above 0", s)
+	}
+	return n, err
+}
+
+// UnmarshalYAML reads a size in bytes or with a unit.
+func (z *Size) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*z = Size(v)
+	return nil
+}
+
+// MarshalYAML writes it in bytes, which UnmarshalYAML reads back.
+func (z Size) MarshalYAML() (any, error) { return int64(z), nil }

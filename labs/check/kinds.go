@@ -41,18 +41,27 @@ type Dockerfile struct {
 // Image: an image exists in the learner's engine, was built there, from
 // a given Dockerfile, with given history.
 type Image struct {
-	Image      string `yaml:"image,omitempty" check:"required"`
-	Built      *bool  `yaml:"built,omitempty"`
-	Dockerfile string `yaml:"dockerfile,omitempty"`
-	History    List   `yaml:"history,omitempty"`
+	Image      string   `yaml:"image,omitempty" check:"required"`
+	Built      *bool    `yaml:"built,omitempty"`
+	Dockerfile string   `yaml:"dockerfile,omitempty"`
+	History    List     `yaml:"history,omitempty"`
+	Labels     Patterns `yaml:"labels,omitempty"`   // label: pattern of its value
+	Env        Patterns `yaml:"env,omitempty"`      // variable: pattern of its value
+	MaxSize    Size     `yaml:"max_size,omitempty"` // the image's size at most
+	// Base is an image whose layers the image starts with: it was built
+	// FROM that image (or FROM one built on it).
+	Base string `yaml:"base,omitempty"`
 }
 
 // Build: what the latest successful build of an image did with the cache.
 type Build struct {
-	Image       string `yaml:"image,omitempty" check:"required"`
-	CachedMin   int    `yaml:"cached_min,omitempty"`
-	CacheReused *bool  `yaml:"cache_reused,omitempty"`
-	Changed     *bool  `yaml:"changed,omitempty"`
+	Image       string   `yaml:"image,omitempty" check:"required"`
+	CachedMin   int      `yaml:"cached_min,omitempty"`
+	CacheReused *bool    `yaml:"cache_reused,omitempty"`
+	Changed     *bool    `yaml:"changed,omitempty"`
+	BuildArgs   Patterns `yaml:"build_args,omitempty"`  // --build-arg: pattern of its value
+	Target      string   `yaml:"target,omitempty"`      // built with --target this stage
+	ContextMax  Size     `yaml:"context_max,omitempty"` // the context sent at most
 }
 
 // Container: a container of an image and/or name exists (runs) and
@@ -62,6 +71,19 @@ type Container struct {
 	Name    string  `yaml:"name,omitempty"`
 	Publish Publish `yaml:"publish,omitempty"`
 	Running *bool   `yaml:"running,omitempty"` // default true
+	// Mounts are what the container must mount: "DEST" (anything at that
+	// path), "NAME:DEST" (the volume NAME), or "volume:DEST", "bind:DEST",
+	// "tmpfs:DEST" (a mount of that type).
+	Mounts List `yaml:"mounts,omitempty"`
+}
+
+// Volume: a volume exists, and is mounted by a container.
+type Volume struct {
+	Name string `yaml:"name,omitempty" check:"required"`
+	// Container names a container (any state) that must mount it; Path
+	// where some container mounts it.
+	Container string `yaml:"container,omitempty"`
+	Path      string `yaml:"path,omitempty"`
 }
 
 // HTTP: a port of the sandbox answers a GET.
@@ -99,6 +121,7 @@ type Command struct {
 type Clean struct {
 	Containers *bool `yaml:"containers,omitempty"`
 	Images     List  `yaml:"images,omitempty"`
+	Volumes    List  `yaml:"volumes,omitempty"`
 	Pruned     *bool `yaml:"pruned,omitempty"`
 }
 
@@ -117,6 +140,7 @@ func (*Container) Kind() string  { return "container" }
 func (*HTTP) Kind() string       { return "http" }
 func (*Push) Kind() string       { return "push" }
 func (*Command) Kind() string    { return "command" }
+func (*Volume) Kind() string     { return "volume" }
 func (*Clean) Kind() string      { return "clean" }
 func (*Script) Kind() string     { return "script" }
 
@@ -130,6 +154,7 @@ var kinds = []func() Spec{
 	func() Spec { return new(HTTP) },
 	func() Spec { return new(Push) },
 	func() Spec { return new(Command) },
+	func() Spec { return new(Volume) },
 	func() Spec { return new(Clean) },
 	func() Spec { return new(Script) },
 }
@@ -166,6 +191,10 @@ func Or(b *bool, def bool) bool {
 
 // Regexp is a regular expression (checked to compile when decoded).
 type Regexp string
+
+// Size is a number of bytes, written as docker prints sizes ("200MB",
+// "1.5GB", decimal as the CLI's) or as a whole number of bytes.
+type Size int64
 
 // Patterns maps names to regular expressions.
 type Patterns map[string]Regexp

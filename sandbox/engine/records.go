@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"io"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -44,14 +45,22 @@ type Records struct {
 
 // BuildRecord is one `docker build`.
 type BuildRecord struct {
-	Time       time.Time   `json:"time"`
-	End        time.Time   `json:"end"`
-	Dockerfile string      `json:"dockerfile"`
-	Tags       []string    `json:"tags,omitempty"`
-	NoCache    bool        `json:"no_cache,omitempty"`
-	Steps      []BuildStep `json:"steps"`
-	ImageID    string      `json:"image_id,omitempty"` // final image; empty when the build failed
-	Error      string      `json:"error,omitempty"`
+	Time       time.Time `json:"time"`
+	End        time.Time `json:"end"`
+	Dockerfile string    `json:"dockerfile"`
+	Tags       []string  `json:"tags,omitempty"`
+	NoCache    bool      `json:"no_cache,omitempty"`
+	Target     string    `json:"target,omitempty"` // --target
+	// BuildArgs are the --build-arg values given (an argument given
+	// without a value, taken from the client's environment, is "").
+	BuildArgs map[string]string `json:"build_args,omitempty"`
+	// ContextSize is the build context as the client sent it, in bytes:
+	// the tar the CLI's "Sending build context" counts, without what
+	// .dockerignore leaves out.
+	ContextSize int64       `json:"context_size,omitempty"`
+	Steps       []BuildStep `json:"steps"`
+	ImageID     string      `json:"image_id,omitempty"` // final image; empty when the build failed
+	Error       string      `json:"error,omitempty"`
 }
 
 // BuildStep is one instruction of a build. FROM steps are included
@@ -264,6 +273,21 @@ func (e *Engine) beginBuild(cfg *api.BuildConfig) *buildRecorder {
 			}
 		}
 		br.rec.NoCache = o.NoCache
+		br.rec.Target = o.Target
+		for k, v := range o.BuildArgs {
+			if br.rec.BuildArgs == nil {
+				br.rec.BuildArgs = map[string]string{}
+			}
+			br.rec.BuildArgs[k] = ""
+			if v != nil {
+				br.rec.BuildArgs[k] = *v
+			}
+		}
+		if f, ok := o.Context.(interface{ Stat() (os.FileInfo, error) }); ok {
+			if fi, err := f.Stat(); err == nil {
+				br.rec.ContextSize = fi.Size()
+			}
+		}
 	}
 	if cfg.Stdout != nil {
 		cfg.Stdout = br

@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# expect-fail: Write a report
+touch report.txt

@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# No header.
+echo b > b.txt

@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# expect-fail: Write the file
+echo a > a.txt

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+set -euo pipefail
+
+# step: Write a file
+echo a > a.txt
+
+# step: Write another file
+echo b > b.txt
