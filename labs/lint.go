@@ -27,6 +27,11 @@ func (w Warning) String() string {
 // or shared assets beside the labs do not fail them. A folder with lab.md
 // whose name is not a valid lab ID is a problem.
 func Lint(root string) ([]Problem, []Warning) {
+	// One lab's folder (labd lint content/my-lab) is that lab, not a
+	// content folder of its files.
+	if fi, err := os.Stat(filepath.Join(root, "lab.md")); err == nil && fi.Mode().IsRegular() {
+		return LintLab(root), nil
+	}
 	ents, err := os.ReadDir(root)
 	if err != nil {
 		return []Problem{{Path: root, Message: "cannot read content folder: " + err.Error()}}, nil

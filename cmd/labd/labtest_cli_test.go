@@ -12,8 +12,9 @@ import (
 	"github.com/labd/labd/internal/testenv"
 )
 
-// The labs of testdata/labtest: cheat-demo passes (each step's checks
-// fail before its section and pass after it, its cheat is caught);
+// The labs of testdata/labtest: cheat-demo and multi-stage pass (each
+// step's checks fail before its section and pass after it, their cheats
+// are caught);
 // weak-check's cheat passes its step and early-pass's second step passes
 // before its section, so both fail; notes/ is not a lab and only warned
 // about.
@@ -51,6 +52,18 @@ func TestLabdTestCheatsAndSteps(t *testing.T) {
 			[]string{`weak-check Write a report cheats/empty-report.sh cheat FAIL`,
 				`cheats/empty-report.sh passes every check of step "Write a report": the checks do not catch it`},
 			nil},
+		{"multi-stage: a --target build, stage-aware checks, a clean check paired with one that needs the work, two cheats caught",
+			[]string{"--lab", "multi-stage"}, false,
+			[]string{
+				"multi-stage Run it and clean up run-it-and-clean-up-1 empty ok",
+				"passes on an empty sandbox; its step does not (another of its checks needs the work)",
+				"multi-stage Build the builder stage alone build-the-builder-stage-alone-2 after ok",
+				"multi-stage Write a two-stage Dockerfile cheats/one-stage.sh cheat ok",
+				"multi-stage Build the app cheats/tag-builder.sh cheat ok",
+				"caught by build-the-app-1",
+				"28 cases, 0 failed",
+			},
+			nil},
 		{"a check that passes before its step's section fails",
 			[]string{"--lab", "early-pass"}, true,
 			[]string{"early-pass Fill the folder fill-the-folder-1 before FAIL",
@@ -58,7 +71,7 @@ func TestLabdTestCheatsAndSteps(t *testing.T) {
 			nil},
 		{"every lab, the non-lab folder left out",
 			nil, true,
-			[]string{"cheat-demo Greet the name cheats/greet-anyone.sh cheat ok", "19 cases, 2 failed"},
+			[]string{"cheat-demo Greet the name cheats/greet-anyone.sh cheat ok", "47 cases, 2 failed"},
 			[]string{"notes"}},
 	}
 	for _, tt := range tests {
@@ -147,7 +160,7 @@ func TestLintWarnsOnceForNonLab(t *testing.T) {
 	if out.String() != notesWarning {
 		t.Errorf("labd lint output:\n%s\nwant only:\n%s", out.String(), notesWarning)
 	}
-	if want := "3 labs, no problems\n"; errOut.String() != want {
+	if want := "4 labs, no problems\n"; errOut.String() != want {
 		t.Errorf("labd lint stderr = %q, want %q", errOut.String(), want)
 	}
 }

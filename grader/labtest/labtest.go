@@ -128,21 +128,15 @@ func runLab(ctx context.Context, lab *labs.Lab, o Options) []Case {
 	}
 	defer done()
 
-	// No false passes: nothing is done yet, so nothing may pass.
+	// No false passes: nothing is done yet, so no step may be done. A
+	// check that passes beside one of its step's that fails is fine (a
+	// clean check paired with one that needs the work): the learner's
+	// step does not turn green.
 	t0 := time.Now()
 	empty := grader.Grade(ctx, env, lab)
 	took := time.Since(t0)
 	for _, st := range empty.Steps {
-		for _, c := range st.Checks {
-			cs := Case{Lab: lab.ID, Step: st.Title, Check: c.ID, Phase: "empty", OK: c.State == grader.StateFailed, Time: took}
-			switch c.State {
-			case grader.StatePassed:
-				cs.Message = "passes on an empty sandbox (a false pass)"
-			case grader.StateError:
-				cs.Message = c.Message
-			}
-			out = append(out, cs)
-		}
+		out = append(out, notDone(lab.ID, st.Title, "empty", "on an empty sandbox", st.Checks, took)...)
 	}
 
 	for i, st := range lab.Steps {
@@ -159,17 +153,7 @@ func runLab(ctx context.Context, lab *labs.Lab, o Options) []Case {
 		if i > 0 {
 			t0 := time.Now()
 			res := gradeStep(ctx, env, st)
-			took := time.Since(t0)
-			for _, c := range res {
-				cs := Case{Lab: lab.ID, Step: st.Title, Check: c.ID, Phase: "before", OK: c.State == grader.StateFailed, Time: took}
-				switch c.State {
-				case grader.StatePassed:
-					cs.Message = "passes before this step's section of solution.sh ran (the earlier steps' work passes it)"
-				case grader.StateError:
-					cs.Message = c.Message
-				}
-				out = append(out, cs)
-			}
+			out = append(out, notDone(lab.ID, st.Title, "before", "before this step's section of solution.sh ran (the earlier steps' work passes it)", res, time.Since(t0))...)
 		}
 		fmt.Fprintf(o.Log, "-- %s: %s\n", lab.ID, st.Title)
 		start := time.Now()
@@ -454,4 +438,32 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, "\n")
 	return err
+}
+
+// notDone makes the cases of a step that must not be done yet (phase
+// "empty" or "before"): when every check of the step passes, each is a
+// false pass; a check that passes while another of its step fails is
+// fine, and says so.
+func notDone(lab, step, phase, when string, res []grader.CheckResult, took time.Duration) []Case {
+	done := len(res) > 0
+	for _, c := range res {
+		done = done && c.State == grader.StatePassed
+	}
+	var out []Case
+	for _, c := range res {
+		cs := Case{Lab: lab, Step: step, Check: c.ID, Phase: phase, OK: c.State == grader.StateFailed, Time: took}
+		switch c.State {
+		case grader.StatePassed:
+			if done {
+				cs.Message = "passes " + when + ", and so does every check of its step: the step is done with no work (a false pass)"
+			} else {
+				cs.OK = true
+				cs.Message = "passes " + when + "; its step does not (another of its checks needs the work)"
+			}
+		case grader.StateError:
+			cs.Message = c.Message
+		}
+		out = append(out, cs)
+	}
+	return out
 }

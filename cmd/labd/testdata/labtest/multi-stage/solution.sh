@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+set -euo pipefail
+
+# step: Write a two-stage Dockerfile
+cat > Dockerfile <<'END'
+FROM busybox:latest AS builder
+RUN echo "hello from the builder" > /greeting
+FROM busybox
+LABEL stage=final
+COPY --from=builder /greeting /greeting
+CMD ["cat", "/greeting"]
+END
+
+# step: Build the builder stage alone
+docker build --target builder -t greeter-build .
+
+# step: Build the app
+docker build -t greeter .
+
+# step: Run it and clean up
+docker run --name greet greeter
+docker rm greet
