@@ -124,8 +124,10 @@ func (p *parser) frontMatter(lab *Lab, text []byte, firstLine int) {
 				lab.Images = p.images(v, line, line-k.Line)
 			case key == "resources":
 				lab.Resources = p.resources(v, line, line-k.Line)
+			case key == "vars":
+				lab.Vars = p.vars(v, line, line-k.Line)
 			default:
-				p.problem(line, fmt.Sprintf("unknown front matter key %q (known: title, summary, duration, level, tags, images, resources)", key))
+				p.problem(line, fmt.Sprintf("unknown front matter key %q (known: title, summary, duration, level, tags, images, resources, vars)", key))
 			}
 		}
 	}

@@ -31,6 +31,12 @@ type Lab struct {
 	// Resources are the limits the lab's sandboxes ask for instead of the
 	// server's defaults ("resources:"); zero: the defaults.
 	Resources Resources
+	// Vars are the lab's variables ("vars:"), already put in place of
+	// {{vars.NAME}} in its text and checks (vars.go).
+	Vars map[string]string
+	// Starter is the lab's workspace/ folder, copied into a learner's new
+	// workspace (starter.go); "" without one.
+	Starter string
 }
 
 // Step is one "## " section of lab.md.
@@ -109,6 +115,7 @@ func Load(dir string) (*Lab, []Problem) {
 	}
 	p := &parser{path: path, dir: dir, id: id, problems: folder}
 	lab := p.parse(src)
+	p.starter(lab)
 	sort.SliceStable(p.problems, func(i, j int) bool { return p.problems[i].Line < p.problems[j].Line })
 	return lab, p.problems
 }

@@ -58,6 +58,10 @@ func (p *parser) parse(src []byte) *Lab {
 			}
 		}
 	}
+	// Variables first: their values are text, code and checks like the
+	// rest. One-line values keep every line where it was.
+	li := newLineIndex(body, 0)
+	body = expandVars(body, lab.Vars, func(off int, msg string) { p.problem(li.line(off), msg) })
 	p.body(lab, body)
 	return lab
 }

@@ -135,9 +135,21 @@ func lintSolution(dir string, lab *Lab) []Problem {
 			out = append(out, Problem{Path: path, Message: err.Error()})
 			break
 		}
+		out = append(out, lintVars(path, lab, b)...)
 		out = append(out, lintSections(path, labPath, lab, b)...)
 	}
 	out = append(out, lintCheats(dir, lab)...)
+	return out
+}
+
+// lintVars reports the {{vars.NAME}} of a script beside lab.md that the
+// lab does not define.
+func lintVars(path string, lab *Lab, b []byte) []Problem {
+	var out []Problem
+	li := newLineIndex(b, 0)
+	expandVars(b, lab.Vars, func(off int, msg string) {
+		out = append(out, Problem{Path: path, Line: li.line(off), Message: msg})
+	})
 	return out
 }
 
@@ -185,6 +197,7 @@ func lintCheats(dir string, lab *Lab) []Problem {
 	}
 	var out []Problem
 	for _, c := range cheats {
+		out = append(out, lintVars(c.Path, lab, []byte(c.Script))...)
 		if c.Line == 0 {
 			out = append(out, Problem{Path: c.Path, Message: fmt.Sprintf("cheat has no %q line: name the step whose checks must catch it", cheatMarker+" <step title>")})
 			continue

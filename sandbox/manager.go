@@ -238,6 +238,12 @@ type CreateOptions struct {
 	// returned as it is and nothing is created (the web layer's rate
 	// limit per client, web/admission.go).
 	Admit func() error
+	// Seed, if set, fills a new workspace (a lab's starter files): it runs
+	// once this call has made the sandbox with a workspace that did not
+	// exist before, before anyone is handed the sandbox; never for a
+	// learner's kept workspace. Its error is logged and the sandbox kept:
+	// a learner without the starter files still has a shell.
+	Seed func(ctx context.Context, sb Sandbox) error
 }
 
 // GetOrCreateWith is GetOrCreate with o applied should the sandbox be
@@ -392,7 +398,12 @@ func (m *Manager) admit(id string, e *entry, o CreateOptions) error {
 }
 
 func (m *Manager) create(ctx context.Context, id string, e *entry, o CreateOptions) (Sandbox, error) {
-	sb, err := m.provide(ctx, id, e, o)
+	sb, fresh, err := m.provide(ctx, id, e, o)
+	if err == nil && fresh && o.Seed != nil {
+		if serr := o.Seed(ctx, sb); serr != nil {
+			m.log.Warn("seed new workspace", "id", id, "err", serr)
+		}
+	}
 	m.mu.Lock()
 	if err == nil && m.closed {
 		err = ErrClosed
@@ -417,16 +428,18 @@ func (m *Manager) create(ctx context.Context, id string, e *entry, o CreateOptio
 	return sb, nil
 }
 
-func (m *Manager) provide(ctx context.Context, id string, e *entry, o CreateOptions) (Sandbox, error) {
+// provide makes the sandbox; fresh says its workspace is new (a warm
+// sandbox is only ever given to an id without one).
+func (m *Manager) provide(ctx context.Context, id string, e *entry, o CreateOptions) (_ Sandbox, fresh bool, _ error) {
 	if m.opts.DataDir == "" {
-		return nil, fmt.Errorf("create sandbox %s: no data directory configured", id)
+		return nil, false, fmt.Errorf("create sandbox %s: no data directory configured", id)
 	}
 	env := append(append([]string{}, m.opts.Env...), o.Env...)
 	if w := e.warm; w != nil {
 		e.warm = nil
 		sb, err := m.adopt(ctx, id, w, Spec{Env: env, Resources: o.Resources})
 		if err == nil {
-			return sb, nil
+			return sb, true, nil
 		}
 		// The learner still gets a sandbox, made the slow way.
 		m.log.Warn("adopt warm sandbox", "id", id, "err", err)
@@ -442,15 +455,17 @@ func (m *Manager) provide(ctx context.Context, id string, e *entry, o CreateOpti
 		Env:       env,
 		Resources: o.Resources,
 	}
+	_, statErr := os.Lstat(ws)
+	fresh = errors.Is(statErr, os.ErrNotExist)
 	// 0700 all the way: the workspace may hold the learner's secrets.
 	if err := os.MkdirAll(ws, 0o700); err != nil {
-		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
+		return nil, false, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
 	sb, err := m.p.Create(ctx, spec)
 	if err != nil {
-		return nil, fmt.Errorf("create sandbox %s: %w", id, err)
+		return nil, false, fmt.Errorf("create sandbox %s: %w", id, err)
 	}
-	return sb, nil
+	return sb, fresh, nil
 }
 
 // watch removes e once its shell ends on its own, so the next GetOrCreate

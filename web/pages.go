@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"net/http"
@@ -87,6 +88,9 @@ func (s *server) labPage(w http.ResponseWriter, r *http.Request) {
 	co := sandbox.CreateOptions{
 		Env: env, Resources: sandbox.Resources{Memory: lab.Resources.Memory, Pids: lab.Resources.Pids, Disk: lab.Resources.Disk},
 		Admit: adm.admit}
+	if lab.Starter != "" {
+		co.Seed = func(ctx context.Context, sb sandbox.Sandbox) error { return seedWorkspace(ctx, sb, lab) }
+	}
 	if bi := s.opts.BaseImages; bi != nil && !bi.ShellReady() {
 		// Until the shell image is made a new sandbox is refused at once
 		// (the page waits for the image) or is the simple shell of

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/labd/labd/labs"
 )
@@ -57,6 +58,10 @@ func runLint(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "%d problems\n", len(problems))
 		return exitError{1}
 	}
-	fmt.Fprintf(stderr, "%d labs, no problems\n", len(labs.NewCatalog(dir).List()))
+	n := len(labs.NewCatalog(dir).List())
+	if _, err := os.Stat(filepath.Join(dir, "lab.md")); err == nil {
+		n = 1 // one lab's folder (labs.Lint)
+	}
+	fmt.Fprintf(stderr, "%d labs, no problems\n", n)
 	return nil
 }

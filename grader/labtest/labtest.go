@@ -112,7 +112,7 @@ func runLab(ctx context.Context, lab *labs.Lab, o Options) []Case {
 	if err != nil {
 		return labCase(err.Error())
 	}
-	pre, sections := labs.ParseSolution(raw)
+	pre, sections := labs.ParseSolution(lab.Expand(raw))
 	byTitle := map[string]labs.Section{}
 	for _, s := range sections {
 		if _, dup := byTitle[s.Title]; !dup {
@@ -214,6 +214,18 @@ func (r *labRun) fresh(ctx context.Context, sid string) (sandbox.Sandbox, *grade
 		closers = nil
 	}
 	closers = append(closers, func() { r.o.Sandboxes.Destroy(context.WithoutCancel(ctx), sid, sandbox.ReasonAdmin) })
+	// The learner's workspace starts with the lab's starter files; so does
+	// the solution's.
+	if r.lab.Starter != "" {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(r.lab.WriteStarter(pw)) }()
+		err := sandbox.Unpack(ctx, sb, pr)
+		pr.Close()
+		if err != nil {
+			done()
+			return nil, nil, nil, fmt.Errorf("starter files: %w", err)
+		}
+	}
 	env := &grader.Env{Workspace: sb.Workspace(), Sandbox: sb, User: r.o.User}
 	if r.o.Socket != nil {
 		if sock := r.o.Socket(sb); sock != "" {
@@ -286,7 +298,7 @@ func (r *labRun) cheat(ctx context.Context, n int, c labs.Cheat) Case {
 	}
 	// The cheat's exit status does not matter: a cheat that fails half
 	// way and still passes the checks is no less a hole in them.
-	if _, _, err := r.exec(ctx, sb, c.Script); err != nil {
+	if _, _, err := r.exec(ctx, sb, string(r.lab.Expand([]byte(c.Script)))); err != nil {
 		cs.Message = fmt.Sprintf("run cheats/%s: %v", c.Name, err)
 		cs.Time = time.Since(start)
 		return cs

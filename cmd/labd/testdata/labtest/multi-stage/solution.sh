@@ -4,7 +4,7 @@ set -euo pipefail
 # step: Write a two-stage Dockerfile
 cat > Dockerfile <<'END'
 FROM busybox:latest AS builder
-RUN echo "hello from the builder" > /greeting
+COPY greeting.txt /greeting
 FROM busybox
 LABEL stage=final
 COPY --from=builder /greeting /greeting
@@ -12,11 +12,11 @@ CMD ["cat", "/greeting"]
 END
 
 # step: Build the builder stage alone
-docker build --target builder -t greeter-build .
+docker build --target builder -t {{vars.app}}-build .
 
 # step: Build the app
-docker build -t greeter .
+docker build -t {{vars.app}} .
 
 # step: Run it and clean up
-docker run --name greet greeter
+docker run --name greet {{vars.app}}
 docker rm greet
