@@ -16,6 +16,7 @@ import (
 type parser struct {
 	path, dir, id string
 	problems      []Problem
+	setups        []setupBlock // ```setup blocks, attached to steps by line
 }
 
 func (p *parser) problem(line int, msg string) {

@@ -47,6 +47,11 @@ type Step struct {
 	HTML   template.HTML // rendered body of the step (without its heading)
 	Checks []Check
 	Line   int
+	// Setup is the script that brings a fresh sandbox to where this step
+	// starts ("Start from this step"): the step's ```setup block, else
+	// solution.sh's sections of the steps before it (setup.go); "" for
+	// the first step and when there is neither.
+	Setup string
 }
 
 // Check is one entry of a ```check block, kept for the grader.
@@ -116,6 +121,7 @@ func Load(dir string) (*Lab, []Problem) {
 	p := &parser{path: path, dir: dir, id: id, problems: folder}
 	lab := p.parse(src)
 	p.starter(lab)
+	solutionSetups(lab)
 	sort.SliceStable(p.problems, func(i, j int) bool { return p.problems[i].Line < p.problems[j].Line })
 	return lab, p.problems
 }

@@ -138,6 +138,8 @@ func (p *parser) body(lab *Lab, src []byte) {
 		}
 	}
 
+	p.attachSetups(lab)
+
 	var err error
 	if lab.Intro, err = renderNodes(src, sections[0]); err != nil {
 		p.problem(1, "render intro: "+err.Error())
@@ -233,6 +235,14 @@ func (p *parser) fence(d doc, f *ast.FencedCodeBlock, onChecks func([]Check)) {
 		if cs := p.checks(content, line); len(cs) > 0 {
 			onChecks(cs)
 		}
+	case "setup":
+		p.noFlags(line, lang, fields[1:])
+		parent.RemoveChild(parent, f)
+		if empty {
+			p.problem(line, "empty setup block")
+			return
+		}
+		p.setups = append(p.setups, setupBlock{line: line, script: string(content)})
 	case "hint":
 		summary := "Hint"
 		for _, a := range infoArgs(info)[1:] {
@@ -291,7 +301,7 @@ func (p *parser) fence(d doc, f *ast.FencedCodeBlock, onChecks func([]Check)) {
 		case lang == "" || lexers.Get(lang) != nil:
 			frame(f, false)
 		default:
-			p.problem(line, fmt.Sprintf("unknown fenced block kind %q (use check, hint, solution, a shell language or a language chroma knows)", lang))
+			p.problem(line, fmt.Sprintf("unknown fenced block kind %q (use check, hint, solution, setup, a shell language or a language chroma knows)", lang))
 			frame(f, false)
 		}
 	}

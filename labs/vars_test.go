@@ -27,3 +27,22 @@ func TestExpandAndLintVarsInSolution(t *testing.T) {
 		t.Errorf("LintLab = %v, want the unknown variable at solution.sh:3", problems)
 	}
 }
+
+// Each step after the first can be started from: its setup block, else
+// the solution's sections before it (after the preamble, variables in
+// place).
+func TestStepSetups(t *testing.T) {
+	lab, problems := Load("testdata/labs/setup")
+	if len(problems) > 0 {
+		t.Fatal(problems)
+	}
+	want := []string{"", "set -euo pipefail\n\necho one > notes.txt\n\n", "echo from-setup > notes.txt\n"}
+	for i, st := range lab.Steps {
+		if st.Setup != want[i] {
+			t.Errorf("step %d setup = %q, want %q", i+1, st.Setup, want[i])
+		}
+	}
+	if strings.Contains(string(lab.Steps[2].HTML), "from-setup") {
+		t.Error("a setup block is shown in the step")
+	}
+}

@@ -48,6 +48,7 @@ const (
 	routeTouch                            // POST /sandboxes/{sid}/touch (the idle warning's "I'm still here")
 	routeAdmin                            // POST /instructor/sandboxes/{sid}/stop|remove
 	routeReset                            // POST /labs/{id}/reset ("Reset my sandbox": the learner's own)
+	routeStartStep                        // POST /labs/{id}/steps/{n}/start ("Start from this step": the learner's own)
 )
 
 // who says whose request a route accepts.
@@ -121,6 +122,7 @@ var rules = map[routeKind]rule{
 	routeTouch:           {who: whoOwner, origin: originForm, what: "its idle timer"},
 	routeAdmin:           {who: whoInstructor, origin: originForm, what: "stop or remove sandboxes"},
 	routeReset:           {who: whoLearner, origin: originForm, what: "your sandbox"},
+	routeStartStep:       {who: whoLearner, origin: originForm, what: "your sandbox"},
 }
 
 // reason is decide's verdict.

@@ -163,6 +163,7 @@ func New(opts Options) http.Handler {
 		{"GET /sandboxes/{sid}/status", s.status},
 		{"POST /sandboxes/{sid}/touch", s.touch},
 		{"POST /labs/{id}/reset", s.resetSandbox},
+		{"POST /labs/{id}/steps/{n}/start", s.startFromStep},
 		{"GET /sandboxes/{sid}/ports", s.previewForm},
 		{"/sandboxes/{sid}/ports/{port}", s.preview},
 		{"/sandboxes/{sid}/ports/{port}/{path...}", s.preview},

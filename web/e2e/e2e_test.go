@@ -379,8 +379,13 @@ var servingRE = regexp.MustCompile(`msg="labd serving" addr=(http://\S+)`)
 // startLabd builds labd and runs it on a free port over the test content.
 func startLabd(t *testing.T, root string) *labd {
 	t.Helper()
+	return startLabdWith(t, root, filepath.Join(root, "web/testdata/content"))
+}
+
+// startLabdWith is startLabd serving the labs of content.
+func startLabdWith(t *testing.T, root, content string) *labd {
+	t.Helper()
 	bin := buildLabd(t, root)
-	content := filepath.Join(root, "web/testdata/content")
 	// LABD_E2E_DATA names a data directory to serve instead of a fresh one:
 	// one where `labd images bootstrap sandbox` ran makes the learner's
 	// shell a container.
