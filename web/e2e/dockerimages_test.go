@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -707,10 +708,20 @@ func pct(ds []time.Duration, p int) time.Duration {
 // (for the registry, whose address labd must know before it listens).
 func freeLoopbackAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Below the kernel's ephemeral range (ip_local_port_range, 32768 and
+	// up by default): a port from :0 is free when closed, but the next
+	// outgoing connection of any process may take it before labd listens
+	// on it (a restart of labd failed so: "address already in use").
+	// Ports here are only ever taken by a listener that asks for them.
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free loopback port in 20000-31999")
+	return ""
 }
