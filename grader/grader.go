@@ -41,6 +41,8 @@ type CheckResult struct {
 	// such a check as "not yet" without waiting for the Check button.
 	Regressed bool `json:"regressed,omitempty"`
 	Sticky    bool `json:"-"`
+	// Points are what the check is worth (labs.Check.Points).
+	Points int `json:"points"`
 }
 
 // StepResult is one step's checks; State is passed when every check passed,
@@ -61,6 +63,9 @@ type LabResult struct {
 	Steps  []StepResult `json:"steps"`
 	Passed int          `json:"passed"` // checks passed
 	Total  int          `json:"total"`
+	// Score is the points of the passed checks, of MaxScore in all.
+	Score    int `json:"score"`
+	MaxScore int `json:"max_score"`
 }
 
 // Execer runs a command in the learner's sandbox (sandbox.Sandbox has it).
@@ -181,14 +186,16 @@ func Check(ctx context.Context, env *Env, step int, c labs.Check) CheckResult {
 
 // finish sets step states and the counters.
 func (r *LabResult) finish() {
-	r.Passed, r.Total = 0, 0
+	r.Passed, r.Total, r.Score, r.MaxScore = 0, 0, 0, 0
 	for i := range r.Steps {
 		st := &r.Steps[i]
 		st.State = stepState(st.Checks)
 		for _, c := range st.Checks {
 			r.Total++
+			r.MaxScore += c.Points
 			if c.State == StatePassed {
 				r.Passed++
+				r.Score += c.Points
 			}
 		}
 	}
@@ -222,7 +229,7 @@ func stepState(cs []CheckResult) State {
 }
 
 func (p *probe) check(ctx context.Context, step int, c labs.Check) CheckResult {
-	r := CheckResult{ID: c.ID, Kind: c.Kind, Title: c.Title, Step: step, Sticky: c.Sticky}
+	r := CheckResult{ID: c.ID, Kind: c.Kind, Title: c.Title, Step: step, Sticky: c.Sticky, Points: c.Points}
 	if _, script := c.Spec.(*check.Script); script && p.env.NoScripts {
 		r.State = StatePending
 		return r

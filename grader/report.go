@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 )
@@ -25,7 +26,7 @@ func (r LabResult) WriteText(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%s: %d of %d checks passed\n", r.Lab, r.Passed, r.Total)
+	_, err := fmt.Fprintf(w, "%s: %d of %d checks passed, score %d of %d\n", r.Lab, r.Passed, r.Total, r.Score, r.MaxScore)
 	return err
 }
 
@@ -50,6 +51,10 @@ func (r LabResult) WriteJUnit(w io.Writer) error {
 		Error     *failure  `xml:"error,omitempty"`
 		Skipped   *struct{} `xml:"skipped,omitempty"`
 	}
+	type property struct {
+		Name  string `xml:"name,attr"`
+		Value string `xml:"value,attr"`
+	}
 	type suite struct {
 		XMLName  xml.Name `xml:"testsuite"`
 		Name     string   `xml:"name,attr"`
@@ -57,9 +62,12 @@ func (r LabResult) WriteJUnit(w io.Writer) error {
 		Failures int      `xml:"failures,attr"`
 		Errors   int      `xml:"errors,attr"`
 		Skipped  int      `xml:"skipped,attr"`
-		Cases    []tc     `xml:"testcase"`
+		// The score has no place in JUnit's schema but properties,
+		// which CI systems show beside the suite.
+		Properties []property `xml:"properties>property"`
+		Cases      []tc       `xml:"testcase"`
 	}
-	s := suite{Name: r.Lab}
+	s := suite{Name: r.Lab, Properties: []property{{"score", strconv.Itoa(r.Score)}, {"max_score", strconv.Itoa(r.MaxScore)}}}
 	for _, st := range r.Steps {
 		for _, c := range st.Checks {
 			t := tc{Name: fmt.Sprintf("%d. %s / %s", st.Index, st.Title, c.ID), Classname: "labd.grade." + r.Lab}

@@ -50,7 +50,7 @@ func (p *parser) checks(content []byte, fence int) []Check {
 }
 
 func (p *parser) check(n *yaml.Node, first int) (Check, bool) {
-	c := Check{Line: first + n.Line - 1, Sticky: true}
+	c := Check{Line: first + n.Line - 1, Sticky: true, Points: 1}
 	if n.Kind != yaml.MappingNode {
 		p.problem(c.Line, "each check must be a YAML mapping (kind: ...)")
 		return c, false
@@ -99,6 +99,11 @@ func (p *parser) check(n *yaml.Node, first int) (Check, bool) {
 			c.Title, _ = strField(k, v)
 		case "hint":
 			c.Hint, _ = strField(k, v)
+		case "points":
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!int" || v.Decode(&c.Points) != nil || c.Points < 0 || c.Points > maxPoints {
+				p.problem(first+k.Line-1, fmt.Sprintf(`check field "points" must be a whole number from 0 to %d, not %q`, maxPoints, v.Value))
+				ok = false
+			}
 		case "sticky":
 			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
 				p.problem(first+k.Line-1, `check field "sticky" must be true or false`)
@@ -134,6 +139,9 @@ func (p *parser) check(n *yaml.Node, first int) (Check, bool) {
 	}
 	return c, true
 }
+
+// maxPoints bounds a check's points: a score is a sum of a lab's checks.
+const maxPoints = 1000
 
 // defaultTitle describes a check from its kind and main field, for authors
 // who give no title. It states the goal, not a result: nothing has run yet.

@@ -63,6 +63,9 @@ type Check struct {
 	// Sticky: once passed, the check stays passed ("sticky:", default
 	// true).
 	Sticky bool
+	// Points are what the check is worth in a learner's score ("points:",
+	// default 1; 0 for a check that counts for nothing).
+	Points int
 	Line   int        // line in lab.md
 	Spec   check.Spec // the kind's fields, typed (package check)
 }

@@ -94,6 +94,7 @@ func TestDecide(t *testing.T) {
 		{routeTouch, [nPersonas]reason{ok, nY, nY, nY, fO}},
 		// Everyone's own sandbox of the lab (its id comes from the cookie).
 		{routeReset, [nPersonas]reason{ok, ok, ok, nL, fO}},
+		{routeStartStep, [nPersonas]reason{ok, ok, ok, nL, fO}},
 	}
 	if len(table) != len(rules) {
 		t.Fatalf("the table has %d route kinds, rules has %d", len(table), len(rules))

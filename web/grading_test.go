@@ -169,15 +169,15 @@ func TestStatusWebsocket(t *testing.T) {
 	if resp, _ := get(t, ic, s.URL+"/instructor?token=s3cret"); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("/instructor?token= = %d, want 303 to drop the token from the URL", resp.StatusCode)
 	}
-	if resp, body := get(t, ic, s.URL+"/instructor"); resp.StatusCode != 200 || !strings.Contains(body, "✓") {
+	if resp, body := get(t, ic, s.URL+"/instructor"); resp.StatusCode != 200 || !strings.Contains(body, "✓") || !strings.Contains(body, `<td class="score">3/3</td>`) {
 		t.Fatalf("/instructor = %d:\n%s", resp.StatusCode, body)
 	}
-	if _, body := get(t, ic, s.URL+"/instructor.csv"); !strings.Contains(body, "hello-shell,1,") || !strings.HasPrefix(body, "learner,lab,step") {
+	if _, body := get(t, ic, s.URL+"/instructor.csv"); !strings.Contains(body, "hello-shell,1,") || !strings.Contains(body, ",1,1,3,3,") || !strings.HasPrefix(body, "learner,lab,step,title,checks_passed,checks_total,score,max_score,passed_at") {
 		t.Fatalf("CSV export:\n%s", body)
 	}
 	_, body := get(t, ic, s.URL+"/instructor.json")
 	var rows []InstructorRow
-	if err := json.Unmarshal([]byte(body), &rows); err != nil || len(rows) != 1 || rows[0].Passed != 1 || rows[0].Steps[0].PassedAt == nil {
+	if err := json.Unmarshal([]byte(body), &rows); err != nil || len(rows) != 1 || rows[0].Passed != 1 || rows[0].Steps[0].PassedAt == nil || rows[0].Score != 3 || rows[0].MaxScore != 3 {
 		t.Fatalf("JSON export (%v):\n%s", err, body)
 	}
 	// The learner's sandbox is running: the instructor can open its port

@@ -59,11 +59,15 @@ type InstructorRow struct {
 	Lab     string `json:"lab"`
 	// Sandbox is the learner's running sandbox for the lab, if any: the
 	// instructor may open its ports and files.
-	Sandbox   string       `json:"sandbox,omitempty"`
-	StartedAt *time.Time   `json:"started_at,omitempty"`
-	Passed    int          `json:"passed"`
-	Total     int          `json:"total"`
-	Steps     []StepPassed `json:"steps"`
+	Sandbox   string     `json:"sandbox,omitempty"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+	Passed    int        `json:"passed"`
+	Total     int        `json:"total"`
+	// Score is the points of the passed checks (a check's "points:",
+	// default 1), of MaxScore.
+	Score    int          `json:"score"`
+	MaxScore int          `json:"max_score"`
+	Steps    []StepPassed `json:"steps"`
 }
 
 // StepPassed is one step of a row: PassedAt is when its last check passed.
@@ -74,6 +78,8 @@ type StepPassed struct {
 	Checks   map[string]time.Time `json:"checks"`
 	Done     int                  `json:"done"`
 	Total    int                  `json:"total"`
+	Score    int                  `json:"score"`
+	MaxScore int                  `json:"max_score"`
 }
 
 // instructorLab is one lab's table.
@@ -109,9 +115,11 @@ func (s *server) instructorRows(r *http.Request) ([]InstructorRow, []instructorL
 			sp := StepPassed{Step: st.Index, Title: st.Title, Checks: map[string]time.Time{}, Total: len(st.Checks)}
 			var last time.Time
 			for _, c := range st.Checks {
+				sp.MaxScore += c.Points
 				if t, ok := p.Passed[c.ID]; ok {
 					sp.Checks[c.ID] = t
 					sp.Done++
+					sp.Score += c.Points
 					if t.After(last) {
 						last = t
 					}
@@ -122,6 +130,8 @@ func (s *server) instructorRows(r *http.Request) ([]InstructorRow, []instructorL
 			}
 			row.Passed += sp.Done
 			row.Total += sp.Total
+			row.Score += sp.Score
+			row.MaxScore += sp.MaxScore
 			row.Steps = append(row.Steps, sp)
 		}
 		rows = append(rows, row)
@@ -246,14 +256,14 @@ func (s *server) instructorCSV(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Disposition", `attachment; filename="labd-progress.csv"`)
 	w.Header().Set("Cache-Control", "no-store")
 	cw := csv.NewWriter(w)
-	cw.Write([]string{"learner", "lab", "step", "title", "checks_passed", "checks_total", "passed_at"})
+	cw.Write([]string{"learner", "lab", "step", "title", "checks_passed", "checks_total", "score", "max_score", "passed_at"})
 	for _, row := range rows {
 		for _, st := range row.Steps {
 			at := ""
 			if st.PassedAt != nil {
 				at = st.PassedAt.UTC().Format(time.RFC3339)
 			}
-			cw.Write([]string{row.Learner, row.Lab, strconv.Itoa(st.Step), st.Title, strconv.Itoa(st.Done), strconv.Itoa(st.Total), at})
+			cw.Write([]string{row.Learner, row.Lab, strconv.Itoa(st.Step), st.Title, strconv.Itoa(st.Done), strconv.Itoa(st.Total), strconv.Itoa(st.Score), strconv.Itoa(st.MaxScore), at})
 		}
 	}
 	cw.Flush()

@@ -23,7 +23,7 @@ type Field struct {
 
 // Common are the fields every check has; labs reads them (kind, id,
 // title, hint, sticky), Decode skips them.
-var Common = []string{"kind", "id", "title", "hint", "sticky"}
+var Common = []string{"kind", "id", "title", "hint", "sticky", "points"}
 
 // Type names, as lint messages say them ("must be a whole number").
 const (
