@@ -54,6 +54,7 @@ type Live struct {
 	store    *progress.Store // nil: passes are kept in memory only
 	log      *slog.Logger
 	debounce time.Duration
+	onStep   func(StepDone) // LiveOptions.OnStepDone
 
 	mu       sync.Mutex
 	watchers map[string]*Watcher
@@ -64,6 +65,21 @@ type LiveOptions struct {
 	Store    *progress.Store
 	Logger   *slog.Logger
 	Debounce time.Duration // 0: DefaultDebounce
+	// OnStepDone hears of each step a learner's checks complete (a
+	// course platform's webhook); called after the passes are stored,
+	// never with a lock held.
+	OnStepDone func(StepDone)
+}
+
+// StepDone is a step whose every check now passes, one of them for the
+// first time.
+type StepDone struct {
+	Learner, Lab string
+	Step         int
+	Title        string
+	At           time.Time // when its last check passed
+	// StepScore is the step's points; Score and MaxScore the lab's.
+	StepScore, Score, MaxScore int
 }
 
 // NewLive returns a Live with no sandboxes watched.
@@ -74,7 +90,7 @@ func NewLive(o LiveOptions) *Live {
 	if o.Debounce <= 0 {
 		o.Debounce = DefaultDebounce
 	}
-	return &Live{store: o.Store, log: o.Logger, debounce: o.Debounce, watchers: map[string]*Watcher{}}
+	return &Live{store: o.Store, log: o.Logger, debounce: o.Debounce, onStep: o.OnStepDone, watchers: map[string]*Watcher{}}
 }
 
 // Store returns the progress store (nil when none).
@@ -565,7 +581,7 @@ func (w *Watcher) evaluate() {
 			at, had := w.passed[c.ID]
 			w.mu.Unlock()
 			if had && sticky {
-				sr.Checks = append(sr.Checks, CheckResult{ID: c.ID, Kind: c.Kind, Title: c.Title, Step: st.Index, State: StatePassed, PassedAt: &at, Sticky: true})
+				sr.Checks = append(sr.Checks, CheckResult{ID: c.ID, Kind: c.Kind, Title: c.Title, Step: st.Index, State: StatePassed, PassedAt: &at, Sticky: true, Points: c.Points})
 				continue
 			}
 			cr := p.check(ctx, st.Index, c)
@@ -622,4 +638,37 @@ func (w *Watcher) evaluate() {
 			}
 		}
 	}
+	if f := w.l.onStep; f != nil && len(newPass) > 0 {
+		for _, d := range stepsDone(w.t.Learner, res, newPass) {
+			f(d)
+		}
+	}
+}
+
+// stepsDone are the steps of res that pass in full now thanks to one of
+// newPass.
+func stepsDone(learner string, res LabResult, newPass []CheckResult) []StepDone {
+	fresh := map[string]bool{}
+	for _, c := range newPass {
+		fresh[c.ID] = true
+	}
+	var out []StepDone
+	for _, sr := range res.Steps {
+		if sr.State != StatePassed {
+			continue
+		}
+		d := StepDone{Learner: learner, Lab: res.Lab, Step: sr.Index, Title: sr.Title, Score: res.Score, MaxScore: res.MaxScore}
+		hit := false
+		for _, c := range sr.Checks {
+			d.StepScore += c.Points
+			hit = hit || fresh[c.ID]
+			if c.PassedAt != nil && c.PassedAt.After(d.At) {
+				d.At = *c.PassedAt
+			}
+		}
+		if hit {
+			out = append(out, d)
+		}
+	}
+	return out
 }
