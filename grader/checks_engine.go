@@ -567,6 +567,20 @@ var commands = map[string]struct {
 	"prune":   {"POST", `^/(containers|images|build|networks|volumes)/prune$`, "docker system prune"},
 }
 
+// Command is a name a command check accepts and the call it stands for.
+type Command struct{ Name, Say, Method, Path string }
+
+// Commands lists them, sorted by name (docs/authoring.md is tested
+// against it).
+func Commands() []Command {
+	var out []Command
+	for _, n := range CommandNames() {
+		c := commands[n]
+		out = append(out, Command{Name: n, Say: c.say, Method: c.method, Path: c.path})
+	}
+	return out
+}
+
 // CommandNames lists the names a command check accepts, sorted.
 func CommandNames() []string {
 	var out []string

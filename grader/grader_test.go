@@ -3,6 +3,7 @@ package grader_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -321,4 +322,20 @@ func checkOf(tb testing.TB, id string, fields map[string]any) labs.Check {
 	}
 	c.ID = id
 	return c
+}
+
+// The guide lists every name a command check accepts with the call it
+// stands for, as the grader matches it.
+func TestGuideListsCommands(t *testing.T) {
+	b, err := os.ReadFile("../docs/authoring.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	guide := string(b)
+	for _, c := range grader.Commands() {
+		row := fmt.Sprintf("| `%s` | %s | `%s %s` |", c.Name, c.Say, c.Method, strings.ReplaceAll(c.Path, "|", `\|`))
+		if !strings.Contains(guide, row) {
+			t.Errorf("docs/authoring.md lacks the row\n%s", row)
+		}
+	}
 }

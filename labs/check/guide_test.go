@@ -21,6 +21,7 @@ func TestGuideMatchesKinds(t *testing.T) {
 	if !ok {
 		t.Fatal(`docs/authoring.md has no "### The check kinds" section`)
 	}
+	kindsTable, _, _ = strings.Cut(kindsTable, "\n### ")
 	row := regexp.MustCompile("(?m)^\\| `([a-z]+)` \\| ([^|]*) \\| ([^\\n]*)\\|$")
 	parens := regexp.MustCompile(`\([^)]*\)`)
 	field := regexp.MustCompile("(\\*\\*)?`([a-z_]+)`")
@@ -72,6 +73,26 @@ func TestGuideMatchesKinds(t *testing.T) {
 	for _, f := range Common {
 		if !strings.Contains(guide, "| `"+f+"` |") {
 			t.Errorf("the guide's table of common check fields has no row for %s", f)
+		}
+	}
+}
+
+// A blank line inside a Markdown table ends it: the rows after it render
+// as a paragraph of pipes.
+func TestGuideTablesWhole(t *testing.T) {
+	b, err := os.ReadFile("../../docs/authoring.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	for i := 1; i+1 < len(lines); i++ {
+		after := ""
+		if i+2 < len(lines) {
+			after = lines[i+2]
+		}
+		// A new table (a header row, then |---) may follow a blank line.
+		if strings.TrimSpace(lines[i]) == "" && strings.HasPrefix(lines[i-1], "|") && strings.HasPrefix(lines[i+1], "|") && !strings.HasPrefix(after, "|---") {
+			t.Errorf("docs/authoring.md:%d: a blank line inside a table", i+1)
 		}
 	}
 }
