@@ -93,6 +93,9 @@ type Env struct {
 	User string
 	// NoScripts skips script checks (reported pending), for benchmarks.
 	NoScripts bool
+	// Answers gives the learner's latest answer to a question check (by
+	// check ID); nil: no answers, every question unanswered.
+	Answers func(check string) (answer []string, ok bool)
 }
 
 // NewClient returns a Docker client for the engine at socket (a path or a
@@ -232,6 +235,28 @@ func (p *probe) check(ctx context.Context, step int, c labs.Check) CheckResult {
 	r := CheckResult{ID: c.ID, Kind: c.Kind, Title: c.Title, Step: step, Sticky: c.Sticky, Points: c.Points}
 	if _, script := c.Spec.(*check.Script); script && p.env.NoScripts {
 		r.State = StatePending
+		return r
+	}
+	if q, ok := c.Spec.(*check.Question); ok {
+		// The only check the learner answers in the page: by its ID.
+		var answer []string
+		answered := false
+		if p.env.Answers != nil {
+			answer, answered = p.env.Answers(c.ID)
+		}
+		switch {
+		case !answered:
+			r.State, r.Message = StateFailed, "Answer the question in this step"
+		case q.Right(answer):
+			r.State = StatePassed
+			now := time.Now()
+			r.PassedAt = &now
+		default:
+			r.State, r.Message = StateFailed, "Not quite: read the step again and answer once more"
+		}
+		if r.State != StatePassed {
+			r.Hint = c.Hint
+		}
 		return r
 	}
 	o, ok, err := safeRun(ctx, p, c.Spec)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -172,6 +173,7 @@ type Watcher struct {
 	passed    map[string]time.Time // sticky passes (from the store and this run)
 	regressed map[string]bool      // sticky: false checks that passed and no longer do
 	asked     map[int]time.Time    // steps whose Check button was pressed, and when
+	answers   map[string][]string  // question check ID → the learner's latest answer
 	subs      map[chan LabResult]struct{}
 	evals     int
 
@@ -189,10 +191,10 @@ func (l *Live) newWatcher(t Target) *Watcher {
 	w := &Watcher{
 		l: l, t: t, trigger: make(chan struct{}, 1), ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), passed: map[string]time.Time{}, subs: map[chan LabResult]struct{}{},
-		regressed: map[string]bool{}, asked: map[int]time.Time{},
+		regressed: map[string]bool{}, asked: map[int]time.Time{}, answers: map[string][]string{},
 		selfCtrs: map[string]bool{}, selfTrigger: make(chan struct{}, 1),
 	}
-	w.env = &Env{Workspace: t.Sandbox.Workspace(), Sandbox: selfExecer{w: w, e: t.Sandbox}, User: t.User}
+	w.env = &Env{Workspace: t.Sandbox.Workspace(), Sandbox: selfExecer{w: w, e: t.Sandbox}, User: t.User, Answers: w.answer}
 	if t.Socket != "" {
 		if c, err := NewClient(t.Socket); err == nil {
 			w.env.Docker = c
@@ -205,6 +207,11 @@ func (l *Live) newWatcher(t Target) *Watcher {
 			w.passed = p
 		} else {
 			l.log.Warn("read progress", "sandbox", t.SandboxID, "err", err)
+		}
+		if a, err := l.store.Answers(ctx, t.Learner, t.Lab.ID); err == nil {
+			w.answers = a
+		} else {
+			l.log.Warn("read answers", "sandbox", t.SandboxID, "err", err)
 		}
 		if err := l.store.Seen(ctx, t.Learner, t.Lab.ID, time.Now()); err != nil {
 			l.log.Warn("record visit", "sandbox", t.SandboxID, "err", err)
@@ -671,4 +678,39 @@ func stepsDone(learner string, res LabResult, newPass []CheckResult) []StepDone 
 		}
 	}
 	return out
+}
+
+// answer is the learner's latest answer to question check id (Env.Answers).
+func (w *Watcher) answer(id string) ([]string, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	a, ok := w.answers[id]
+	return a, ok
+}
+
+// Answer records the learner's answer to question check id, stores it and
+// grades again; the page hears the verdict as of any evaluation.
+func (w *Watcher) Answer(ctx context.Context, id string, answer []string) error {
+	w.mu.Lock()
+	w.answers[id] = slices.Clone(answer)
+	w.mu.Unlock()
+	if st := w.l.store; st != nil {
+		if err := st.SetAnswer(ctx, w.t.Learner, w.t.Lab.ID, id, answer, time.Now()); err != nil {
+			return err
+		}
+	}
+	w.Ask(stepOf(w.t.Lab, id))
+	return nil
+}
+
+// stepOf is the index of the step holding check id (0: none).
+func stepOf(lab *labs.Lab, id string) int {
+	for _, st := range lab.Steps {
+		for _, c := range st.Checks {
+			if c.ID == id {
+				return st.Index
+			}
+		}
+	}
+	return 0
 }

@@ -179,6 +179,11 @@ func defaultTitle(kind string, spec check.Spec) string {
 		s = "leftovers are cleaned up"
 	case *check.Volume:
 		s = "volume " + c.Name + " exists"
+	case *check.Question:
+		s = c.Prompt
+		if r := []rune(s); len(r) > 80 {
+			s = string(r[:79]) + "…"
+		}
 	case *check.Script:
 		s = "check script passes"
 	}

@@ -235,6 +235,30 @@ func (p *parser) fence(d doc, f *ast.FencedCodeBlock, onChecks func([]Check)) {
 		if cs := p.checks(content, line); len(cs) > 0 {
 			onChecks(cs)
 		}
+	case "question":
+		p.noFlags(line, lang, fields[1:])
+		if empty {
+			parent.RemoveChild(parent, f)
+			p.problem(line, "empty question block")
+			return
+		}
+		// A question is a check of kind question: the same YAML, the
+		// kind implied (its line is the fence's, so lines stay right).
+		cs := p.checks(append([]byte("kind: question\n"), content...), line-1)
+		if len(cs) != 1 {
+			parent.RemoveChild(parent, f)
+			if len(cs) > 1 {
+				p.problem(line, "a question block holds one question")
+			}
+			return
+		}
+		if cs[0].ID == "" {
+			parent.RemoveChild(parent, f)
+			p.problem(line, `a question needs an "id" (it names the learner's answer)`)
+			return
+		}
+		parent.ReplaceChild(parent, f, &rawHTML{html: questionHTML(p.id, cs[0])})
+		onChecks(cs)
 	case "setup":
 		p.noFlags(line, lang, fields[1:])
 		parent.RemoveChild(parent, f)
@@ -301,7 +325,7 @@ func (p *parser) fence(d doc, f *ast.FencedCodeBlock, onChecks func([]Check)) {
 		case lang == "" || lexers.Get(lang) != nil:
 			frame(f, false)
 		default:
-			p.problem(line, fmt.Sprintf("unknown fenced block kind %q (use check, hint, solution, setup, a shell language or a language chroma knows)", lang))
+			p.problem(line, fmt.Sprintf("unknown fenced block kind %q (use check, hint, solution, setup, question, a shell language or a language chroma knows)", lang))
 			frame(f, false)
 		}
 	}

@@ -49,6 +49,7 @@ const (
 	routeAdmin                            // POST /instructor/sandboxes/{sid}/stop|remove
 	routeReset                            // POST /labs/{id}/reset ("Reset my sandbox": the learner's own)
 	routeStartStep                        // POST /labs/{id}/steps/{n}/start ("Start from this step": the learner's own)
+	routeAnswer                           // POST /labs/{id}/questions/{check} (an answer: the learner's own)
 )
 
 // who says whose request a route accepts.
@@ -123,6 +124,7 @@ var rules = map[routeKind]rule{
 	routeAdmin:           {who: whoInstructor, origin: originForm, what: "stop or remove sandboxes"},
 	routeReset:           {who: whoLearner, origin: originForm, what: "your sandbox"},
 	routeStartStep:       {who: whoLearner, origin: originForm, what: "your sandbox"},
+	routeAnswer:          {who: whoLearner, origin: originForm, what: "your answers"},
 }
 
 // reason is decide's verdict.

@@ -95,6 +95,7 @@ func TestDecide(t *testing.T) {
 		// Everyone's own sandbox of the lab (its id comes from the cookie).
 		{routeReset, [nPersonas]reason{ok, ok, ok, nL, fO}},
 		{routeStartStep, [nPersonas]reason{ok, ok, ok, nL, fO}},
+		{routeAnswer, [nPersonas]reason{ok, ok, ok, nL, fO}},
 	}
 	if len(table) != len(rules) {
 		t.Fatalf("the table has %d route kinds, rules has %d", len(table), len(rules))

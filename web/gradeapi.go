@@ -120,6 +120,14 @@ func (g *gradeAPI) grade(w http.ResponseWriter, r *http.Request) {
 		defer c.Close()
 		env.Docker = c
 	}
+	if g.opts.Grader != nil && g.opts.Grader.Store() != nil {
+		answers, err := g.opts.Grader.Store().Answers(r.Context(), owner, lab.ID)
+		if err != nil {
+			gradeError(w, http.StatusInternalServerError, "read answers: "+err.Error())
+			return
+		}
+		env.Answers = func(id string) ([]string, bool) { a, ok := answers[id]; return a, ok }
+	}
 	g.opts.Sandboxes.Touch(sid)
 	rep := GradeReport{Result: grader.Grade(r.Context(), env, lab), Learner: owner}
 	if g.opts.Grader != nil && g.opts.Grader.Store() != nil {

@@ -26,9 +26,15 @@ type gradingServer struct {
 	*httptest.Server
 	mgr   *sandbox.Manager
 	store *progress.Store
+	live  *grader.Live
 }
 
 func newGradingServer(t *testing.T) *gradingServer {
+	t.Helper()
+	return newGradingServerWith(t, "testdata/content")
+}
+
+func newGradingServerWith(t *testing.T, content string) *gradingServer {
 	t.Helper()
 	testenv.Root(t, "sandboxes (namespaces)")
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -40,7 +46,7 @@ func newGradingServer(t *testing.T) *gradingServer {
 	live := grader.NewLive(grader.LiveOptions{Store: store, Logger: quiet})
 	mgr := sandbox.NewManager(nsbox.New(nsbox.Options{}), sandbox.ManagerOptions{DataDir: data, Logger: quiet, IdleTimeout: -1})
 	srv := httptest.NewServer(New(Options{
-		Logger: quiet, Catalog: labs.NewCatalog("testdata/content"), Sandboxes: mgr,
+		Logger: quiet, Catalog: labs.NewCatalog(content), Sandboxes: mgr,
 		Secret: []byte("0123456789abcdef0123456789abcdef"), Grader: live, InstructorToken: "s3cret",
 	}))
 	t.Cleanup(func() {
@@ -51,7 +57,7 @@ func newGradingServer(t *testing.T) *gradingServer {
 		srv.Close()
 		store.Close()
 	})
-	return &gradingServer{Server: srv, mgr: mgr, store: store}
+	return &gradingServer{Server: srv, mgr: mgr, store: store, live: live}
 }
 
 func dialStatus(t *testing.T, c *http.Client, base, sid string, origin string) (*websocket.Conn, *http.Response, error) {

@@ -164,6 +164,7 @@ func New(opts Options) http.Handler {
 		{"POST /sandboxes/{sid}/touch", s.touch},
 		{"POST /labs/{id}/reset", s.resetSandbox},
 		{"POST /labs/{id}/steps/{n}/start", s.startFromStep},
+		{"POST /labs/{id}/questions/{check}", s.answerQuestion},
 		{"GET /sandboxes/{sid}/ports", s.previewForm},
 		{"/sandboxes/{sid}/ports/{port}", s.preview},
 		{"/sandboxes/{sid}/ports/{port}/{path...}", s.preview},

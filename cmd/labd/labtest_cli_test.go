@@ -61,7 +61,7 @@ func TestLabdTestCheatsAndSteps(t *testing.T) {
 				"multi-stage Write a two-stage Dockerfile cheats/one-stage.sh cheat ok",
 				"multi-stage Build the app cheats/tag-builder.sh cheat ok",
 				"caught by build-the-app-1",
-				"28 cases, 0 failed",
+				"31 cases, 0 failed",
 			},
 			nil},
 		{"a check that passes before its step's section fails",
@@ -71,7 +71,7 @@ func TestLabdTestCheatsAndSteps(t *testing.T) {
 			nil},
 		{"every lab, the non-lab folder left out",
 			nil, true,
-			[]string{"cheat-demo Greet the name cheats/greet-anyone.sh cheat ok", "47 cases, 2 failed"},
+			[]string{"cheat-demo Greet the name cheats/greet-anyone.sh cheat ok", "50 cases, 2 failed"},
 			[]string{"notes"}},
 	}
 	for _, tt := range tests {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/labd/labd/grader"
 	"github.com/labd/labd/labs"
+	"github.com/labd/labd/labs/check"
 	"github.com/labd/labd/sandbox"
 )
 
@@ -119,7 +120,7 @@ func runLab(ctx context.Context, lab *labs.Lab, o Options) []Case {
 			byTitle[s.Title] = s
 		}
 	}
-	r := &labRun{lab: lab, o: o, pre: pre, byTitle: byTitle}
+	r := &labRun{lab: lab, o: o, pre: pre, byTitle: byTitle, answers: map[*grader.Env]map[string][]string{}}
 
 	fmt.Fprintf(o.Log, "== %s: starting a fresh sandbox\n", lab.ID)
 	sb, env, done, err := r.fresh(ctx, sandboxID(lab.ID, ""))
@@ -165,6 +166,7 @@ func runLab(ctx context.Context, lab *labs.Lab, o Options) []Case {
 			continue
 		}
 		out = append(out, Case{Lab: lab.ID, Step: st.Title, Phase: "solution", OK: true, Time: ran})
+		r.answer(env, st)
 		start = time.Now()
 		results := settle(ctx, env, st, o.Settle)
 		took := time.Since(start)
@@ -187,6 +189,18 @@ type labRun struct {
 	o       Options
 	pre     string
 	byTitle map[string]labs.Section
+	answers map[*grader.Env]map[string][]string // each sandbox's answers to questions
+}
+
+// answer answers st's questions in env's sandbox as the author says is
+// right (their correct choices or example answer): the solution of a
+// step with a question is its section plus the answer.
+func (r *labRun) answer(env *grader.Env, st labs.Step) {
+	for _, c := range st.Checks {
+		if q, ok := c.Spec.(*check.Question); ok {
+			r.answers[env][c.ID] = q.ExampleAnswer()
+		}
+	}
 }
 
 // sandboxID names a lab's sandbox ("test-<lab>", "test-c2-<lab>" for
@@ -227,6 +241,9 @@ func (r *labRun) fresh(ctx context.Context, sid string) (sandbox.Sandbox, *grade
 		}
 	}
 	env := &grader.Env{Workspace: sb.Workspace(), Sandbox: sb, User: r.o.User}
+	ans := map[string][]string{}
+	env.Answers = func(id string) ([]string, bool) { a, ok := ans[id]; return a, ok }
+	r.answers[env] = ans
 	if r.o.Socket != nil {
 		if sock := r.o.Socket(sb); sock != "" {
 			c, err := grader.NewClient(sock)
@@ -247,10 +264,13 @@ func (r *labRun) exec(ctx context.Context, sb sandbox.Sandbox, script string) (i
 	sctx, cancel := context.WithTimeout(ctx, r.o.StepTimeout)
 	defer cancel()
 	var buf bytes.Buffer
+	// One writer for both streams: a sandbox that copies them apart
+	// (os/exec does for two writers) would write the buffer at once.
+	out := io.MultiWriter(&buf, r.o.Log)
 	code, err := sb.Exec(sctx, sandbox.ExecSpec{
 		Cmd:    []string{"bash", "-c", script},
 		Env:    []string{"LABD_USER=" + r.o.User, "LABD_PASSWORD=" + r.o.Password},
-		Stdout: io.MultiWriter(&buf, r.o.Log), Stderr: io.MultiWriter(&buf, r.o.Log),
+		Stdout: out, Stderr: out,
 	})
 	return code, buf.String(), err
 }
@@ -295,6 +315,7 @@ func (r *labRun) cheat(ctx context.Context, n int, c labs.Cheat) Case {
 			cs.Time = time.Since(start)
 			return cs
 		}
+		r.answer(env, st)
 	}
 	// The cheat's exit status does not matter: a cheat that fails half
 	// way and still passes the checks is no less a hole in them.

@@ -7,6 +7,7 @@ package progress
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -31,6 +32,15 @@ var migrations = []string{
 		started_at INTEGER NOT NULL,
 		seen_at    INTEGER NOT NULL,
 		PRIMARY KEY (learner, lab)
+	);`,
+	// Answers to question checks: the latest of each learner.
+	`CREATE TABLE progress_answers (
+		learner     TEXT NOT NULL,
+		lab         TEXT NOT NULL,
+		check_id    TEXT NOT NULL,
+		answer      TEXT NOT NULL, -- JSON list of strings
+		answered_at INTEGER NOT NULL,
+		PRIMARY KEY (learner, lab, check_id)
 	);`,
 }
 
@@ -177,4 +187,40 @@ func (s *Store) All(ctx context.Context) ([]Row, error) {
 	}
 	sortRows(out)
 	return out, nil
+}
+
+// SetAnswer records learner's latest answer to a question check of lab.
+func (s *Store) SetAnswer(ctx context.Context, learner, lab, check string, answer []string, t time.Time) error {
+	b, err := json.Marshal(answer)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO progress_answers (learner, lab, check_id, answer, answered_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (learner, lab, check_id) DO UPDATE SET answer = excluded.answer, answered_at = excluded.answered_at`,
+		learner, lab, check, string(b), t.UnixNano())
+	if err != nil {
+		return fmt.Errorf("record answer to %s/%s: %w", lab, check, err)
+	}
+	return nil
+}
+
+// Answers returns check ID → learner's latest answer in lab.
+func (s *Store) Answers(ctx context.Context, learner, lab string) (map[string][]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT check_id, answer FROM progress_answers WHERE learner = ? AND lab = ?`, learner, lab)
+	if err != nil {
+		return nil, fmt.Errorf("read answers: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][]string{}
+	for rows.Next() {
+		var id, raw string
+		if err := rows.Scan(&id, &raw); err != nil {
+			return nil, fmt.Errorf("read answers: %w", err)
+		}
+		var a []string
+		if json.Unmarshal([]byte(raw), &a) == nil {
+			out[id] = a
+		}
+	}
+	return out, rows.Err()
 }

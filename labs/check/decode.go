@@ -120,6 +120,9 @@ func Decode(kind string, n *yaml.Node) (Spec, []Problem) {
 	for _, f := range missing {
 		probs = append(probs, Problem{Msg: fmt.Sprintf("a %s check needs %q", kind, f)})
 	}
+	if kind == "question" {
+		probs = append(probs, questionProblems(n)...)
+	}
 	if kind == "command" {
 		cmd, hasCmd := scalar(n, "command")
 		_, hasPath := scalar(n, "path")
@@ -336,3 +339,53 @@ func (z *Size) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML writes it in bytes, which UnmarshalYAML reads back.
 func (z Size) MarshalYAML() (any, error) { return int64(z), nil }
+
+// questionProblems: a question has choices and the correct ones among
+// them, or a free answer's pattern and an example it takes; not both.
+func questionProblems(n *yaml.Node) []Problem {
+	var q struct {
+		Choices, Correct []string
+		Answer, Example  string
+	}
+	if n.Decode(&q) != nil {
+		return nil // the fields' types are reported already
+	}
+	switch {
+	case len(q.Choices) > 0 && q.Answer != "":
+		return []Problem{{Msg: `a question has "choices" or a free "answer", not both`}}
+	case len(q.Choices) == 1:
+		return []Problem{{Msg: `a question with "choices" needs two or more`}}
+	case len(q.Choices) > 0:
+		seen := map[string]bool{}
+		for _, c := range q.Choices {
+			if seen[c] {
+				return []Problem{{Msg: fmt.Sprintf("choice %q is listed twice", c)}}
+			}
+			seen[c] = true
+		}
+		if len(q.Correct) == 0 {
+			return []Problem{{Msg: `a question with "choices" needs "correct": the choice or choices to pick`}}
+		}
+		for _, c := range q.Correct {
+			if !seen[c] {
+				return []Problem{{Msg: fmt.Sprintf("correct answer %q is not one of the choices", c)}}
+			}
+		}
+	case q.Answer != "":
+		re, err := regexp.Compile(q.Answer)
+		switch {
+		case err != nil:
+			return nil // reported as the field's type
+		case q.Example == "":
+			return []Problem{{Msg: `a question with a free "answer" needs an "example" answer it takes (labd test answers with it)`}}
+		case !re.MatchString(strings.TrimSpace(q.Example)):
+			return []Problem{{Msg: fmt.Sprintf("example %q does not match the answer pattern %s", q.Example, q.Answer)}}
+		}
+	default:
+		return []Problem{{Msg: `a question needs "choices" and "correct", or a free "answer" pattern`}}
+	}
+	if len(q.Correct) > 0 && q.Answer != "" || q.Example != "" && len(q.Choices) > 0 {
+		return []Problem{{Msg: `"correct" goes with "choices", "example" with "answer"`}}
+	}
+	return nil
+}

@@ -8,7 +8,12 @@
 // It is a leaf: it knows YAML and nothing of labs, sandboxes or engines.
 package check
 
-import "time"
+import (
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
 
 // Spec is a check's kind-specific fields: a pointer to one of the kind
 // types below.
@@ -125,6 +130,50 @@ type Clean struct {
 	Pruned     *bool `yaml:"pruned,omitempty"`
 }
 
+// Question: the learner answered a question of the step right. A
+// ```question block is this check, shown as a form in the step: choices
+// (one correct, or several with all of them to pick) or a free answer
+// matched by a pattern.
+type Question struct {
+	Prompt  string `yaml:"prompt,omitempty" check:"required"`
+	Choices List   `yaml:"choices,omitempty"`
+	Correct List   `yaml:"correct,omitempty"` // the choices to pick, all of them
+	// Answer is a free answer's pattern, Example an answer it takes
+	// (labd test answers with it; lint checks that it matches).
+	Answer  Regexp `yaml:"answer,omitempty"`
+	Example string `yaml:"example,omitempty"`
+}
+
+// Multiple says the learner picks several choices (checkboxes).
+func (q *Question) Multiple() bool { return len(q.Correct) > 1 }
+
+// Right reports whether answer (the choices picked, or one free text)
+// answers q.
+func (q *Question) Right(answer []string) bool {
+	if q.Answer != "" {
+		re, err := regexp.Compile(string(q.Answer))
+		return err == nil && len(answer) == 1 && re.MatchString(strings.TrimSpace(answer[0]))
+	}
+	if len(answer) != len(q.Correct) {
+		return false
+	}
+	for _, c := range q.Correct {
+		if !slices.Contains(answer, c) {
+			return false
+		}
+	}
+	return true
+}
+
+// ExampleAnswer is an answer that is right: the correct choices, or the
+// free answer's example.
+func (q *Question) ExampleAnswer() []string {
+	if q.Answer != "" {
+		return []string{q.Example}
+	}
+	return slices.Clone(q.Correct)
+}
+
 // Script: a shell snippet exits 0 in a fresh container of the sandbox
 // image.
 type Script struct {
@@ -141,6 +190,7 @@ func (*HTTP) Kind() string       { return "http" }
 func (*Push) Kind() string       { return "push" }
 func (*Command) Kind() string    { return "command" }
 func (*Volume) Kind() string     { return "volume" }
+func (*Question) Kind() string   { return "question" }
 func (*Clean) Kind() string      { return "clean" }
 func (*Script) Kind() string     { return "script" }
 
@@ -155,6 +205,7 @@ var kinds = []func() Spec{
 	func() Spec { return new(Push) },
 	func() Spec { return new(Command) },
 	func() Spec { return new(Volume) },
+	func() Spec { return new(Question) },
 	func() Spec { return new(Clean) },
 	func() Spec { return new(Script) },
 }
