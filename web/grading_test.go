@@ -181,6 +181,9 @@ func TestStatusWebsocket(t *testing.T) {
 	if _, body := get(t, ic, s.URL+"/instructor.csv"); !strings.Contains(body, "hello-shell,1,") || !strings.Contains(body, ",1,1,3,3,") || !strings.HasPrefix(body, "learner,lab,step,title,checks_passed,checks_total,score,max_score,passed_at") {
 		t.Fatalf("CSV export:\n%s", body)
 	}
+	if _, body := get(t, ic, s.URL+"/instructor.xml"); !strings.Contains(body, `<property name="score" value="3"></property>`) || !strings.Contains(body, `<testsuite name="hello-shell/`) || !strings.Contains(body, `tests="1" failures="0"`) {
+		t.Fatalf("JUnit export:\n%s", body)
+	}
 	_, body := get(t, ic, s.URL+"/instructor.json")
 	var rows []InstructorRow
 	if err := json.Unmarshal([]byte(body), &rows); err != nil || len(rows) != 1 || rows[0].Passed != 1 || rows[0].Steps[0].PassedAt == nil || rows[0].Score != 3 || rows[0].MaxScore != 3 {

@@ -80,6 +80,8 @@ type StepPassed struct {
 	Total    int                  `json:"total"`
 	Score    int                  `json:"score"`
 	MaxScore int                  `json:"max_score"`
+	// CheckIDs are the step's checks, passed or not.
+	CheckIDs []string `json:"check_ids"`
 }
 
 // instructorLab is one lab's table.
@@ -115,6 +117,7 @@ func (s *server) instructorRows(r *http.Request) ([]InstructorRow, []instructorL
 			sp := StepPassed{Step: st.Index, Title: st.Title, Checks: map[string]time.Time{}, Total: len(st.Checks)}
 			var last time.Time
 			for _, c := range st.Checks {
+				sp.CheckIDs = append(sp.CheckIDs, c.ID)
 				sp.MaxScore += c.Points
 				if t, ok := p.Passed[c.ID]; ok {
 					sp.Checks[c.ID] = t

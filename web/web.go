@@ -177,6 +177,7 @@ func New(opts Options) http.Handler {
 		{"GET /instructor", s.instructor},
 		{"GET /instructor.csv", s.instructorCSV},
 		{"GET /instructor.json", s.instructorJSON},
+		{"GET /instructor.xml", s.instructorJUnit},
 		{"POST /instructor/sandboxes/{sid}/{action}", s.instructorSandbox},
 		{"GET /static/{path...}", s.static.ServeHTTP},
 		{"GET /bootstrap/status", s.bootstrapStatus},
