@@ -10,7 +10,7 @@ export LABD_ARTIFACTS ?= $(CURDIR)/artifacts
 # Docker's default seccomp profile for containers needs libseccomp (cgo).
 export GOFLAGS := $(GOFLAGS) -tags=seccomp
 
-.PHONY: all build image images run test test-unit test-e2e test-load test-labs lint-content vet bench test-fuzz deps-run deps-test assets clean
+.PHONY: all build image images run test test-unit test-e2e test-load test-labs lint-content vet bench test-fuzz deps-run deps-test assets check-assets clean
 
 all: build
 
@@ -86,7 +86,7 @@ test-labs: build
 	mkdir -p $(LABD_ARTIFACTS)
 	./$(BIN) test --data $(TESTDATA) --junit $(LABD_ARTIFACTS)/labs-junit.xml $(CONTENT)
 
-test: deps-test build vet lint-content test-unit test-labs test-e2e
+test: deps-test build check-assets vet lint-content test-unit test-labs test-e2e
 
 # Each fuzz target for FUZZTIME (go test -fuzz takes one target per
 # package at a time); `make test` runs their seeds and testdata/fuzz

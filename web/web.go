@@ -142,7 +142,7 @@ func New(opts Options) http.Handler {
 		s.previewDomain = d
 	}
 	if !static.has("vendor/xterm.js") {
-		s.log.Warn("web/static/vendor is empty: the terminal will not load; run make assets before go build")
+		s.log.Warn("web/static/vendor is empty: the terminal will not load; this tree lost the committed xterm.js files (make assets makes them)")
 	}
 	opts.Sandboxes.OnDestroy(s.sandboxDestroyed)
 	opts.Sandboxes.OnWarn(s.sandboxWarned)
