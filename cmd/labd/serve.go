@@ -53,7 +53,8 @@ type serveConfig struct {
 	previewDomain  string
 	maxUploadMiB   int64 // web.Options.MaxUpload in MiB; 0: its default
 	cgroupParent   string
-	trusted        bool // --trusted-learners: the nsbox shell may stand in for the sandbox image
+	logFormat      string // --log-format: text or json
+	trusted        bool   // --trusted-learners: the nsbox shell may stand in for the sandbox image
 	userns         bool // --userns: containers' root is an unprivileged host uid range per sandbox
 	registry       *registryFlags
 	grading        gradingFlags
@@ -122,6 +123,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.Int64Var(&c.maxUploadMiB, "max-upload-mib", 100, "largest upload into a learner's workspace from the lab page's Files panel, in MiB (all files of one upload together)")
 	fs.BoolVar(&c.trusted, "trusted-learners", envDefault("LABD_TRUSTED_LEARNERS", "") == "1", "the learners are trusted (one developer on a laptop): while the sandbox image is missing, give them the simple shell, which runs as root on this machine beside labd's data; never for a class (env LABD_TRUSTED_LEARNERS=1)")
 	fs.BoolVar(&c.userns, "userns", envDefault("LABD_USERNS", "1") != "0", "run every sandbox's shell, containers and build steps in a user namespace of its own, root mapped to an unprivileged host uid range; turn off only for one trusted user (env LABD_USERNS=0)")
+	fs.StringVar(&c.logFormat, "log-format", envDefault("LABD_LOG_FORMAT", "text"), "log lines as text (key=value) or json, one object per line for a log collector (env LABD_LOG_FORMAT)")
 	fs.StringVar(&c.cgroupParent, "cgroup-parent", envDefault("LABD_CGROUP_PARENT", "labd"), "parent cgroup of every shell, container and build step, as dockerd's --cgroup-parent (env LABD_CGROUP_PARENT)")
 	limits := addLimitFlags(fs)
 	admit := addAdmissionFlags(fs)
@@ -134,6 +136,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if c.logFormat != "text" && c.logFormat != "json" {
+		return c, fmt.Errorf("--log-format %q: want text or json", c.logFormat)
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
@@ -156,6 +161,9 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if cfg.logFormat == "json" {
+		log = slog.New(slog.NewJSONHandler(stderr, nil))
+	}
 	slog.SetDefault(log)
 
 	if st, err := os.Stat(cfg.content); err != nil || !st.IsDir() {

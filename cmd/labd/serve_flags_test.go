@@ -50,3 +50,30 @@ func TestServeTrustedProxyFlags(t *testing.T) {
 		})
 	}
 }
+
+func TestServeLogFormatFlag(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		args []string
+		want string
+		err  string
+	}{
+		{want: "text"},
+		{args: []string{"--log-format", "json"}, want: "json"},
+		{env: "json", want: "json"},
+		{env: "json", args: []string{"--log-format=text"}, want: "text"},
+		{args: []string{"--log-format", "xml"}, err: `--log-format "xml": want text or json`},
+	} {
+		t.Setenv("LABD_LOG_FORMAT", tc.env)
+		c, err := parseServeFlags(tc.args, io.Discard)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%v (env %q): err %v, want %q", tc.args, tc.env, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || c.logFormat != tc.want {
+			t.Errorf("%v (env %q) = %q, %v; want %q", tc.args, tc.env, c.logFormat, err, tc.want)
+		}
+	}
+}
