@@ -71,6 +71,8 @@ type Options struct {
 	// (web/bootstrap.go): a banner on every page while it runs, notes on
 	// lab pages whose images are missing; nil: none.
 	BaseImages BaseImages
+	// ReadyChecks are what /readyz asks besides the base images.
+	ReadyChecks []ReadyCheck
 	// Admission bounds how fast one client address starts new learners
 	// and sandboxes (web/admission.go); the zero value is the defaults.
 	Admission AdmissionLimit
@@ -182,6 +184,7 @@ func New(opts Options) http.Handler {
 		{"GET /static/{path...}", s.static.ServeHTTP},
 		{"GET /bootstrap/status", s.bootstrapStatus},
 		{"GET /healthz", healthz},
+		{"GET /readyz", s.readyz},
 		{"/", s.notFound},
 	}
 	for _, r := range routes {

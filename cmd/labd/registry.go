@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +17,6 @@ import (
 	"time"
 
 	"github.com/docker/go-units"
-
 	"github.com/labd/labd/registry"
 	"github.com/labd/labd/registry/accounts"
 )
@@ -162,4 +163,17 @@ func runRegistry(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintln(stdout, res)
 	return nil
+}
+
+// registryAnswers asks the classroom registry's handler for its API root
+// (/readyz): 200 or 401 (a token is needed) is a registry that answers.
+func registryAnswers(h http.Handler) func(context.Context) error {
+	return func(ctx context.Context) error {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, "/v2/", nil))
+		if rec.Code != http.StatusOK && rec.Code != http.StatusUnauthorized {
+			return fmt.Errorf("GET /v2/ answered %d", rec.Code)
+		}
+		return nil
+	}
 }

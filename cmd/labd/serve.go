@@ -282,11 +282,15 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		MaxUpload:             cfg.maxUploadMiB << 20,
 		Admission:             cfg.admission.limit,
 	}
+	if st := live.Store(); st != nil {
+		webOpts.ReadyChecks = append(webOpts.ReadyChecks, web.ReadyCheck{Name: "progress store", Check: st.Ping})
+	}
 	if reg != nil {
 		// Every learner gets an account on their first lab page (a nil
 		// *accounts.Store must not become a non-nil interface).
 		webOpts.Accounts = store
 		webOpts.RegistryAddr = reg.Addr()
+		webOpts.ReadyChecks = append(webOpts.ReadyChecks, web.ReadyCheck{Name: "registry", Check: registryAnswers(reg.Handler())})
 	}
 	handler := web.New(webOpts)
 	// labd grade reaches live sandboxes through DATA/grade.sock (gradeserver.go).

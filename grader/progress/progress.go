@@ -224,3 +224,12 @@ func (s *Store) Answers(ctx context.Context, learner, lab string) (map[string][]
 	}
 	return out, rows.Err()
 }
+
+// Ping reports whether the database answers a query (labd's /readyz).
+func (s *Store) Ping(ctx context.Context) error {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM progress_learners`).Scan(&n); err != nil {
+		return fmt.Errorf("progress store: %w", err)
+	}
+	return nil
+}
