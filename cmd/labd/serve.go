@@ -55,7 +55,7 @@ type serveConfig struct {
 	cgroupParent   string
 	logFormat      string // --log-format: text or json
 	trusted        bool   // --trusted-learners: the nsbox shell may stand in for the sandbox image
-	userns         bool // --userns: containers' root is an unprivileged host uid range per sandbox
+	userns         bool   // --userns: containers' root is an unprivileged host uid range per sandbox
 	registry       *registryFlags
 	grading        gradingFlags
 	engineRegistry *engineRegistryFlags
