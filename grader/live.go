@@ -55,7 +55,8 @@ type Live struct {
 	store    *progress.Store // nil: passes are kept in memory only
 	log      *slog.Logger
 	debounce time.Duration
-	onStep   func(StepDone) // LiveOptions.OnStepDone
+	onStep   func(StepDone)      // LiveOptions.OnStepDone
+	onEval   func(time.Duration) // LiveOptions.OnEvaluate
 
 	mu       sync.Mutex
 	watchers map[string]*Watcher
@@ -70,6 +71,8 @@ type LiveOptions struct {
 	// course platform's webhook); called after the passes are stored,
 	// never with a lock held.
 	OnStepDone func(StepDone)
+	// OnEvaluate hears how long each live grading pass took.
+	OnEvaluate func(time.Duration)
 }
 
 // StepDone is a step whose every check now passes, one of them for the
@@ -91,7 +94,7 @@ func NewLive(o LiveOptions) *Live {
 	if o.Debounce <= 0 {
 		o.Debounce = DefaultDebounce
 	}
-	return &Live{store: o.Store, log: o.Logger, debounce: o.Debounce, onStep: o.OnStepDone, watchers: map[string]*Watcher{}}
+	return &Live{store: o.Store, log: o.Logger, debounce: o.Debounce, onStep: o.OnStepDone, onEval: o.OnEvaluate, watchers: map[string]*Watcher{}}
 }
 
 // Store returns the progress store (nil when none).
@@ -578,6 +581,9 @@ func (w *Watcher) evaluate() {
 	ctx := w.ctx
 	p := newProbe(w.env)
 	res := LabResult{Lab: w.t.Lab.ID, Time: time.Now()}
+	if f := w.l.onEval; f != nil {
+		defer func(start time.Time) { f(time.Since(start)) }(res.Time)
+	}
 	var newPass []CheckResult
 	var lost []string
 	for _, st := range w.t.Lab.Steps {

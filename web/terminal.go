@@ -150,6 +150,9 @@ func (s *server) terminal(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	if m := s.opts.Metrics; m != nil {
+		defer m.TerminalAttached()()
+	}
 	if err := hub.Attach(r.Context(), conn); err != nil {
 		s.log.Debug("terminal detached", "sandbox", sid, "err", err)
 	}

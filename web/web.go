@@ -14,6 +14,7 @@ import (
 
 	"github.com/labd/labd/grader"
 	"github.com/labd/labd/labs"
+	"github.com/labd/labd/metrics"
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/web/terminal"
 )
@@ -73,6 +74,9 @@ type Options struct {
 	BaseImages BaseImages
 	// ReadyChecks are what /readyz asks besides the base images.
 	ReadyChecks []ReadyCheck
+	// Metrics, when set, count requests and terminals and serve
+	// GET /metrics.
+	Metrics *metrics.Metrics
 	// Admission bounds how fast one client address starts new learners
 	// and sandboxes (web/admission.go); the zero value is the defaults.
 	Admission AdmissionLimit
@@ -190,10 +194,13 @@ func New(opts Options) http.Handler {
 	for _, r := range routes {
 		s.mux.Handle(r.pattern, r.handler)
 	}
-	if s.previewDomain != "" {
-		return s.withClient(s.withPreviewHosts(securityHeaders(s.mux)))
+	if opts.Metrics != nil {
+		s.mux.Handle("GET /metrics", s.metricsAccess(opts.Metrics.Handler()))
 	}
-	return s.withClient(securityHeaders(s.mux))
+	if s.previewDomain != "" {
+		return s.withClient(s.withPreviewHosts(securityHeaders(s.counted(s.mux))))
+	}
+	return s.withClient(securityHeaders(s.counted(s.mux)))
 }
 
 // parsePages builds one template per page, each on top of the shared layout.

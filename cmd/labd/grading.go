@@ -17,6 +17,7 @@ import (
 	"github.com/labd/labd/grader"
 	"github.com/labd/labd/grader/progress"
 	"github.com/labd/labd/grader/webhook"
+	"github.com/labd/labd/metrics"
 )
 
 // gradingFlags are labd serve's grader settings.
@@ -37,7 +38,7 @@ func (g *gradingFlags) add(fs *flag.FlagSet) {
 
 // startGrading opens the progress database (DATA/labd.db) and the live
 // grader, and settles the instructor token.
-func startGrading(ctx context.Context, data string, g gradingFlags, log *slog.Logger) (*grader.Live, string, func(), error) {
+func startGrading(ctx context.Context, data string, g gradingFlags, log *slog.Logger, m *metrics.Metrics) (*grader.Live, string, func(), error) {
 	store, err := progress.Open(ctx, filepath.Join(data, "labd.db"))
 	if err != nil {
 		return nil, "", nil, err
@@ -52,6 +53,10 @@ func startGrading(ctx context.Context, data string, g gradingFlags, log *slog.Lo
 		log.Info("instructor view", "url", "/instructor?token="+tok, "token_file", path)
 	}
 	lo := grader.LiveOptions{Store: store, Logger: log}
+	if m != nil {
+		lo.OnEvaluate = m.Evaluated
+		lo.OnStepDone = func(grader.StepDone) { m.StepDone() }
+	}
 	var hook *webhook.Sender
 	if g.webhook != "" {
 		u, err := url.Parse(g.webhook)
@@ -69,7 +74,11 @@ func startGrading(ctx context.Context, data string, g gradingFlags, log *slog.Lo
 			log.Info("webhook", "url", u.Redacted(), "secret_file", path)
 		}
 		hook = webhook.New(webhook.Options{URL: g.webhook, Secret: []byte(secret), Logger: log})
+		counted := lo.OnStepDone
 		lo.OnStepDone = func(d grader.StepDone) {
+			if counted != nil {
+				counted(d)
+			}
 			hook.StepCompleted(webhook.StepCompleted{Learner: d.Learner, Lab: d.Lab, Step: d.Step, Title: d.Title,
 				CompletedAt: d.At, StepScore: d.StepScore, Score: d.Score, MaxScore: d.MaxScore})
 		}

@@ -13,12 +13,12 @@ import (
 func TestWebhookFlags(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, bad := range []string{"ftp://example.invalid/x", "not a url", "http://"} {
-		if _, _, _, err := startGrading(context.Background(), t.TempDir(), gradingFlags{instructorToken: "t", webhook: bad}, quiet); err == nil || !strings.Contains(err.Error(), "want an http or https URL") {
+		if _, _, _, err := startGrading(context.Background(), t.TempDir(), gradingFlags{instructorToken: "t", webhook: bad}, quiet, nil); err == nil || !strings.Contains(err.Error(), "want an http or https URL") {
 			t.Errorf("--webhook %q: %v", bad, err)
 		}
 	}
 	data := t.TempDir()
-	live, _, stop, err := startGrading(context.Background(), data, gradingFlags{instructorToken: "t", webhook: "http://127.0.0.1:9/hook"}, quiet)
+	live, _, stop, err := startGrading(context.Background(), data, gradingFlags{instructorToken: "t", webhook: "http://127.0.0.1:9/hook"}, quiet, nil)
 	if err != nil || live == nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func TestWebhookFlags(t *testing.T) {
 	}
 	// Given a secret, labd writes none.
 	data = t.TempDir()
-	_, _, stop, err = startGrading(context.Background(), data, gradingFlags{instructorToken: "t", webhook: "https://127.0.0.1:9/hook", webhookSecret: "k"}, quiet)
+	_, _, stop, err = startGrading(context.Background(), data, gradingFlags{instructorToken: "t", webhook: "https://127.0.0.1:9/hook", webhookSecret: "k"}, quiet, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

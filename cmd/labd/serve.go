@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/labd/labd/labs"
+	"github.com/labd/labd/metrics"
 	"github.com/labd/labd/sandbox"
 	"github.com/labd/labd/sandbox/engine"
 	"github.com/labd/labd/sandbox/engine/api"
@@ -261,7 +262,10 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Warm:         cfg.admission.warm,
 	})
 	images.watch(mgr)
-	live, instructorToken, closeGrading, err := startGrading(ctx, cfg.data, cfg.grading, log)
+	met := metrics.New()
+	met.Sandboxes(func() int { held, _ := mgr.Count(); return held }, mgr.Warm)
+	mgr.OnDestroy(func(_ string, r sandbox.Reason) { met.SandboxEnded(r.String()) })
+	live, instructorToken, closeGrading, err := startGrading(ctx, cfg.data, cfg.grading, log, met)
 	if err != nil {
 		mgr.Close(context.Background())
 		return err
@@ -281,6 +285,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		BaseImages:            images,
 		MaxUpload:             cfg.maxUploadMiB << 20,
 		Admission:             cfg.admission.limit,
+		Metrics:               met,
 	}
 	if st := live.Store(); st != nil {
 		webOpts.ReadyChecks = append(webOpts.ReadyChecks, web.ReadyCheck{Name: "progress store", Check: st.Ping})

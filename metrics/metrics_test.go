@@ -1,0 +1,50 @@
+package metrics
+
+import (
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMetricsText(t *testing.T) {
+	m := New()
+	held := 3
+	m.Sandboxes(func() int { return held }, func() int { return 2 })
+	m.Request("GET /labs/{id}", 200)
+	m.Request("GET /labs/{id}", 200)
+	m.Request("", 404)
+	m.SandboxEnded("idle")
+	done := m.TerminalAttached()
+	m.Evaluated(30 * time.Millisecond)
+	m.StepDone()
+	scrape := func() string {
+		rec := httptest.NewRecorder()
+		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		b, _ := io.ReadAll(rec.Body)
+		return string(b)
+	}
+	body := scrape()
+	for _, want := range []string{
+		`labd_http_requests_total{code="200",route="GET /labs/{id}"} 2`,
+		`labd_http_requests_total{code="404",route="unmatched"} 1`,
+		`labd_sandboxes 3`, `labd_sandboxes_warm 2`,
+		`labd_sandboxes_ended_total{reason="idle"} 1`,
+		`labd_terminal_connections 1`,
+		`labd_grader_evaluation_seconds_count 1`,
+		`labd_steps_completed_total 1`,
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	done()
+	held = 0
+	body = scrape()
+	for _, want := range []string{`labd_terminal_connections 0`, `labd_sandboxes 0`} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("after the terminal left, metrics lack %q", want)
+		}
+	}
+}
