@@ -24,6 +24,10 @@ type Metrics struct {
 	terminals      prometheus.Gauge
 	evaluations    prometheus.Histogram
 	stepsDone      prometheus.Counter
+	builds         *prometheus.HistogramVec
+	containers     prometheus.Counter
+	transfers      *prometheus.CounterVec
+	transferBytes  *prometheus.CounterVec
 }
 
 // New makes the collectors, with Go's and the process's own.
@@ -46,9 +50,22 @@ func New() *Metrics {
 		stepsDone: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "labd_steps_completed_total", Help: "Steps learners completed (every check of the step passed).",
 		}),
+		builds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "labd_build_seconds", Help: "docker build in the learners' engines, by result (ok, failed).",
+			Buckets: []float64{.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320},
+		}, []string{"result"}),
+		containers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "labd_container_starts_total", Help: "Containers started in the learners' engines.",
+		}),
+		transfers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "labd_registry_transfers_total", Help: "Pushes and pulls of the learners' engines, by kind and result.",
+		}, []string{"kind", "result"}),
+		transferBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "labd_registry_transfer_bytes_total", Help: "Compressed layer bytes the learners' engines sent (push) and received (pull).",
+		}, []string{"kind"}),
 	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.httpRequests, m.sandboxesEnded, m.terminals, m.evaluations, m.stepsDone)
+		m.httpRequests, m.sandboxesEnded, m.terminals, m.evaluations, m.stepsDone, m.builds, m.containers, m.transfers, m.transferBytes)
 	return m
 }
 
@@ -90,3 +107,24 @@ func (m *Metrics) Evaluated(d time.Duration) { m.evaluations.Observe(d.Seconds()
 
 // StepDone counts a completed step.
 func (m *Metrics) StepDone() { m.stepsDone.Inc() }
+
+func result(failed bool) string {
+	if failed {
+		return "failed"
+	}
+	return "ok"
+}
+
+// BuildDone records a build of a learner's engine (engine.Observer).
+func (m *Metrics) BuildDone(d time.Duration, failed bool) {
+	m.builds.WithLabelValues(result(failed)).Observe(d.Seconds())
+}
+
+// ContainerStarted counts a container start (engine.Observer).
+func (m *Metrics) ContainerStarted() { m.containers.Inc() }
+
+// Transferred counts a push or pull and its bytes (engine.Observer).
+func (m *Metrics) Transferred(kind string, bytes int64, failed bool) {
+	m.transfers.WithLabelValues(kind, result(failed)).Inc()
+	m.transferBytes.WithLabelValues(kind).Add(float64(bytes))
+}

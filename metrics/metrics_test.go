@@ -19,6 +19,11 @@ func TestMetricsText(t *testing.T) {
 	done := m.TerminalAttached()
 	m.Evaluated(30 * time.Millisecond)
 	m.StepDone()
+	m.BuildDone(3*time.Second, false)
+	m.BuildDone(time.Second, true)
+	m.ContainerStarted()
+	m.Transferred("push", 1000, false)
+	m.Transferred("pull", 0, true)
 	scrape := func() string {
 		rec := httptest.NewRecorder()
 		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -34,6 +39,12 @@ func TestMetricsText(t *testing.T) {
 		`labd_terminal_connections 1`,
 		`labd_grader_evaluation_seconds_count 1`,
 		`labd_steps_completed_total 1`,
+		`labd_build_seconds_count{result="ok"} 1`,
+		`labd_build_seconds_count{result="failed"} 1`,
+		`labd_container_starts_total 1`,
+		`labd_registry_transfers_total{kind="push",result="ok"} 1`,
+		`labd_registry_transfers_total{kind="pull",result="failed"} 1`,
+		`labd_registry_transfer_bytes_total{kind="push"} 1000`,
 	} {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("metrics lack %q", want)

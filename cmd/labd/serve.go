@@ -209,7 +209,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}()
 	engineRegistry := cfg.engineRegistry.options()
 	log.Info("engine registry", "hub_stand_in", engineRegistry.HubStandIn, "hub_upstream", engineRegistry.HubUpstream, "allowed_registries", engineRegistry.AllowedRegistries)
-	shared, err := engine.OpenShared(cfg.data, engine.SharedOptions{CgroupParent: cfg.cgroupParent, Logger: log, Registry: engineRegistry, UserNS: usernsOptions(cfg.userns)})
+	met := metrics.New()
+	shared, err := engine.OpenShared(cfg.data, engine.SharedOptions{CgroupParent: cfg.cgroupParent, Logger: log, Registry: engineRegistry, UserNS: usernsOptions(cfg.userns), Observer: met})
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
@@ -262,7 +263,6 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Warm:         cfg.admission.warm,
 	})
 	images.watch(mgr)
-	met := metrics.New()
 	met.Sandboxes(func() int { held, _ := mgr.Count(); return held }, mgr.Warm)
 	mgr.OnDestroy(func(_ string, r sandbox.Reason) { met.SandboxEnded(r.String()) })
 	live, instructorToken, closeGrading, err := startGrading(ctx, cfg.data, cfg.grading, log, met)

@@ -23,6 +23,9 @@ func (e *Engine) loadContainers() error {
 	e.ctrs = ctr.NewStore(ctr.Hooks{
 		Publish: func(action events.Action, id string, attrs map[string]string) {
 			e.events.publish(events.ContainerEventType, action, id, attrs)
+			if obs := e.shared.observer; obs != nil && action == events.ActionStart {
+				obs.ContainerStarted()
+			}
 		},
 		Log: e.shared.log,
 	})

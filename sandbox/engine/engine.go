@@ -48,6 +48,18 @@ type SharedOptions struct {
 	// UserNS runs every container in a user namespace of its engine
 	// (remap.go); nil: container root is host root.
 	UserNS *UserNSOptions
+	// Observer hears of builds, container starts and transfers of every
+	// engine (labd's metrics); nil: nobody.
+	Observer Observer
+}
+
+// Observer is what labd's metrics hear of the engines.
+type Observer interface {
+	BuildDone(d time.Duration, failed bool)
+	ContainerStarted()
+	// Transferred: a push or a pull ("push", "pull") of bytes over the
+	// network, done or failed.
+	Transferred(kind string, bytes int64, failed bool)
 }
 
 // Shared is the store and runtime shared by every sandbox's Engine.
@@ -58,7 +70,8 @@ type Shared struct {
 	log     *slog.Logger
 	dist    *distribution.Client // push, pull, login
 	sharedNet
-	remap remap
+	remap    remap
+	observer Observer // SharedOptions.Observer; nil: nobody
 
 	closeMu sync.Mutex
 	onClose []func() // OnClose
@@ -84,8 +97,14 @@ func OpenShared(dataDir string, opts SharedOptions) (*Shared, error) {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}
 	s := &Shared{dir: dir, Store: st, log: opts.Logger, remap: remap{opts: opts.UserNS}}
+	s.observer = opts.Observer
 	if s.dist, err = distribution.New(st, opts.Registry, Version); err != nil {
 		return nil, err
+	}
+	if obs := opts.Observer; obs != nil {
+		s.dist.OnTransfer(func(t distribution.Transfer) {
+			obs.Transferred(t.Kind, t.BytesSent+t.BytesRecv, t.Error != "")
+		})
 	}
 	// Build scratch (context, upper dirs, mount points) of a killed build.
 	scratch := s.buildDir()

@@ -313,6 +313,9 @@ func (e *Engine) endBuild(br *buildRecorder, id string, err error) {
 	br.mu.Unlock()
 	rec.End = time.Now()
 	rec.ImageID = id
+	if obs := e.shared.observer; obs != nil {
+		obs.BuildDone(rec.End.Sub(rec.Time), err != nil)
+	}
 	if err != nil {
 		rec.Error = err.Error()
 	}

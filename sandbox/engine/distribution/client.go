@@ -34,6 +34,8 @@ type Client struct {
 
 	secureHC, insecureHC *http.Client
 
+	onTransfer func(Transfer) // OnTransfer; set before the first transfer
+
 	mu      sync.Mutex
 	logs    map[string]*transferLog
 	flights map[digest.Digest]*flight
@@ -184,4 +186,17 @@ func cleanErr(err error) error {
 func drain(resp *http.Response) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 	resp.Body.Close()
+}
+
+// OnTransfer has f hear of every push and pull once it is recorded (labd's
+// metrics). Call it before the client's first transfer.
+func (c *Client) OnTransfer(f func(Transfer)) { c.onTransfer = f }
+
+// recordTransfer logs tr in view's records and tells OnTransfer.
+func (c *Client) recordTransfer(view string, tr Transfer) error {
+	err := c.transferLog(view).add(tr)
+	if f := c.onTransfer; f != nil {
+		f(tr)
+	}
+	return err
 }

@@ -53,7 +53,7 @@ func (c *Client) Pull(ctx context.Context, req PullRequest) (digest.Digest, erro
 	if err != nil {
 		tr.Error = err.Error()
 	}
-	if lerr := c.transferLog(req.View.Name()).add(tr); lerr != nil && err == nil {
+	if lerr := c.recordTransfer(req.View.Name(), tr); lerr != nil && err == nil {
 		err = lerr
 	}
 	return id, err

@@ -84,7 +84,7 @@ func (c *Client) Push(ctx context.Context, req PushRequest) error {
 		if err != nil {
 			tr.Error = err.Error()
 		}
-		if lerr := c.transferLog(req.View.Name()).add(tr); lerr != nil && err == nil {
+		if lerr := c.recordTransfer(req.View.Name(), tr); lerr != nil && err == nil {
 			err = lerr
 		}
 		if err != nil {
