@@ -135,6 +135,12 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	if c.bootstrapFrom, err = addSourceFlag(fs, "bootstrap-source"); err != nil {
 		return c, err
 	}
+	fs.String("config", envDefault("LABD_CONFIG", ""), "YAML file of settings by flag name (addr: ..., trusted-proxy: [..]); the command line wins over it, it over the environment (env LABD_CONFIG)")
+	if path := configPath(args); path != "" {
+		if err := applyConfig(fs, path); err != nil {
+			return c, err
+		}
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
