@@ -22,6 +22,7 @@ type Metrics struct {
 	httpRequests   *prometheus.CounterVec
 	sandboxesEnded *prometheus.CounterVec
 	terminals      prometheus.Gauge
+	terminalCloses *prometheus.CounterVec
 	evaluations    prometheus.Histogram
 	stepsDone      prometheus.Counter
 	builds         *prometheus.HistogramVec
@@ -43,6 +44,9 @@ func New() *Metrics {
 		terminals: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "labd_terminal_connections", Help: "Terminal websockets attached now.",
 		}),
+		terminalCloses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "labd_terminal_closes_total", Help: "Close frames labd sent on terminal websockets, by close code (4000 idle, 4001 destroyed, 4002 shutdown, 4003 shell exited, 4004 too slow, 4005 keep-alive, 4006 lifetime, 4007 stopped).",
+		}, []string{"code"}),
 		evaluations: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "labd_grader_evaluation_seconds", Help: "Time of one live grading pass of a learner's lab.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
@@ -65,7 +69,7 @@ func New() *Metrics {
 		}, []string{"kind"}),
 	}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.httpRequests, m.sandboxesEnded, m.terminals, m.evaluations, m.stepsDone, m.builds, m.containers, m.transfers, m.transferBytes)
+		m.httpRequests, m.sandboxesEnded, m.terminals, m.terminalCloses, m.evaluations, m.stepsDone, m.builds, m.containers, m.transfers, m.transferBytes)
 	return m
 }
 
@@ -127,4 +131,9 @@ func (m *Metrics) ContainerStarted() { m.containers.Inc() }
 func (m *Metrics) Transferred(kind string, bytes int64, failed bool) {
 	m.transfers.WithLabelValues(kind, result(failed)).Inc()
 	m.transferBytes.WithLabelValues(kind).Add(float64(bytes))
+}
+
+// TerminalClosed counts a close frame labd sent on a terminal websocket.
+func (m *Metrics) TerminalClosed(code int) {
+	m.terminalCloses.WithLabelValues(strconv.Itoa(code)).Inc()
 }

@@ -22,6 +22,7 @@ func TestMetricsText(t *testing.T) {
 	m.BuildDone(3*time.Second, false)
 	m.BuildDone(time.Second, true)
 	m.ContainerStarted()
+	m.TerminalClosed(4003)
 	m.Transferred("push", 1000, false)
 	m.Transferred("pull", 0, true)
 	scrape := func() string {
@@ -42,6 +43,7 @@ func TestMetricsText(t *testing.T) {
 		`labd_build_seconds_count{result="ok"} 1`,
 		`labd_build_seconds_count{result="failed"} 1`,
 		`labd_container_starts_total 1`,
+		`labd_terminal_closes_total{code="4003"} 1`,
 		`labd_registry_transfers_total{kind="push",result="ok"} 1`,
 		`labd_registry_transfers_total{kind="pull",result="failed"} 1`,
 		`labd_registry_transfer_bytes_total{kind="push"} 1000`,

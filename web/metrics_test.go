@@ -71,6 +71,9 @@ func TestMetrics(t *testing.T) {
 	has(after, "labd_terminal_connections 0")
 	has(after, "labd_sandboxes 0")
 	has(after, `labd_sandboxes_ended_total{reason="`+sandbox.ReasonAdmin.String()+`"} 1`)
+	if !strings.Contains(after, "labd_terminal_closes_total{code=") {
+		t.Error("/metrics lacks the close frame the destroyed sandbox's terminal got")
+	}
 	has(after, `labd_http_requests_total{code="101",route="GET /sandboxes/{sid}/terminal"} 1`)
 }
 

@@ -139,9 +139,13 @@ func (s *server) terminal(w http.ResponseWriter, r *http.Request) {
 			"The sandbox has ended. Reload the lab page to start a new one."})
 		return
 	}
-	conn, err := terminal.Upgrade(w, r, terminal.UpgradeOptions{
+	uo := terminal.UpgradeOptions{
 		CheckOrigin: func(r *http.Request) bool { return s.sameOrigin(r, originWebsocket) },
-	})
+	}
+	if m := s.opts.Metrics; m != nil {
+		uo.OnClose = m.TerminalClosed
+	}
+	conn, err := terminal.Upgrade(w, r, uo)
 	if err != nil {
 		// Upgrade has answered the request; a missing subprotocol is
 		// worth a line in the log, a client that went away is not.

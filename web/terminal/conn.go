@@ -32,6 +32,9 @@ type UpgradeOptions struct {
 	// ReadLimit is the largest frame accepted from the client; larger ones
 	// close the connection with 1009. Default DefaultReadLimit.
 	ReadLimit int64
+	// OnClose hears the code of each close frame labd sends on the
+	// connection (an operator's count of why terminals end); nil: none.
+	OnClose func(code int)
 }
 
 // writeBufferPool shares write buffers between connections, so an idle tab
@@ -74,7 +77,7 @@ func Upgrade(w http.ResponseWriter, r *http.Request, opts UpgradeOptions) (*Conn
 		limit = DefaultReadLimit
 	}
 	ws.SetReadLimit(limit)
-	return &Conn{ws: ws, readLimit: limit}, nil
+	return &Conn{ws: ws, readLimit: limit, onClose: opts.OnClose}, nil
 }
 
 // Conn is one websocket connection speaking the terminal protocol. It is
@@ -83,7 +86,8 @@ func Upgrade(w http.ResponseWriter, r *http.Request, opts UpgradeOptions) (*Conn
 // reader and one concurrent writer; Close may be called at any time.
 type Conn struct {
 	ws        *websocket.Conn
-	readLimit int64 // 0: unknown (not from Upgrade)
+	readLimit int64          // 0: unknown (not from Upgrade)
+	onClose   func(code int) // UpgradeOptions.OnClose
 }
 
 // NewConn wraps an established websocket connection (server or client side).
@@ -136,6 +140,9 @@ func (c *Conn) writeClose(code int, reason string, deadline time.Time) error {
 	const maxReason = 123 // control frame payload is 125 bytes, 2 for the code
 	if len(reason) > maxReason {
 		reason = strings.ToValidUTF8(reason[:maxReason], "")
+	}
+	if c.onClose != nil {
+		c.onClose(code)
 	}
 	return c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
 }
