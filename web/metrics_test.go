@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -50,15 +51,17 @@ func TestMetrics(t *testing.T) {
 	if _, _, ok := waitSandbox(t, mgr, sid); !ok {
 		t.Fatal("no sandbox")
 	}
-	ws, _ := dial(t, c, s.URL, sid)
+	ws, conn := dial(t, c, s.URL, sid)
 	get(t, c, s.URL+"/labs/no-such-lab")
 	body = scrape()
 	has(body, `labd_http_requests_total{code="200",route="GET /labs/{id}"} 1`)
 	has(body, `labd_http_requests_total{code="404",route="GET /labs/{id}"} 1`)
 	has(body, "labd_sandboxes 1")
 	has(body, "labd_terminal_connections 1")
-	ws.Close()
+	// Destroyed with the terminal open: labd sends it a close frame.
 	mgr.Destroy(context.Background(), sid, sandbox.ReasonAdmin)
+	code := readUntilClose(t, ws, conn)
+	ws.Close()
 	// The terminal's handler returns once the hub sees the close.
 	var after string
 	for i := 0; i < 100; i++ {
@@ -71,9 +74,7 @@ func TestMetrics(t *testing.T) {
 	has(after, "labd_terminal_connections 0")
 	has(after, "labd_sandboxes 0")
 	has(after, `labd_sandboxes_ended_total{reason="`+sandbox.ReasonAdmin.String()+`"} 1`)
-	if !strings.Contains(after, "labd_terminal_closes_total{code=") {
-		t.Error("/metrics lacks the close frame the destroyed sandbox's terminal got")
-	}
+	has(after, fmt.Sprintf(`labd_terminal_closes_total{code="%d"} 1`, code))
 	has(after, `labd_http_requests_total{code="101",route="GET /sandboxes/{sid}/terminal"} 1`)
 }
 
