@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/labd/labd/labs"
@@ -18,10 +17,7 @@ const seedTimeout = time.Minute
 func seedWorkspace(ctx context.Context, sb sandbox.Sandbox, lab *labs.Lab) error {
 	ctx, cancel := context.WithTimeout(ctx, seedTimeout)
 	defer cancel()
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(lab.WriteStarter(pw)) }()
-	defer pr.Close()
-	if err := sandbox.Unpack(ctx, sb, pr); err != nil {
+	if err := sandbox.Unpack(ctx, sb, lab.WriteStarter); err != nil {
 		return fmt.Errorf("starter files of %s: %w", lab.ID, err)
 	}
 	return nil

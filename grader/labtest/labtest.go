@@ -231,11 +231,7 @@ func (r *labRun) fresh(ctx context.Context, sid string) (sandbox.Sandbox, *grade
 	// The learner's workspace starts with the lab's starter files; so does
 	// the solution's.
 	if r.lab.Starter != "" {
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(r.lab.WriteStarter(pw)) }()
-		err := sandbox.Unpack(ctx, sb, pr)
-		pr.Close()
-		if err != nil {
+		if err := sandbox.Unpack(ctx, sb, r.lab.WriteStarter); err != nil {
 			done()
 			return nil, nil, nil, fmt.Errorf("starter files: %w", err)
 		}
