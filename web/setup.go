@@ -59,6 +59,15 @@ func (s *server) startFromStep(w http.ResponseWriter, r *http.Request) {
 			env = append(env, "LABD_PASSWORD="+box.Password)
 		}
 	}
+	// A second setup would overwrite the first's snapshot of the
+	// workspace (and a learner's flood of them would each hold a shell for
+	// minutes): one at a time per sandbox.
+	if _, busy := s.settingUp.LoadOrStore(sid, struct{}{}); busy {
+		s.errorPage(w, r, http.StatusConflict, errorData{Title: "A setup is already running",
+			Message: "Your sandbox is being set up for a step; wait for that page to answer, then try again."})
+		return
+	}
+	defer s.settingUp.Delete(sid)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), setupTimeout)
 	defer cancel()
 	if err := runSetup(ctx, sb, st, env); err != nil {

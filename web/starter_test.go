@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A lab's workspace/ starts a learner's new workspace; a kept workspace
@@ -128,5 +129,28 @@ func TestStartFromStep(t *testing.T) {
 		if b, _ := os.ReadFile(filepath.Join(ws, name)); string(b) != want {
 			t.Errorf("after the failed setup %s = %q, want %q", name, b, want)
 		}
+	}
+
+	// Attack: a second setup while one runs (a learner's double click, or
+	// a flood) is refused; the first finishes.
+	first := make(chan int, 1)
+	go func() { first <- postForm(t, c, s.URL+"/labs/setup-lab/steps/4/start", s.URL, "") }()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		if _, err := os.Stat(filepath.Join(ws, "started.txt")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slow setup did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, n := range []string{"2", "4"} {
+		if got := postForm(t, c, s.URL+"/labs/setup-lab/steps/"+n+"/start", s.URL, ""); got != http.StatusConflict {
+			t.Errorf("a setup of step %s during another = %d, want 409", n, got)
+		}
+	}
+	if got := <-first; got != http.StatusSeeOther {
+		t.Errorf("the slow setup = %d, want 303", got)
 	}
 }

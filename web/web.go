@@ -90,15 +90,18 @@ type Options struct {
 // server holds the handler's state. Its exported surface is only
 // ServeHTTP, through the mux returned by New.
 type server struct {
-	opts    Options
-	log     *slog.Logger
-	keys    keys
-	static  *staticFiles
-	pages   map[string]*template.Template
-	mux     *http.ServeMux
-	termsMu sync.Mutex
-	terms   map[string]*liveTerminal // sandbox ID -> hub of its live sandbox
-	starts  startings                // lab pages' sandbox starts (starting.go)
+	opts Options
+	// settingUp holds the sandboxes running a step's setup (setup.go):
+	// one at a time each, they share the workspace's snapshot.
+	settingUp sync.Map
+	log       *slog.Logger
+	keys      keys
+	static    *staticFiles
+	pages     map[string]*template.Template
+	mux       *http.ServeMux
+	termsMu   sync.Mutex
+	terms     map[string]*liveTerminal // sandbox ID -> hub of its live sandbox
+	starts    startings                // lab pages' sandbox starts (starting.go)
 	// previewProxy serves /sandboxes/{sid}/ports/{port}/ (preview.go).
 	previewProxy *httputil.ReverseProxy
 	// signer and previewDomain: the previews' proofs of ownership and

@@ -9,3 +9,6 @@ echo two > two.txt
 
 # step: Three
 true
+
+# step: Four
+true
